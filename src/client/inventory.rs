@@ -1,0 +1,378 @@
+//! The inventory: datacenters, hosts, pools and datastores in one read, and finding a VM.
+
+use std::collections::HashMap;
+
+use crate::vim::methods::{self, ObjectSpec, PropertyFilterSpec, PropertySpec, TraversalSpec};
+use crate::vim::{HostConnectionState, MoRef, ObjectContent};
+
+use super::{Session, VimError};
+
+#[derive(Clone, Debug)]
+pub struct DatacenterInfo {
+    pub moref: MoRef,
+    pub name: String,
+    pub vm_folder: MoRef,
+}
+
+#[derive(Clone, Debug)]
+pub struct HostInfo {
+    pub moref: MoRef,
+    pub name: String,
+    pub connection_state: HostConnectionState,
+    /// The ComputeResource (or cluster) the host belongs to.
+    pub parent: Option<MoRef>,
+}
+
+#[derive(Clone, Debug)]
+pub struct DatastoreInfo {
+    pub moref: MoRef,
+    pub name: String,
+    pub url: String,
+}
+
+/// A snapshot of the inventory above the VMs.
+#[derive(Clone, Debug, Default)]
+pub struct Inventory {
+    pub datacenters: Vec<DatacenterInfo>,
+    pub hosts: Vec<HostInfo>,
+    pub datastores: Vec<DatastoreInfo>,
+    pools: HashMap<MoRef, MoRef>,
+    parents: HashMap<MoRef, MoRef>,
+}
+
+fn traversals(with_vms: bool) -> Vec<TraversalSpec> {
+    let t = |name: &str, kind: &str, path: &str, select: &[&str]| TraversalSpec {
+        name: name.into(),
+        kind: kind.into(),
+        path: path.into(),
+        select: select.iter().map(|s| s.to_string()).collect(),
+    };
+    let mut v = vec![
+        t(
+            "folder",
+            "Folder",
+            "childEntity",
+            &["folder", "dcHost", "dcVm", "dcDs", "crHost"],
+        ),
+        t("dcHost", "Datacenter", "hostFolder", &["folder"]),
+        t("dcDs", "Datacenter", "datastore", &[]),
+        t("crHost", "ComputeResource", "host", &[]),
+    ];
+    if with_vms {
+        v.push(t("dcVm", "Datacenter", "vmFolder", &["folder", "vappVm"]));
+        v.push(t("vappVm", "VirtualApp", "vm", &[]));
+    } else {
+        v.push(t("dcVm", "Datacenter", "vmFolder", &[]));
+    }
+    v
+}
+
+fn from_root(session: &Session, props: Vec<PropertySpec>, with_vms: bool) -> PropertyFilterSpec {
+    PropertyFilterSpec {
+        props,
+        objects: vec![ObjectSpec {
+            obj: session.content().root_folder.clone(),
+            skip: false,
+            traversals: traversals(with_vms),
+        }],
+    }
+}
+
+fn spec(kind: &str, paths: &[&str]) -> PropertySpec {
+    PropertySpec {
+        kind: kind.into(),
+        paths: paths.iter().map(|p| p.to_string()).collect(),
+    }
+}
+
+fn moref_prop(o: &ObjectContent, name: &str) -> Option<MoRef> {
+    o.prop(name).and_then(|e| MoRef::from_xml(e).ok())
+}
+
+impl Inventory {
+    pub async fn load(session: &Session) -> Result<Inventory, VimError> {
+        let props = vec![
+            spec("Folder", &["parent"]),
+            spec("Datacenter", &["name", "vmFolder", "parent"]),
+            spec("HostSystem", &["name", "runtime.connectionState", "parent"]),
+            spec("ComputeResource", &["resourcePool", "parent"]),
+            spec("Datastore", &["summary.name", "summary.url"]),
+        ];
+        let objects = session.retrieve(&from_root(session, props, false)).await?;
+        let mut inv = Inventory::default();
+        for o in &objects {
+            if let Some(p) = moref_prop(o, "parent") {
+                inv.parents.insert(o.obj.clone(), p);
+            }
+            match o.obj.kind.as_str() {
+                "Datacenter" => {
+                    if let (Some(name), Some(vm_folder)) =
+                        (o.text("name"), moref_prop(o, "vmFolder"))
+                    {
+                        inv.datacenters.push(DatacenterInfo {
+                            moref: o.obj.clone(),
+                            name: name.to_string(),
+                            vm_folder,
+                        });
+                    }
+                }
+                "HostSystem" => inv.hosts.push(HostInfo {
+                    moref: o.obj.clone(),
+                    name: o.text("name").unwrap_or_default().to_string(),
+                    connection_state: HostConnectionState::parse(
+                        o.text("runtime.connectionState").unwrap_or("connected"),
+                    ),
+                    parent: moref_prop(o, "parent"),
+                }),
+                "ComputeResource" | "ClusterComputeResource" => {
+                    if let Some(pool) = moref_prop(o, "resourcePool") {
+                        inv.pools.insert(o.obj.clone(), pool);
+                    }
+                }
+                "Datastore" => inv.datastores.push(DatastoreInfo {
+                    moref: o.obj.clone(),
+                    name: o.text("summary.name").unwrap_or_default().to_string(),
+                    url: o.text("summary.url").unwrap_or_default().to_string(),
+                }),
+                _ => {}
+            }
+        }
+        Ok(inv)
+    }
+
+    /// A host by its inventory name (case-insensitive, as DNS names are).
+    pub fn host_by_name(&self, name: &str) -> Option<&HostInfo> {
+        self.hosts
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+    }
+
+    pub fn host(&self, moref: &MoRef) -> Option<&HostInfo> {
+        self.hosts.iter().find(|h| &h.moref == moref)
+    }
+
+    /// The root resource pool of the host's compute resource (cluster or standalone).
+    pub fn pool_for_host(&self, host: &MoRef) -> Option<&MoRef> {
+        self.host(host)
+            .and_then(|h| h.parent.as_ref())
+            .and_then(|cr| self.pools.get(cr))
+    }
+
+    /// The datacenter an entity lives in, by its parent chain.
+    pub fn datacenter_of(&self, entity: &MoRef) -> Option<&DatacenterInfo> {
+        let mut cur = entity.clone();
+        for _ in 0..64 {
+            if let Some(dc) = self.datacenters.iter().find(|d| d.moref == cur) {
+                return Some(dc);
+            }
+            cur = self.parents.get(&cur)?.clone();
+        }
+        None
+    }
+
+    pub fn datacenter_by_name(&self, name: &str) -> Option<&DatacenterInfo> {
+        self.datacenters.iter().find(|d| d.name == name)
+    }
+
+    /// `/vmfs/volumes/<uuid-or-name>/dir/x.vmx` to `[name] dir/x.vmx`, through the datastores' url and name.
+    pub fn datastore_path(&self, vmfs_path: &str) -> Option<String> {
+        let rest = vmfs_path.strip_prefix("/vmfs/volumes/")?;
+        let (volume, file) = rest.split_once('/')?;
+        let ds = self.datastores.iter().find(|d| {
+            d.name == volume || d.url.trim_end_matches('/').rsplit('/').next() == Some(volume)
+        })?;
+        Some(format!("[{}] {}", ds.name, file))
+    }
+}
+
+/// How the VM was named in the settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VmSelector {
+    /// `[datastore] dir/x.vmx` or `/vmfs/volumes/<uuid-or-name>/dir/x.vmx`.
+    Vmx(String),
+    Name(String),
+    Uuid(String),
+}
+
+impl std::fmt::Display for VmSelector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            VmSelector::Vmx(p) => write!(f, "vmx {p}"),
+            VmSelector::Name(n) => write!(f, "name {n}"),
+            VmSelector::Uuid(u) => write!(f, "uuid {u}"),
+        }
+    }
+}
+
+/// Checks the path's form before any network traffic.
+pub fn validate_vmx(path: &str) -> Result<(), String> {
+    let p = path.trim();
+    let ok_bracket = p.starts_with('[') && p.find("] ").is_some_and(|i| i > 1 && p.len() > i + 2);
+    let ok_vmfs = p.strip_prefix("/vmfs/volumes/").is_some_and(|r| {
+        r.split_once('/')
+            .is_some_and(|(v, f)| !v.is_empty() && !f.is_empty())
+    });
+    if !(ok_bracket || ok_vmfs) {
+        return Err(format!(
+            "'{path}' is not a .vmx path vmha understands: give '[datastore] dir/name.vmx' or '/vmfs/volumes/<datastore uuid or name>/dir/name.vmx'"
+        ));
+    }
+    if !p.to_ascii_lowercase().ends_with(".vmx") {
+        return Err(format!(
+            "'{path}' does not end in .vmx: name the VM's configuration file"
+        ));
+    }
+    Ok(())
+}
+
+/// Where a VM can be looked for: the selector resolved to a datastore path if it is one.
+#[derive(Clone, Debug)]
+pub struct FoundVm {
+    pub vm: Option<MoRef>,
+    /// The `[ds] path` form, when the selector was a path.
+    pub vmx: Option<String>,
+}
+
+/// Finds the VM. `Ok(FoundVm { vm: None, .. })` means it is not registered.
+pub async fn find_vm(
+    session: &Session,
+    inv: &Inventory,
+    sel: &VmSelector,
+    datacenter: Option<&str>,
+) -> Result<FoundVm, VimError> {
+    let si = session.content().search_index.clone().ok_or_else(|| {
+        VimError::Unexpected("the server's ServiceContent names no searchIndex".into())
+    })?;
+    let dcs: Vec<&super::inventory::DatacenterInfo> = match datacenter {
+        Some(name) => vec![inv.datacenter_by_name(name).ok_or_else(|| {
+            VimError::Inventory(format!(
+                "no datacenter named '{name}' (known: {}); fix --datacenter",
+                inv.datacenters
+                    .iter()
+                    .map(|d| d.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })?],
+        None => inv.datacenters.iter().collect(),
+    };
+    let c = session.client();
+    match sel {
+        VmSelector::Uuid(uuid) => {
+            for instance in [false, true] {
+                for dc in &dcs {
+                    if let Some(vm) =
+                        methods::find_by_uuid(c, &si, Some(&dc.moref), uuid, instance).await?
+                    {
+                        return Ok(FoundVm {
+                            vm: Some(vm),
+                            vmx: None,
+                        });
+                    }
+                }
+            }
+            Ok(FoundVm {
+                vm: None,
+                vmx: None,
+            })
+        }
+        VmSelector::Vmx(path) => {
+            let path = path.trim();
+            let ds_path = if path.starts_with("/vmfs/volumes/") {
+                inv.datastore_path(path).ok_or_else(|| {
+                    VimError::Inventory(format!(
+                        "no datastore matches the volume in '{path}' (known: {}); check the path",
+                        inv.datastores
+                            .iter()
+                            .map(|d| d.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ))
+                })?
+            } else {
+                path.to_string()
+            };
+            for dc in &dcs {
+                if let Some(vm) =
+                    methods::find_by_datastore_path(c, &si, &dc.moref, &ds_path).await?
+                {
+                    return Ok(FoundVm {
+                        vm: Some(vm),
+                        vmx: Some(ds_path),
+                    });
+                }
+            }
+            Ok(FoundVm {
+                vm: None,
+                vmx: Some(ds_path),
+            })
+        }
+        VmSelector::Name(name) => {
+            let props = vec![spec("VirtualMachine", &["name"])];
+            let all = session.retrieve(&from_root(session, props, true)).await?;
+            let matches: Vec<&ObjectContent> = all
+                .iter()
+                .filter(|o| o.obj.kind == "VirtualMachine" && o.text("name") == Some(name.as_str()))
+                .collect();
+            match matches.as_slice() {
+                [] => Ok(FoundVm {
+                    vm: None,
+                    vmx: None,
+                }),
+                [one] => Ok(FoundVm {
+                    vm: Some(one.obj.clone()),
+                    vmx: None,
+                }),
+                many => Err(VimError::Inventory(format!(
+                    "{} VMs are named '{name}' ({}); name the VM by --vmx or --uuid instead",
+                    many.len(),
+                    many.iter()
+                        .map(|o| o.obj.value.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vmx_forms() {
+        assert!(validate_vmx("[datastore1] vm1/vm1.vmx").is_ok());
+        assert!(validate_vmx("/vmfs/volumes/4c7f1a2b-1234/vm1/vm1.vmx").is_ok());
+        assert!(validate_vmx("vm1.vmx").is_err());
+        assert!(
+            validate_vmx("[ds] vm1/vm1.vmdk")
+                .unwrap_err()
+                .contains(".vmx")
+        );
+        assert!(validate_vmx("/vmfs/volumes//x.vmx").is_err());
+    }
+
+    #[test]
+    fn vmfs_path_resolves_by_uuid_or_name() {
+        let inv = Inventory {
+            datastores: vec![DatastoreInfo {
+                moref: MoRef::new("Datastore", "datastore-1"),
+                name: "shared1".into(),
+                url: "ds:///vmfs/volumes/4c7f1a2b-5d9e0a10/".into(),
+            }],
+            ..Default::default()
+        };
+        assert_eq!(
+            inv.datastore_path("/vmfs/volumes/4c7f1a2b-5d9e0a10/vm1/vm1.vmx")
+                .as_deref(),
+            Some("[shared1] vm1/vm1.vmx")
+        );
+        assert_eq!(
+            inv.datastore_path("/vmfs/volumes/shared1/vm1/vm1.vmx")
+                .as_deref(),
+            Some("[shared1] vm1/vm1.vmx")
+        );
+        assert_eq!(inv.datastore_path("/vmfs/volumes/other/vm1/vm1.vmx"), None);
+    }
+}

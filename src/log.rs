@@ -1,0 +1,53 @@
+//! The step log on stdout, in the old scripts' format: `2026-11-25 10:00:00 [I] [vm1] registered on esx2`.
+
+use std::io::Write;
+use std::sync::Mutex;
+
+use time::macros::format_description;
+use time::{OffsetDateTime, UtcOffset};
+
+pub struct StepLog {
+    offset: UtcOffset,
+    label: Mutex<String>,
+}
+
+impl StepLog {
+    /// `offset` is read in `main` before any thread starts (the only time reading it is sound).
+    pub fn new(offset: UtcOffset, label: &str) -> StepLog {
+        StepLog {
+            offset,
+            label: Mutex::new(label.to_string()),
+        }
+    }
+
+    pub fn set_label(&self, label: &str) {
+        if let Ok(mut l) = self.label.lock() {
+            *l = label.to_string();
+        }
+    }
+
+    fn line(&self, level: char, msg: &str) {
+        let now = OffsetDateTime::now_utc().to_offset(self.offset);
+        let stamp = now
+            .format(format_description!(
+                "[year]-[month]-[day] [hour]:[minute]:[second]"
+            ))
+            .unwrap_or_default();
+        let label = self.label.lock().map(|l| l.clone()).unwrap_or_default();
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{stamp} [{level}] [{label}] {msg}");
+        let _ = out.flush();
+    }
+
+    pub fn info(&self, msg: impl AsRef<str>) {
+        self.line('I', msg.as_ref());
+    }
+
+    pub fn warn(&self, msg: impl AsRef<str>) {
+        self.line('W', msg.as_ref());
+    }
+
+    pub fn error(&self, msg: impl AsRef<str>) {
+        self.line('E', msg.as_ref());
+    }
+}

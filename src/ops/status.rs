@@ -1,0 +1,104 @@
+//! `vmha status`: the VM as the server sees it. Not registered is an answer, not an error.
+
+use serde::Serialize;
+
+use super::Ctx;
+use crate::client::VmState;
+use crate::error::Error;
+use crate::vim::QuestionInfo;
+
+#[derive(Debug, Serialize)]
+pub struct StatusReport {
+    pub registered: bool,
+    pub name: Option<String>,
+    pub vmx: Option<String>,
+    pub uuid: Option<String>,
+    pub power_state: Option<String>,
+    pub host: Option<String>,
+    pub host_connection_state: Option<String>,
+    pub connection_state: Option<String>,
+    pub heartbeat: Option<String>,
+    pub question: Option<QuestionInfo>,
+}
+
+impl StatusReport {
+    pub fn unregistered(vmx: Option<String>) -> StatusReport {
+        StatusReport {
+            registered: false,
+            name: None,
+            vmx,
+            uuid: None,
+            power_state: None,
+            host: None,
+            host_connection_state: None,
+            connection_state: None,
+            heartbeat: None,
+            question: None,
+        }
+    }
+
+    pub fn from_state(s: &VmState) -> StatusReport {
+        StatusReport {
+            registered: true,
+            name: Some(s.name.clone()),
+            vmx: s.vmx.clone(),
+            uuid: s.uuid.clone(),
+            power_state: Some(s.power_state.to_string()),
+            host: s.host_name.clone(),
+            host_connection_state: s.host_connection_state.as_ref().map(|c| c.to_string()),
+            connection_state: Some(s.connection_state.to_string()),
+            heartbeat: Some(s.heartbeat.to_string()),
+            question: s.question.clone(),
+        }
+    }
+
+    pub fn to_text(&self) -> String {
+        let v = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
+        let mut out = format!(
+            "registered: {}\n",
+            if self.registered { "yes" } else { "no" }
+        );
+        if self.registered {
+            out += &format!(
+                "name: {}\nvmx: {}\nuuid: {}\npower_state: {}\nhost: {} ({})\nconnection_state: {}\nheartbeat: {}\n",
+                v(&self.name),
+                v(&self.vmx),
+                v(&self.uuid),
+                v(&self.power_state),
+                v(&self.host),
+                v(&self.host_connection_state),
+                v(&self.connection_state),
+                v(&self.heartbeat)
+            );
+            match &self.question {
+                None => out += "question: none\n",
+                Some(q) => {
+                    out += &format!(
+                        "question: {} \"{}\"\n",
+                        q.id,
+                        q.text.lines().next().unwrap_or("")
+                    );
+                    for c in &q.choices {
+                        out += &format!(
+                            "  choice {}: {} ({})\n",
+                            c.key,
+                            c.summary.replace('_', ""),
+                            c.label
+                        );
+                    }
+                }
+            }
+        } else if let Some(vmx) = &self.vmx {
+            out += &format!("vmx: {vmx}\n");
+        }
+        out
+    }
+}
+
+pub async fn run(ctx: &Ctx<'_>) -> Result<StatusReport, Error> {
+    let found = ctx.find().await?;
+    match found.vm {
+        None => Ok(StatusReport::unregistered(found.vmx)),
+        Some(vm) => Ok(StatusReport::from_state(&ctx.state(&vm).await?)),
+    }
+}

@@ -1,0 +1,383 @@
+package main
+
+// The HTTP handler in front of vcsim's /sdk endpoint:
+//   - counts SOAP requests per method (GET /stats on the control port);
+//   - tracks SOAP sessions (cookie vmware_soap_session) so the control
+//     surface can expire them, and answers NotAuthenticated like vCenter for
+//     any call without a live session (vcsim lets RetrieveProperties(Ex)
+//     through without a session);
+//   - validates RegisterVM_Task's host argument (vcsim does not);
+//   - buffers vcsim's response so that VMs created by the call are wrapped
+//     (see ensureWrapped) before the client learns their moref.
+
+import (
+	"bytes"
+	"encoding/xml"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/vmware/govmomi/object"
+	"github.com/vmware/govmomi/simulator"
+	"github.com/vmware/govmomi/vim25/mo"
+	"github.com/vmware/govmomi/vim25/soap"
+	"github.com/vmware/govmomi/vim25/types"
+)
+
+// ---- stats -----------------------------------------------------------------
+
+type stats struct {
+	mu       sync.Mutex
+	total    int
+	byMethod map[string]int
+}
+
+func newStats() *stats { return &stats{byMethod: map[string]int{}} }
+
+func (s *stats) add(method string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.total++
+	s.byMethod[method]++
+}
+
+func (s *stats) snapshot() map[string]interface{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := map[string]int{}
+	for k, v := range s.byMethod {
+		m[k] = v
+	}
+	return map[string]interface{}{"total": s.total, "by_method": m}
+}
+
+func (s *stats) reset() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.total = 0
+	s.byMethod = map[string]int{}
+}
+
+// ---- sessions --------------------------------------------------------------
+
+type sessionTracker struct {
+	mu   sync.Mutex
+	live map[string]time.Time // session key -> login time
+}
+
+func newSessionTracker() *sessionTracker { return &sessionTracker{live: map[string]time.Time{}} }
+
+func (t *sessionTracker) valid(key string) bool {
+	if key == "" {
+		return false
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	_, ok := t.live[key]
+	return ok
+}
+
+func (t *sessionTracker) add(key string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.live[key] = time.Now()
+}
+
+func (t *sessionTracker) remove(key string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.live, key)
+}
+
+func (t *sessionTracker) count() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.live)
+}
+
+// expireAll terminates every tracked session inside vcsim too, so that a
+// client logging in again with its stale cookie gets a fresh session.
+func (t *sessionTracker) expireAll() int {
+	t.mu.Lock()
+	keys := make([]string, 0, len(t.live))
+	for k := range t.live {
+		keys = append(keys, k)
+	}
+	t.live = map[string]time.Time{}
+	t.mu.Unlock()
+
+	sm := simulator.Map.SessionManager()
+	ctx := internalContext()
+	for _, k := range keys {
+		res := sm.TerminateSession(ctx, &types.TerminateSession{This: sm.Self, SessionId: []string{k}})
+		if f := res.Fault(); f != nil {
+			log.Printf("TerminateSession %s: %s", k, f.String)
+		}
+	}
+	log.Printf("expired %d session(s)", len(keys))
+	return len(keys)
+}
+
+// methods that work without a session on vCenter/ESXi
+var publicMethods = map[string]bool{
+	"RetrieveServiceContent":      true,
+	"Login":                       true,
+	"LoginByToken":                true,
+	"LoginExtensionByCertificate": true,
+	"LoginExtensionBySubjectName": true,
+	"LoginBySSPI":                 true,
+	"CloneSession":                true,
+}
+
+var loginMethods = map[string]bool{
+	"Login":                       true,
+	"LoginByToken":                true,
+	"LoginExtensionByCertificate": true,
+	"LoginExtensionBySubjectName": true,
+	"LoginBySSPI":                 true,
+	"CloneSession":                true,
+}
+
+// ---- SOAP parsing / writing ---------------------------------------------------
+
+// scanMethod returns the SOAP method name and its _this argument.
+func scanMethod(body []byte) (string, types.ManagedObjectReference) {
+	var this types.ManagedObjectReference
+	dec := xml.NewDecoder(bytes.NewReader(body))
+	inBody := false
+	method := ""
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return method, this
+		}
+		switch t := tok.(type) {
+		case xml.StartElement:
+			if !inBody {
+				if t.Name.Local == "Body" {
+					inBody = true
+				}
+				continue
+			}
+			if method == "" {
+				method = t.Name.Local
+				continue
+			}
+			if t.Name.Local == "_this" {
+				for _, a := range t.Attr {
+					if a.Name.Local == "type" {
+						this.Type = a.Value
+					}
+				}
+				var v string
+				if err := dec.DecodeElement(&v, &t); err == nil {
+					this.Value = strings.TrimSpace(v)
+				}
+			}
+			return method, this
+		}
+	}
+}
+
+func xmlEscape(s string) string {
+	var b bytes.Buffer
+	_ = xml.EscapeText(&b, []byte(s))
+	return b.String()
+}
+
+const envelopeHead = `<?xml version="1.0" encoding="UTF-8"?>` + "\n" +
+	`<soapenv:Envelope xmlns:soapenc="http://schemas.xmlsoap.org/soap/encoding/" xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:xsd="http://www.w3.org/2001/XMLSchema" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body>`
+const envelopeTail = `</soapenv:Body></soapenv:Envelope>`
+
+func writeSOAPFault(w http.ResponseWriter, faultType, msg, detailInner string) {
+	w.Header().Set("Content-Type", "text/xml; charset=utf-8")
+	w.WriteHeader(http.StatusInternalServerError)
+	fmt.Fprintf(w, `%s<soapenv:Fault><faultcode>ServerFaultCode</faultcode><faultstring>%s</faultstring><detail><%sFault xmlns="urn:vim25" xsi:type="%s">%s</%sFault></detail></soapenv:Fault>%s`,
+		envelopeHead, xmlEscape(msg), faultType, faultType, detailInner, faultType, envelopeTail)
+}
+
+func writeNotAuthenticated(w http.ResponseWriter, this types.ManagedObjectReference) {
+	inner := ""
+	if this.Type != "" {
+		inner = fmt.Sprintf(`<object type="%s">%s</object>`, xmlEscape(this.Type), xmlEscape(this.Value))
+	}
+	inner += `<privilegeId>System.View</privilegeId>`
+	writeSOAPFault(w, "NotAuthenticated", "The session is not authenticated.", inner)
+}
+
+func writeTaskResponse(w http.ResponseWriter, method string, task types.ManagedObjectReference) {
+	w.Header().Set("Content-Type", "text/xml; charset=utf-8")
+	w.WriteHeader(http.StatusOK)
+	fmt.Fprintf(w, `%s<%sResponse xmlns="urn:vim25"><returnval type="Task">%s</returnval></%sResponse>%s`,
+		envelopeHead, method, xmlEscape(task.Value), method, envelopeTail)
+}
+
+// recorder buffers a response so it can be released after post-processing.
+type recorder struct {
+	header http.Header
+	code   int
+	body   bytes.Buffer
+}
+
+func newRecorder() *recorder { return &recorder{header: http.Header{}, code: http.StatusOK} }
+
+func (r *recorder) Header() http.Header         { return r.header }
+func (r *recorder) Write(b []byte) (int, error) { return r.body.Write(b) }
+func (r *recorder) WriteHeader(code int)        { r.code = code }
+
+func (r *recorder) flushTo(w http.ResponseWriter) {
+	for k, v := range r.header {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(r.code)
+	_, _ = w.Write(r.body.Bytes())
+}
+
+func (r *recorder) sessionCookie() string {
+	resp := http.Response{Header: r.header}
+	for _, c := range resp.Cookies() {
+		if c.Name == soap.SessionCookieName {
+			return c.Value
+		}
+	}
+	return ""
+}
+
+func requestSessionCookie(r *http.Request) string {
+	if c, err := r.Cookie(soap.SessionCookieName); err == nil {
+		return c.Value
+	}
+	return ""
+}
+
+// ---- the handler -----------------------------------------------------------------
+
+func (x *Ext) frontHandler(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost || !strings.HasPrefix(r.URL.Path, "/sdk") {
+			next.ServeHTTP(w, r)
+			return
+		}
+		body, err := io.ReadAll(r.Body)
+		_ = r.Body.Close()
+		if err != nil {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		method, this := scanMethod(body)
+		if method == "" {
+			method = "(unparsable)"
+		}
+		x.stats.add(method)
+
+		cookie := requestSessionCookie(r)
+		if !publicMethods[method] && !x.sessions.valid(cookie) {
+			writeNotAuthenticated(w, this)
+			return
+		}
+
+		if method == "RegisterVM_Task" && x.preRegister(w, body) {
+			return
+		}
+
+		rec := newRecorder()
+		next.ServeHTTP(rec, r)
+
+		if rec.code == http.StatusOK {
+			if loginMethods[method] {
+				if key := rec.sessionCookie(); key != "" {
+					x.sessions.add(key)
+				}
+			}
+			if method == "Logout" {
+				x.sessions.remove(cookie)
+			}
+		}
+		x.ensureWrapped(false)
+		rec.flushTo(w)
+	})
+}
+
+// preRegister validates RegisterVM_Task arguments the way vCenter does. It
+// returns true if it already answered the request.
+func (x *Ext) preRegister(w http.ResponseWriter, body []byte) bool {
+	m, err := simulator.UnmarshalBody(types.TypeFunc(), body)
+	if err != nil {
+		return false
+	}
+	req, ok := m.Body.(*types.RegisterVM_Task)
+	if !ok {
+		return false
+	}
+
+	if req.Host != nil && req.Pool != nil {
+		if _, h := hostMO(*req.Host); h != nil && simulator.Map.Get(*req.Pool) != nil {
+			a, b := computeResourceOf(*req.Host), computeResourceOf(*req.Pool)
+			if a == nil || b == nil || *a != *b {
+				_, msg := invalidArgument("host")
+				writeSOAPFault(w, "InvalidArgument", msg, `<invalidProperty>host</invalidProperty>`)
+				return true
+			}
+		}
+	}
+	if req.Host != nil {
+		if _, h := hostMO(*req.Host); h != nil && !hostConnected(req.Host) {
+			folder := simulator.Map.Get(req.This)
+			if folder == nil {
+				return false
+			}
+			name := ""
+			if e, ok := folder.(mo.Entity); ok {
+				name = e.Entity().Name
+			}
+			task := newTask(nil, folder, name, "registerVm", "RegisterVM_Task")
+			host := *req.Host
+			go func() {
+				time.Sleep(x.getTaskDelay())
+				f, msg := hostStateFault(&host)
+				finishTask(task, nil, f, msg)
+			}()
+			writeTaskResponse(w, "RegisterVM_Task", task.Self)
+			return true
+		}
+	}
+
+	// vcsim opens "<dir>/<name>.nvram" when registering; with a new name that
+	// file does not exist (a real ESXi would create it). Create it.
+	if req.Name != "" && req.Path != "" {
+		x.touchNvram(req.Path, req.Name)
+	}
+	return false
+}
+
+func (x *Ext) touchNvram(vmx, name string) {
+	var p object.DatastorePath
+	if !p.FromString(vmx) {
+		return
+	}
+	for _, e := range simulator.Map.All("Datastore") {
+		ds, ok := moOf(e).(*mo.Datastore)
+		if !ok || ds.Name != p.Datastore || ds.Info == nil {
+			continue
+		}
+		dir := filepath.Join(ds.Info.GetDatastoreInfo().Url, path.Dir(p.Path))
+		file := filepath.Join(dir, name+".nvram")
+		if _, err := os.Stat(dir); err != nil {
+			return
+		}
+		if _, err := os.Stat(file); os.IsNotExist(err) {
+			if f, err := os.Create(file); err == nil {
+				_ = f.Close()
+			}
+		}
+		return
+	}
+}
