@@ -11,26 +11,16 @@ pub async fn run(cli: Cli, log: &StepLog) -> Result<ExitCode, Error> {
     // Settings are checked before any connection, so a typo never touches the server.
     let resource = match &cli.command {
         Command::Check => None,
-        Command::Status { vm, .. } => {
-            Some(config::resource(vm, None, waits(None, None, None), &file)?)
-        }
+        Command::Status { vm, .. } => Some(config::resource(vm, None, waits(None, None, None), &file)?),
         Command::Start {
-            vm,
-            host,
-            start_wait,
-            ..
+            vm, host, start_wait, ..
         } => Some(config::resource(
             vm,
             host.host.as_deref(),
             waits(*start_wait, None, None),
             &file,
         )?),
-        Command::Stop { vm, stop_wait, .. } => Some(config::resource(
-            vm,
-            None,
-            waits(None, *stop_wait, None),
-            &file,
-        )?),
+        Command::Stop { vm, stop_wait, .. } => Some(config::resource(vm, None, waits(None, *stop_wait, None), &file)?),
         Command::Monitor {
             vm,
             host,
@@ -42,25 +32,16 @@ pub async fn run(cli: Cli, log: &StepLog) -> Result<ExitCode, Error> {
             waits(None, None, *migration_wait),
             &file,
         )?),
-        Command::Migrate { vm, .. } => {
-            Some(config::resource(vm, None, waits(None, None, None), &file)?)
-        }
+        Command::Migrate { vm, .. } => Some(config::resource(vm, None, waits(None, None, None), &file)?),
     };
     let answers = match &cli.command {
-        Command::Start { answers, .. } | Command::Stop { answers, .. } => {
-            AnswerPolicy::parse(answers)?
-        }
+        Command::Start { answers, .. } | Command::Stop { answers, .. } => AnswerPolicy::parse(answers)?,
         _ => AnswerPolicy::default(),
     };
     if let Some(r) = &resource {
         log.set_label(&match &r.vm {
             crate::client::VmSelector::Name(n) => n.clone(),
-            crate::client::VmSelector::Vmx(p) => p
-                .rsplit('/')
-                .next()
-                .unwrap_or(p)
-                .trim_end_matches(".vmx")
-                .to_string(),
+            crate::client::VmSelector::Vmx(p) => p.rsplit('/').next().unwrap_or(p).trim_end_matches(".vmx").to_string(),
             crate::client::VmSelector::Uuid(u) => u.clone(),
         });
     }
@@ -82,8 +63,7 @@ pub async fn run(cli: Cli, log: &StepLog) -> Result<ExitCode, Error> {
                 if json {
                     println!(
                         "{}",
-                        serde_json::to_string(&report)
-                            .map_err(|e| crate::error::OpError::Failed(e.to_string()))?
+                        serde_json::to_string(&report).map_err(|e| crate::error::OpError::Failed(e.to_string()))?
                     );
                 } else {
                     print!("{}", report.to_text());

@@ -45,8 +45,8 @@ pub struct GlobalArgs {
     #[arg(long, global = true)]
     pub password_stdin: bool,
     /// Do not verify the server's TLS certificate (warns on every run)
-    #[arg(long, global = true, env = "VMHA_INSECURE", value_parser = clap::builder::BoolishValueParser::new(), num_args = 0..=1, default_missing_value = "true")]
-    pub insecure: Option<bool>,
+    #[arg(long, global = true, env = "VMHA_INSECURE", action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new())]
+    pub insecure: bool,
     /// Accept only the server certificate with this SHA-256 thumbprint (hex, colons optional)
     #[arg(long, global = true, env = "VMHA_THUMBPRINT")]
     pub thumbprint: Option<String>,

@@ -56,9 +56,10 @@ impl FileSettings {
             path: path.into(),
             cause: e.to_string(),
         })?;
-        if text.lines().any(|l| {
-            l.trim_start().starts_with("password") && !l.trim_start().starts_with("password-file")
-        }) {
+        if text
+            .lines()
+            .any(|l| l.trim_start().starts_with("password") && !l.trim_start().starts_with("password-file"))
+        {
             return Err(invalid(format!(
                 "{}: a password does not belong in the config file; put it in its own file and name that with password-file",
                 path.display()
@@ -97,9 +98,7 @@ pub struct ResourceSettings {
 pub fn normalize_url(raw: &str) -> Result<String, ConfigError> {
     let raw = raw.trim();
     if raw.is_empty() {
-        return Err(invalid(
-            "--url is empty: give https://HOST/sdk or a host name",
-        ));
+        return Err(invalid("--url is empty: give https://HOST/sdk or a host name"));
     }
     let (scheme, rest) = match raw.split_once("://") {
         Some((s, r)) => (s.to_ascii_lowercase(), r),
@@ -120,11 +119,7 @@ pub fn normalize_url(raw: &str) -> Result<String, ConfigError> {
         .map(|(h, _)| h)
         .unwrap_or(authority);
     let host = if authority.starts_with('[') {
-        authority
-            .split(']')
-            .next()
-            .unwrap_or("")
-            .trim_start_matches('[')
+        authority.split(']').next().unwrap_or("").trim_start_matches('[')
     } else {
         host
     };
@@ -137,16 +132,10 @@ pub fn normalize_url(raw: &str) -> Result<String, ConfigError> {
             )));
         }
         other => {
-            return Err(invalid(format!(
-                "--url '{raw}': unknown scheme '{other}', use https"
-            )));
+            return Err(invalid(format!("--url '{raw}': unknown scheme '{other}', use https")));
         }
     }
-    let path = if path.is_empty() || path == "/" {
-        "/sdk"
-    } else {
-        path
-    };
+    let path = if path.is_empty() || path == "/" { "/sdk" } else { path };
     Ok(format!("{scheme}://{authority}{path}"))
 }
 
@@ -161,18 +150,9 @@ fn read_secret_line(mut r: impl BufRead, what: &str) -> Result<SecretString, Con
     Ok(SecretString::from(pw))
 }
 
-fn password(
-    g: &GlobalArgs,
-    file: &FileSettings,
-    warnings: &mut Vec<String>,
-) -> Result<SecretString, ConfigError> {
-    let env = std::env::var("VMHA_PASSWORD")
-        .ok()
-        .filter(|s| !s.is_empty());
-    let path = g
-        .password_file
-        .clone()
-        .or_else(|| file.password_file.clone());
+fn password(g: &GlobalArgs, file: &FileSettings, warnings: &mut Vec<String>) -> Result<SecretString, ConfigError> {
+    let env = std::env::var("VMHA_PASSWORD").ok().filter(|s| !s.is_empty());
+    let path = g.password_file.clone().or_else(|| file.password_file.clone());
     let sources = [env.is_some(), path.is_some(), g.password_stdin]
         .iter()
         .filter(|b| **b)
@@ -234,7 +214,7 @@ pub fn connection(g: &GlobalArgs, file: &FileSettings) -> Result<ConnectionSetti
         .clone()
         .or_else(|| file.user.clone())
         .ok_or_else(|| invalid("no user: give --user NAME (or VMHA_USER)"))?;
-    let insecure = g.insecure.or(file.insecure).unwrap_or(false);
+    let insecure = g.insecure || file.insecure.unwrap_or(false);
     let thumbprint = g.thumbprint.clone().or_else(|| file.thumbprint.clone());
     let ca_file = g.ca_file.clone().or_else(|| file.ca_file.clone());
     let tls = match (insecure, thumbprint, ca_file) {
@@ -258,9 +238,7 @@ pub fn connection(g: &GlobalArgs, file: &FileSettings) -> Result<ConnectionSetti
                     cause: e.to_string(),
                 })?);
             }
-            TlsPolicy::Verify {
-                extra_roots_pem: extra,
-            }
+            TlsPolicy::Verify { extra_roots_pem: extra }
         }
     };
     let request_timeout = g
@@ -307,16 +285,12 @@ pub fn vm_selector(vm: &VmArgs, file: &FileSettings) -> Result<VmSelector, Confi
         .next(),
         _ => return Err(invalid("name the VM one way only: --vmx, --name or --uuid")),
     };
-    let sel =
-        chosen.ok_or_else(|| invalid("which VM? give --vmx PATH, --name NAME or --uuid UUID"))?;
+    let sel = chosen.ok_or_else(|| invalid("which VM? give --vmx PATH, --name NAME or --uuid UUID"))?;
     match &sel {
         VmSelector::Vmx(p) => validate_vmx(p).map_err(invalid)?,
         VmSelector::Name(n) if n.trim().is_empty() => return Err(invalid("--name is empty")),
         VmSelector::Uuid(u)
-            if u.trim().len() < 32
-                || !u
-                    .chars()
-                    .all(|c| c.is_ascii_hexdigit() || c == '-' || c == ' ') =>
+            if u.trim().len() < 32 || !u.chars().all(|c| c.is_ascii_hexdigit() || c == '-' || c == ' ') =>
         {
             return Err(invalid(format!(
                 "--uuid '{u}' is not a UUID (32 hex digits, dashes allowed)"
@@ -327,12 +301,7 @@ pub fn vm_selector(vm: &VmArgs, file: &FileSettings) -> Result<VmSelector, Confi
     Ok(sel)
 }
 
-fn secs(
-    flag: Option<u64>,
-    file: Option<u64>,
-    default: u64,
-    name: &str,
-) -> Result<Duration, ConfigError> {
+fn secs(flag: Option<u64>, file: Option<u64>, default: u64, name: &str) -> Result<Duration, ConfigError> {
     let v = flag.or(file).unwrap_or(default);
     if v > 86_400 {
         return Err(invalid(format!("--{name} {v}: at most 86400 seconds")));
@@ -356,18 +325,8 @@ pub fn resource(
         vm: vm_selector(vm, file)?,
         datacenter: vm.datacenter.clone().or_else(|| file.datacenter.clone()),
         host: host.map(str::to_string).or_else(|| file.host.clone()),
-        start_wait: secs(
-            waits.start_wait,
-            file.start_wait,
-            DEFAULT_START_WAIT,
-            "start-wait",
-        )?,
-        stop_wait: secs(
-            waits.stop_wait,
-            file.stop_wait,
-            DEFAULT_STOP_WAIT,
-            "stop-wait",
-        )?,
+        start_wait: secs(waits.start_wait, file.start_wait, DEFAULT_START_WAIT, "start-wait")?,
+        stop_wait: secs(waits.stop_wait, file.stop_wait, DEFAULT_STOP_WAIT, "stop-wait")?,
         migration_wait: secs(
             waits.migration_wait,
             file.migration_wait,
@@ -410,12 +369,7 @@ mod tests {
         let e = FileSettings::load(&p).unwrap_err().to_string();
         assert!(e.contains("password-file") && !e.contains("\"x\""), "{e}");
         std::fs::write(&p, "url = \"vc\"\nstrat-wait = 3\n").unwrap();
-        assert!(
-            FileSettings::load(&p)
-                .unwrap_err()
-                .to_string()
-                .contains("strat-wait")
-        );
+        assert!(FileSettings::load(&p).unwrap_err().to_string().contains("strat-wait"));
         std::fs::write(&p, "url = \"vc\"\nstart-wait = 3\nvmx = \"[ds] a/a.vmx\"\n").unwrap();
         let f = FileSettings::load(&p).unwrap();
         let r = resource(
@@ -431,10 +385,7 @@ mod tests {
         .unwrap();
         assert_eq!(r.start_wait, Duration::from_secs(3));
         assert_eq!(r.stop_wait, Duration::from_secs(9));
-        assert_eq!(
-            r.migration_wait,
-            Duration::from_secs(DEFAULT_MIGRATION_WAIT)
-        );
+        assert_eq!(r.migration_wait, Duration::from_secs(DEFAULT_MIGRATION_WAIT));
         assert_eq!(r.vm, VmSelector::Vmx("[ds] a/a.vmx".into()));
     }
 
@@ -447,12 +398,7 @@ mod tests {
             uuid: Some("4210".into()),
             ..Default::default()
         };
-        assert!(
-            vm_selector(&two, &f)
-                .unwrap_err()
-                .to_string()
-                .contains("one way")
-        );
+        assert!(vm_selector(&two, &f).unwrap_err().to_string().contains("one way"));
         let bad = VmArgs {
             uuid: Some("xyz".into()),
             ..Default::default()

@@ -33,11 +33,7 @@ pub enum OpError {
     #[error(
         "{vm} is running on {host}; start on {wanted} refused, nothing changed. To move it, use: vmha migrate --to-host {wanted}"
     )]
-    RunningElsewhere {
-        vm: String,
-        host: String,
-        wanted: String,
-    },
+    RunningElsewhere { vm: String, host: String, wanted: String },
     #[error("{0}")]
     Usage(String),
     #[error("{0}")]
@@ -87,9 +83,7 @@ impl Error {
                     | SoapError::Timeout { .. }
                     | SoapError::TlsSetup(_),
                 ) => ExitCode::CannotConnect,
-                VimError::Soap(SoapError::Fault { fault, .. })
-                    if fault.kind == FaultKind::InvalidLogin =>
-                {
+                VimError::Soap(SoapError::Fault { fault, .. }) if fault.kind == FaultKind::InvalidLogin => {
                     ExitCode::LoginRefused
                 }
                 VimError::Inventory(_) => ExitCode::Usage,
@@ -101,18 +95,18 @@ impl Error {
     /// What to do about it, printed under the message.
     pub fn hint(&self) -> Option<&'static str> {
         match self {
-            Error::Vim(VimError::LoginRefused { .. }) => Some(
-                "check --user and the password (VMHA_PASSWORD, --password-file or --password-stdin)",
-            ),
+            Error::Vim(VimError::LoginRefused { .. }) => {
+                Some("check --user and the password (VMHA_PASSWORD, --password-file or --password-stdin)")
+            }
             Error::Vim(VimError::Soap(SoapError::Tls { .. })) => Some(
                 "the server's certificate is not trusted: add its CA with --ca-file, or pin it with --thumbprint SHA256 (shown by: openssl s_client -connect HOST:443 | openssl x509 -noout -fingerprint -sha256)",
             ),
             Error::Vim(VimError::Soap(SoapError::Connect { .. })) => {
                 Some("check --url, the network path and that the server is up")
             }
-            Error::Vim(VimError::Soap(SoapError::Timeout { .. })) => Some(
-                "the server did not answer in time: check it is up, or raise --request-timeout",
-            ),
+            Error::Vim(VimError::Soap(SoapError::Timeout { .. })) => {
+                Some("the server did not answer in time: check it is up, or raise --request-timeout")
+            }
             _ => None,
         }
     }
@@ -145,12 +139,7 @@ mod tests {
             },
         });
         assert_eq!(fault.exit_code().code(), 1);
-        assert_eq!(
-            Error::Config(ConfigError::Invalid("x".into()))
-                .exit_code()
-                .code(),
-            2
-        );
+        assert_eq!(Error::Config(ConfigError::Invalid("x".into())).exit_code().code(), 2);
         let busy = Error::Op(OpError::RunningElsewhere {
             vm: "a".into(),
             host: "b".into(),

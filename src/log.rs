@@ -29,9 +29,7 @@ impl StepLog {
     fn line(&self, level: char, msg: &str) {
         let now = OffsetDateTime::now_utc().to_offset(self.offset);
         let stamp = now
-            .format(format_description!(
-                "[year]-[month]-[day] [hour]:[minute]:[second]"
-            ))
+            .format(format_description!("[year]-[month]-[day] [hour]:[minute]:[second]"))
             .unwrap_or_default();
         let label = self.label.lock().map(|l| l.clone()).unwrap_or_default();
         let mut out = std::io::stdout().lock();

@@ -106,9 +106,7 @@ impl Inventory {
             }
             match o.obj.kind.as_str() {
                 "Datacenter" => {
-                    if let (Some(name), Some(vm_folder)) =
-                        (o.text("name"), moref_prop(o, "vmFolder"))
-                    {
+                    if let (Some(name), Some(vm_folder)) = (o.text("name"), moref_prop(o, "vmFolder")) {
                         inv.datacenters.push(DatacenterInfo {
                             moref: o.obj.clone(),
                             name: name.to_string(),
@@ -142,9 +140,7 @@ impl Inventory {
 
     /// A host by its inventory name (case-insensitive, as DNS names are).
     pub fn host_by_name(&self, name: &str) -> Option<&HostInfo> {
-        self.hosts
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case(name))
+        self.hosts.iter().find(|h| h.name.eq_ignore_ascii_case(name))
     }
 
     pub fn host(&self, moref: &MoRef) -> Option<&HostInfo> {
@@ -178,9 +174,10 @@ impl Inventory {
     pub fn datastore_path(&self, vmfs_path: &str) -> Option<String> {
         let rest = vmfs_path.strip_prefix("/vmfs/volumes/")?;
         let (volume, file) = rest.split_once('/')?;
-        let ds = self.datastores.iter().find(|d| {
-            d.name == volume || d.url.trim_end_matches('/').rsplit('/').next() == Some(volume)
-        })?;
+        let ds = self
+            .datastores
+            .iter()
+            .find(|d| d.name == volume || d.url.trim_end_matches('/').rsplit('/').next() == Some(volume))?;
         Some(format!("[{}] {}", ds.name, file))
     }
 }
@@ -208,10 +205,9 @@ impl std::fmt::Display for VmSelector {
 pub fn validate_vmx(path: &str) -> Result<(), String> {
     let p = path.trim();
     let ok_bracket = p.starts_with('[') && p.find("] ").is_some_and(|i| i > 1 && p.len() > i + 2);
-    let ok_vmfs = p.strip_prefix("/vmfs/volumes/").is_some_and(|r| {
-        r.split_once('/')
-            .is_some_and(|(v, f)| !v.is_empty() && !f.is_empty())
-    });
+    let ok_vmfs = p
+        .strip_prefix("/vmfs/volumes/")
+        .is_some_and(|r| r.split_once('/').is_some_and(|(v, f)| !v.is_empty() && !f.is_empty()));
     if !(ok_bracket || ok_vmfs) {
         return Err(format!(
             "'{path}' is not a .vmx path vmha understands: give '[datastore] dir/name.vmx' or '/vmfs/volumes/<datastore uuid or name>/dir/name.vmx'"
@@ -240,9 +236,11 @@ pub async fn find_vm(
     sel: &VmSelector,
     datacenter: Option<&str>,
 ) -> Result<FoundVm, VimError> {
-    let si = session.content().search_index.clone().ok_or_else(|| {
-        VimError::Unexpected("the server's ServiceContent names no searchIndex".into())
-    })?;
+    let si = session
+        .content()
+        .search_index
+        .clone()
+        .ok_or_else(|| VimError::Unexpected("the server's ServiceContent names no searchIndex".into()))?;
     let dcs: Vec<&super::inventory::DatacenterInfo> = match datacenter {
         Some(name) => vec![inv.datacenter_by_name(name).ok_or_else(|| {
             VimError::Inventory(format!(
@@ -261,9 +259,7 @@ pub async fn find_vm(
         VmSelector::Uuid(uuid) => {
             for instance in [false, true] {
                 for dc in &dcs {
-                    if let Some(vm) =
-                        methods::find_by_uuid(c, &si, Some(&dc.moref), uuid, instance).await?
-                    {
+                    if let Some(vm) = methods::find_by_uuid(c, &si, Some(&dc.moref), uuid, instance).await? {
                         return Ok(FoundVm {
                             vm: Some(vm),
                             vmx: None,
@@ -271,10 +267,7 @@ pub async fn find_vm(
                     }
                 }
             }
-            Ok(FoundVm {
-                vm: None,
-                vmx: None,
-            })
+            Ok(FoundVm { vm: None, vmx: None })
         }
         VmSelector::Vmx(path) => {
             let path = path.trim();
@@ -293,9 +286,7 @@ pub async fn find_vm(
                 path.to_string()
             };
             for dc in &dcs {
-                if let Some(vm) =
-                    methods::find_by_datastore_path(c, &si, &dc.moref, &ds_path).await?
-                {
+                if let Some(vm) = methods::find_by_datastore_path(c, &si, &dc.moref, &ds_path).await? {
                     return Ok(FoundVm {
                         vm: Some(vm),
                         vmx: Some(ds_path),
@@ -315,10 +306,7 @@ pub async fn find_vm(
                 .filter(|o| o.obj.kind == "VirtualMachine" && o.text("name") == Some(name.as_str()))
                 .collect();
             match matches.as_slice() {
-                [] => Ok(FoundVm {
-                    vm: None,
-                    vmx: None,
-                }),
+                [] => Ok(FoundVm { vm: None, vmx: None }),
                 [one] => Ok(FoundVm {
                     vm: Some(one.obj.clone()),
                     vmx: None,
@@ -326,10 +314,7 @@ pub async fn find_vm(
                 many => Err(VimError::Inventory(format!(
                     "{} VMs are named '{name}' ({}); name the VM by --vmx or --uuid instead",
                     many.len(),
-                    many.iter()
-                        .map(|o| o.obj.value.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    many.iter().map(|o| o.obj.value.as_str()).collect::<Vec<_>>().join(", ")
                 ))),
             }
         }
@@ -345,11 +330,7 @@ mod tests {
         assert!(validate_vmx("[datastore1] vm1/vm1.vmx").is_ok());
         assert!(validate_vmx("/vmfs/volumes/4c7f1a2b-1234/vm1/vm1.vmx").is_ok());
         assert!(validate_vmx("vm1.vmx").is_err());
-        assert!(
-            validate_vmx("[ds] vm1/vm1.vmdk")
-                .unwrap_err()
-                .contains(".vmx")
-        );
+        assert!(validate_vmx("[ds] vm1/vm1.vmdk").unwrap_err().contains(".vmx"));
         assert!(validate_vmx("/vmfs/volumes//x.vmx").is_err());
     }
 
@@ -369,8 +350,7 @@ mod tests {
             Some("[shared1] vm1/vm1.vmx")
         );
         assert_eq!(
-            inv.datastore_path("/vmfs/volumes/shared1/vm1/vm1.vmx")
-                .as_deref(),
+            inv.datastore_path("/vmfs/volumes/shared1/vm1/vm1.vmx").as_deref(),
             Some("[shared1] vm1/vm1.vmx")
         );
         assert_eq!(inv.datastore_path("/vmfs/volumes/other/vm1/vm1.vmx"), None);

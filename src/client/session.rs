@@ -46,10 +46,9 @@ impl Session {
     /// RetrieveServiceContent, then Login on the SessionManager it names.
     pub async fn connect(opts: ConnectOptions) -> Result<Session, VimError> {
         let recorder = match &opts.record {
-            Some((dir, label)) => Some(
-                Recorder::new(dir, label)
-                    .map_err(|e| SoapError::Record(format!("{}: {e}", dir.display())))?,
-            ),
+            Some((dir, label)) => {
+                Some(Recorder::new(dir, label).map_err(|e| SoapError::Record(format!("{}: {e}", dir.display())))?)
+            }
             None => None,
         };
         let client = SoapClient::new(opts.transport, recorder)?;
@@ -67,14 +66,7 @@ impl Session {
 
     async fn login(&self) -> Result<(), VimError> {
         let sm = self.session_manager()?;
-        match methods::login(
-            &self.client,
-            &sm,
-            &self.credentials.user,
-            &self.credentials.password,
-        )
-        .await
-        {
+        match methods::login(&self.client, &sm, &self.credentials.user, &self.credentials.password).await {
             Ok(_) => {
                 self.logged_in.store(true, Ordering::SeqCst);
                 Ok(())
@@ -90,9 +82,10 @@ impl Session {
     }
 
     fn session_manager(&self) -> Result<crate::vim::MoRef, VimError> {
-        self.content.session_manager.clone().ok_or_else(|| {
-            VimError::Unexpected("the server's ServiceContent names no sessionManager".into())
-        })
+        self.content
+            .session_manager
+            .clone()
+            .ok_or_else(|| VimError::Unexpected("the server's ServiceContent names no sessionManager".into()))
     }
 
     /// Logs in again on a fresh cookie, after the server expired the session.
@@ -133,10 +126,7 @@ impl Session {
     }
 
     /// RetrievePropertiesEx with its continuation pages.
-    pub async fn retrieve(
-        &self,
-        spec: &PropertyFilterSpec,
-    ) -> Result<Vec<ObjectContent>, VimError> {
+    pub async fn retrieve(&self, spec: &PropertyFilterSpec) -> Result<Vec<ObjectContent>, VimError> {
         let pc = &self.content.property_collector;
         let mut page = methods::retrieve_properties_ex(&self.client, pc, spec).await?;
         let mut out = std::mem::take(&mut page.objects);
@@ -148,11 +138,7 @@ impl Session {
     }
 
     /// Some properties of one object.
-    pub async fn properties(
-        &self,
-        obj: &crate::vim::MoRef,
-        paths: &[&str],
-    ) -> Result<ObjectContent, VimError> {
+    pub async fn properties(&self, obj: &crate::vim::MoRef, paths: &[&str]) -> Result<ObjectContent, VimError> {
         let spec = PropertyFilterSpec::of_objects(std::slice::from_ref(obj), paths);
         self.retrieve(&spec)
             .await?

@@ -52,9 +52,7 @@ fn state_of(w: &Watch<'_>, vm: &MoRef) -> Result<VmState, VimError> {
     let mut s = VmState::from_props(vm, |p| w.get(vm, p))?;
     if let Some(h) = s.host.clone() {
         s.host_name = w.text(&h, "name").map(str::to_string);
-        s.host_connection_state = w
-            .text(&h, "runtime.connectionState")
-            .map(HostConnectionState::parse);
+        s.host_connection_state = w.text(&h, "runtime.connectionState").map(HostConnectionState::parse);
     }
     Ok(s)
 }
@@ -150,6 +148,11 @@ pub fn vm_states<'a>(
                         let item = state_of(w, &st.vm).map(|s| VmEvent::State(Box::new(s)));
                         return Some((item, st));
                     }
+                }
+                // Without reportMissingObjectsInResults (6.0+), an unregistered VM shows as this fault.
+                Err(e) if e.fault_kind() == Some(&crate::soap::FaultKind::ManagedObjectNotFound) => {
+                    st.done = true;
+                    return Some((Ok(VmEvent::Gone), st));
                 }
                 Err(e) => {
                     st.watch = None;

@@ -8,24 +8,14 @@ use super::{Session, VimError, Watch};
 
 /// Waits for the task to finish and returns its TaskInfo. A task that ends in error becomes
 /// `VimError::TaskFailed` carrying the typed fault.
-pub async fn wait(
-    session: &Session,
-    task: &MoRef,
-    what: &str,
-    limit: Duration,
-) -> Result<TaskInfo, VimError> {
+pub async fn wait(session: &Session, task: &MoRef, what: &str, limit: Duration) -> Result<TaskInfo, VimError> {
     let mut watch = Watch::objects(session, std::slice::from_ref(task), &["info"]).await?;
     let result = wait_on(&mut watch, task, what, limit).await;
     watch.close().await;
     result
 }
 
-async fn wait_on(
-    watch: &mut Watch<'_>,
-    task: &MoRef,
-    what: &str,
-    limit: Duration,
-) -> Result<TaskInfo, VimError> {
+async fn wait_on(watch: &mut Watch<'_>, task: &MoRef, what: &str, limit: Duration) -> Result<TaskInfo, VimError> {
     let deadline = tokio::time::Instant::now() + limit;
     loop {
         if let Some(info) = watch.get(task, "info") {

@@ -3,8 +3,7 @@
 use serde::Serialize;
 
 use crate::vim::{
-    HeartbeatStatus, HostConnectionState, MoRef, ObjectContent, PowerState, QuestionInfo,
-    VmConnectionState,
+    HeartbeatStatus, HostConnectionState, MoRef, ObjectContent, PowerState, QuestionInfo, VmConnectionState,
 };
 
 use super::{Inventory, Session, VimError};
@@ -47,9 +46,7 @@ impl VmState {
     ) -> Result<VmState, VimError> {
         let text = |p: &str| lookup(p).map(|e| e.text.trim().to_string());
         let question = match lookup("runtime.question") {
-            Some(q) => {
-                Some(QuestionInfo::from_xml(q).map_err(|e| VimError::Unexpected(e.to_string()))?)
-            }
+            Some(q) => Some(QuestionInfo::from_xml(q).map_err(|e| VimError::Unexpected(e.to_string()))?),
             None => None,
         };
         Ok(VmState {
@@ -64,9 +61,7 @@ impl VmState {
             connection_state: VmConnectionState::parse(
                 &text("runtime.connectionState").unwrap_or_else(|| "connected".into()),
             ),
-            heartbeat: HeartbeatStatus::parse(
-                &text("guestHeartbeatStatus").unwrap_or_else(|| "gray".into()),
-            ),
+            heartbeat: HeartbeatStatus::parse(&text("guestHeartbeatStatus").unwrap_or_else(|| "gray".into())),
             question,
         })
     }
@@ -90,11 +85,7 @@ impl VmState {
 }
 
 /// Reads the VM's state now. `Gone` if it vanished between lookup and read.
-pub async fn read_state(
-    session: &Session,
-    inv: &Inventory,
-    vm: &MoRef,
-) -> Result<VmState, VimError> {
+pub async fn read_state(session: &Session, inv: &Inventory, vm: &MoRef) -> Result<VmState, VimError> {
     let oc = session.properties(vm, VM_PATHS).await?;
     Ok(VmState::from_content(&oc)?.with_host(inv))
 }

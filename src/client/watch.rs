@@ -20,15 +20,9 @@ pub struct Watch<'a> {
 }
 
 impl<'a> Watch<'a> {
-    pub async fn new(
-        session: &'a Session,
-        spec: PropertyFilterSpec,
-    ) -> Result<Watch<'a>, VimError> {
-        let collector = methods::create_property_collector(
-            session.client(),
-            &session.content().property_collector,
-        )
-        .await?;
+    pub async fn new(session: &'a Session, spec: PropertyFilterSpec) -> Result<Watch<'a>, VimError> {
+        let collector =
+            methods::create_property_collector(session.client(), &session.content().property_collector).await?;
         let w = Watch {
             session,
             collector,
@@ -45,11 +39,7 @@ impl<'a> Watch<'a> {
     }
 
     /// Objects on a simple property list.
-    pub async fn objects(
-        session: &'a Session,
-        objs: &[MoRef],
-        paths: &[&str],
-    ) -> Result<Watch<'a>, VimError> {
+    pub async fn objects(session: &'a Session, objs: &[MoRef], paths: &[&str]) -> Result<Watch<'a>, VimError> {
         Watch::new(session, PropertyFilterSpec::of_objects(objs, paths)).await
     }
 
@@ -64,13 +54,7 @@ impl<'a> Watch<'a> {
             .saturating_sub(Duration::from_secs(5))
             .max(Duration::from_secs(1));
         let secs = max_wait.min(cap).as_secs();
-        let set = methods::wait_for_updates_ex(
-            self.session.client(),
-            &self.collector,
-            &self.version,
-            secs,
-        )
-        .await?;
+        let set = methods::wait_for_updates_ex(self.session.client(), &self.collector, &self.version, secs).await?;
         let Some(set) = set else { return Ok(vec![]) };
         self.version = set.version.clone();
         for obj in &set.objects {
@@ -110,9 +94,7 @@ impl<'a> Watch<'a> {
     /// Starts over on a new collector (after a re-login, the old one is gone with the old session).
     pub async fn rebuild(&mut self) -> Result<(), VimError> {
         let c = self.session.client();
-        self.collector =
-            methods::create_property_collector(c, &self.session.content().property_collector)
-                .await?;
+        self.collector = methods::create_property_collector(c, &self.session.content().property_collector).await?;
         methods::create_filter(c, &self.collector, &self.spec).await?;
         self.version.clear();
         Ok(())
@@ -120,9 +102,7 @@ impl<'a> Watch<'a> {
 
     /// Destroys the collector and with it the filter. Failures only matter to the log: logout cleans up too.
     pub async fn close(self) {
-        if let Err(e) =
-            methods::destroy_property_collector(self.session.client(), &self.collector).await
-        {
+        if let Err(e) = methods::destroy_property_collector(self.session.client(), &self.collector).await {
             tracing::debug!("DestroyPropertyCollector: {e}");
         }
     }

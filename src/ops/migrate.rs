@@ -49,19 +49,13 @@ pub async fn run(ctx: &Ctx<'_>, to_host: &str) -> Result<(), Error> {
         .inv
         .pool_for_host(&target.moref)
         .cloned()
-        .ok_or_else(|| {
-            OpError::Failed(format!(
-                "cannot find the resource pool of host {}",
-                target.name
-            ))
-        })?;
+        .ok_or_else(|| OpError::Failed(format!("cannot find the resource pool of host {}", target.name)))?;
     let kind = if state.power_state == crate::vim::PowerState::PoweredOn {
         "live-migrating"
     } else {
         "relocating"
     };
-    ctx.log
-        .info(format!("{kind} from {from} to {}", target.name));
+    ctx.log.info(format!("{kind} from {from} to {}", target.name));
     let t = methods::relocate_vm_task(ctx.session.client(), &vm, &pool, &target.moref).await?;
     task::wait(ctx.session, &t, "RelocateVM_Task", MIGRATE_LIMIT).await?;
     ctx.log.info(format!("now on {}", target.name));

@@ -10,9 +10,7 @@ pub mod stop;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use crate::client::{
-    ConnectOptions, Credentials, FoundVm, HostInfo, Inventory, Session, VimError, VmState,
-};
+use crate::client::{ConnectOptions, Credentials, FoundVm, HostInfo, Inventory, Session, VimError, VmState};
 use crate::config::{ConnectionSettings, ResourceSettings};
 use crate::error::{Error, OpError};
 use crate::log::StepLog;
@@ -49,10 +47,7 @@ async fn shutdown_signal() -> &'static str {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) {
+        match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
             (Ok(mut int), Ok(mut term)) => tokio::select! {
                 _ = int.recv() => "SIGINT",
                 _ = term.recv() => "SIGTERM",
@@ -76,11 +71,7 @@ pub struct Ctx<'a> {
 }
 
 impl<'a> Ctx<'a> {
-    pub async fn new(
-        session: &'a Session,
-        settings: &'a ResourceSettings,
-        log: &'a StepLog,
-    ) -> Result<Ctx<'a>, Error> {
+    pub async fn new(session: &'a Session, settings: &'a ResourceSettings, log: &'a StepLog) -> Result<Ctx<'a>, Error> {
         let inv = Inventory::load(session).await?;
         Ok(Ctx {
             session,
@@ -126,17 +117,14 @@ impl<'a> Ctx<'a> {
                 ))
                 .into()),
             },
-            None if !self.vcenter() && self.inv.hosts.len() == 1 => {
-                Ok(self.inv.hosts.first().cloned())
-            }
+            None if !self.vcenter() && self.inv.hosts.len() == 1 => Ok(self.inv.hosts.first().cloned()),
             None if required && self.vcenter() => Err(OpError::Usage(
                 "vCenter mode: give --host ESXHOST, the host this cluster node stands for".into(),
             )
             .into()),
-            None if required => Err(OpError::Usage(
-                "give --host ESXHOST: this server has more than one host".into(),
-            )
-            .into()),
+            None if required => {
+                Err(OpError::Usage("give --host ESXHOST: this server has more than one host".into()).into())
+            }
             None => Ok(None),
         }
     }
@@ -155,8 +143,7 @@ pub struct AnswerPolicy {
     rules: Vec<(String, String)>,
 }
 
-/// The label id of "I moved it": keeps the VM's identity (UUID, MAC addresses), as the old scripts did.
-pub const MOVED_LABEL: &str = "button.uuid.moveuuid";
+use crate::vim::types::MOVED_LABEL;
 
 impl AnswerPolicy {
     pub fn parse(list: &[String]) -> Result<AnswerPolicy, Error> {
@@ -165,7 +152,11 @@ impl AnswerPolicy {
             let (id, choice) = item
                 .split_once('=')
                 .filter(|(a, b)| !a.trim().is_empty() && !b.trim().is_empty())
-                .ok_or_else(|| OpError::Usage(format!("--answer '{item}': write QUESTION=CHOICE, e.g. msg.uuid.altered=button.uuid.moveuuid")))?;
+                .ok_or_else(|| {
+                    OpError::Usage(format!(
+                        "--answer '{item}': write QUESTION=CHOICE, e.g. msg.uuid.altered=button.uuid.movedTheVM"
+                    ))
+                })?;
             rules.push((id.trim().to_string(), choice.trim().to_string()));
         }
         Ok(AnswerPolicy { rules })
@@ -179,9 +170,7 @@ impl AnswerPolicy {
                 return q
                     .choices
                     .iter()
-                    .find(|c| {
-                        &c.label == choice || &c.key == choice || norm(&c.summary) == norm(choice)
-                    })
+                    .find(|c| &c.label == choice || &c.key == choice || norm(&c.summary) == norm(choice))
                     .map(|c| (c.key.clone(), c.summary.replace('_', "")));
             }
         }
@@ -210,19 +199,14 @@ pub async fn answer_question(
         Some((key, summary)) => {
             methods::answer_vm(ctx.session.client(), vm, &q.id, &key).await?;
             answered.insert(q.id.clone());
-            ctx.log.info(format!(
-                "answered question \"{first_line}\" with \"{summary}\""
-            ));
+            ctx.log
+                .info(format!("answered question \"{first_line}\" with \"{summary}\""));
             Ok(())
         }
         None => Err(OpError::Question {
             vm: ctx.log_label(),
             id: q.id.clone(),
-            message: q
-                .message_ids
-                .first()
-                .cloned()
-                .unwrap_or_else(|| q.id.clone()),
+            message: q.message_ids.first().cloned().unwrap_or_else(|| q.id.clone()),
             text: first_line,
             choices: q
                 .choices
@@ -263,11 +247,7 @@ impl Progress {
     pub fn tick(&mut self, log: &StepLog, what: &str, limit: Duration) {
         let elapsed = self.started.elapsed();
         if elapsed >= self.next {
-            log.info(format!(
-                "{what} {}/{} s",
-                elapsed.as_secs(),
-                limit.as_secs()
-            ));
+            log.info(format!("{what} {}/{} s", elapsed.as_secs(), limit.as_secs()));
             self.next += self.every;
         }
     }
@@ -301,12 +281,12 @@ mod tests {
                 },
                 QuestionChoice {
                     key: "1".into(),
-                    label: "button.uuid.moveuuid".into(),
+                    label: "button.uuid.movedTheVM".into(),
                     summary: "I _moved it".into(),
                 },
                 QuestionChoice {
                     key: "2".into(),
-                    label: "button.uuid.copyuuid".into(),
+                    label: "button.uuid.copiedTheVM".into(),
                     summary: "I _copied it".into(),
                 },
             ],

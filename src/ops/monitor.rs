@@ -51,20 +51,13 @@ pub fn assess(s: &VmState, want_host: Option<&MoRef>, require_heartbeat: bool) -
         return Health::Elsewhere(s.host_name.clone().unwrap_or_else(|| h.value.clone()));
     }
     match s.heartbeat {
-        HeartbeatStatus::Red => {
-            Health::Unhealthy(ExitCode::HeartbeatRed, "guest heartbeat is red".into())
-        }
+        HeartbeatStatus::Red => Health::Unhealthy(ExitCode::HeartbeatRed, "guest heartbeat is red".into()),
         HeartbeatStatus::Gray if require_heartbeat => Health::Unhealthy(
             ExitCode::HeartbeatRed,
-            "guest heartbeat is gray (VMware Tools not reporting) and --require-heartbeat is set"
-                .into(),
+            "guest heartbeat is gray (VMware Tools not reporting) and --require-heartbeat is set".into(),
         ),
-        HeartbeatStatus::Yellow => {
-            Health::Healthy(Some("guest heartbeat is yellow (intermittent)".into()))
-        }
-        HeartbeatStatus::Gray => Health::Healthy(Some(
-            "guest heartbeat is gray (VMware Tools not reporting)".into(),
-        )),
+        HeartbeatStatus::Yellow => Health::Healthy(Some("guest heartbeat is yellow (intermittent)".into())),
+        HeartbeatStatus::Gray => Health::Healthy(Some("guest heartbeat is gray (VMware Tools not reporting)".into())),
         _ => Health::Healthy(None),
     }
 }
@@ -95,17 +88,15 @@ pub async fn run(ctx: &Ctx<'_>, opts: &MonitorOptions) -> Result<(ExitCode, Stri
         let next = match &elsewhere_since {
             // While the VM sits on another host, wake up when the migration wait runs out.
             Some((since, _)) => {
-                let left = (*since + ctx.settings.migration_wait)
-                    .saturating_duration_since(tokio::time::Instant::now());
+                let left =
+                    (*since + ctx.settings.migration_wait).saturating_duration_since(tokio::time::Instant::now());
                 match tokio::time::timeout(left, states.next()).await {
                     Ok(n) => n,
                     Err(_) => {
                         let host = elsewhere_since.take().map(|(_, h)| h).unwrap_or_default();
                         return Ok((
                             ExitCode::Migrated,
-                            format!(
-                                "VM now runs on {host} (moved by someone else); follow it there"
-                            ),
+                            format!("VM now runs on {host} (moved by someone else); follow it there"),
                         ));
                     }
                 }
@@ -150,10 +141,7 @@ pub async fn run(ctx: &Ctx<'_>, opts: &MonitorOptions) -> Result<(ExitCode, Stri
                     let host = state.host_name.clone().unwrap_or_default();
                     return Ok((
                         ExitCode::Ok,
-                        format!(
-                            "healthy: poweredOn on {host}, heartbeat {}",
-                            state.heartbeat
-                        ),
+                        format!("healthy: poweredOn on {host}, heartbeat {}", state.heartbeat),
                     ));
                 }
                 if !healthy_logged {
@@ -194,10 +182,7 @@ mod tests {
         let h1 = MoRef::new("HostSystem", "host-1");
         let h2 = MoRef::new("HostSystem", "host-2");
         assert_eq!(assess(&state(), Some(&h1), false), Health::Healthy(None));
-        assert_eq!(
-            assess(&state(), Some(&h2), false),
-            Health::Elsewhere("esx1".into())
-        );
+        assert_eq!(assess(&state(), Some(&h2), false), Health::Elsewhere("esx1".into()));
         let mut s = state();
         s.heartbeat = HeartbeatStatus::Red;
         assert!(matches!(

@@ -8,17 +8,13 @@ use crate::client::inventory::HostInfo;
 use crate::client::{VimError, Watch, task};
 use crate::error::{Error, OpError};
 use crate::vim::methods::{self, PropertyFilterSpec, PropertySpec};
-use crate::vim::{
-    HeartbeatStatus, HostConnectionState, MoRef, PowerState, QuestionInfo, TaskInfo, TaskState,
-};
+use crate::vim::{HeartbeatStatus, HostConnectionState, MoRef, PowerState, QuestionInfo, TaskInfo, TaskState};
 
 /// Relocation of a powered-off VM on shared storage takes seconds; this bounds a stuck one.
 const RELOCATE_LIMIT: Duration = Duration::from_secs(1800);
 
 pub async fn run(ctx: &Ctx<'_>, answers: &AnswerPolicy) -> Result<(), Error> {
-    let target = ctx
-        .target_host(true)?
-        .expect("required host is resolved or an error");
+    let target = ctx.target_host(true)?.expect("required host is resolved or an error");
     if target.connection_state != HostConnectionState::Connected {
         return Err(OpError::Failed(format!(
             "host {} is {}; cannot start the VM there",
@@ -30,7 +26,10 @@ pub async fn run(ctx: &Ctx<'_>, answers: &AnswerPolicy) -> Result<(), Error> {
     let vm = match found.vm {
         None => {
             let path = found.vmx.clone().ok_or_else(|| {
-                OpError::Usage(format!("{} is not registered, and only a .vmx path can be registered: name it with --vmx", ctx.settings.vm))
+                OpError::Usage(format!(
+                    "{} is not registered, and only a .vmx path can be registered: name it with --vmx",
+                    ctx.settings.vm
+                ))
             })?;
             register(ctx, &path, &target).await?
         }
@@ -71,23 +70,20 @@ pub async fn run(ctx: &Ctx<'_>, answers: &AnswerPolicy) -> Result<(), Error> {
                         target.name, state.power_state
                     ));
                     let pool = pool_for(ctx, &target)?;
-                    let t =
-                        methods::relocate_vm_task(ctx.session.client(), &vm, &pool, &target.moref)
-                            .await?;
+                    let t = methods::relocate_vm_task(ctx.session.client(), &vm, &pool, &target.moref).await?;
                     task::wait(ctx.session, &t, "RelocateVM_Task", RELOCATE_LIMIT).await?;
                     ctx.log.info(format!("relocated to {}", target.name));
                     vm
                 } else {
                     // The old host is gone: its entry cannot be moved, only replaced.
                     let path = state.vmx.clone().or(found.vmx.clone()).ok_or_else(|| {
-                        OpError::Failed(format!("{} sits on unreachable {other_name} and its .vmx path is unknown: name it with --vmx", state.name))
+                        OpError::Failed(format!(
+                            "{} sits on unreachable {other_name} and its .vmx path is unknown: name it with --vmx",
+                            state.name
+                        ))
                     })?;
-                    let why = state
-                        .host_connection_state
-                        .map(|c| c.to_string())
-                        .unwrap_or_default();
-                    ctx.log
-                        .warn(format!("host {other_name} is {why}: taking the VM over"));
+                    let why = state.host_connection_state.map(|c| c.to_string()).unwrap_or_default();
+                    ctx.log.warn(format!("host {other_name} is {why}: taking the VM over"));
                     methods::unregister_vm(ctx.session.client(), &vm).await?;
                     ctx.log.info(format!("unregistered from {other_name}"));
                     register(ctx, &path, &target).await?
@@ -100,28 +96,19 @@ pub async fn run(ctx: &Ctx<'_>, answers: &AnswerPolicy) -> Result<(), Error> {
 }
 
 fn pool_for(ctx: &Ctx<'_>, host: &HostInfo) -> Result<MoRef, Error> {
-    ctx.inv.pool_for_host(&host.moref).cloned().ok_or_else(|| {
-        OpError::Failed(format!(
-            "cannot find the resource pool of host {}",
-            host.name
-        ))
-        .into()
-    })
+    ctx.inv
+        .pool_for_host(&host.moref)
+        .cloned()
+        .ok_or_else(|| OpError::Failed(format!("cannot find the resource pool of host {}", host.name)).into())
 }
 
 async fn register(ctx: &Ctx<'_>, path: &str, host: &HostInfo) -> Result<MoRef, Error> {
-    let dc = ctx.inv.datacenter_of(&host.moref).ok_or_else(|| {
-        OpError::Failed(format!("cannot find the datacenter of host {}", host.name))
-    })?;
+    let dc = ctx
+        .inv
+        .datacenter_of(&host.moref)
+        .ok_or_else(|| OpError::Failed(format!("cannot find the datacenter of host {}", host.name)))?;
     let pool = pool_for(ctx, host)?;
-    let t = methods::register_vm_task(
-        ctx.session.client(),
-        &dc.vm_folder,
-        path,
-        &pool,
-        Some(&host.moref),
-    )
-    .await?;
+    let t = methods::register_vm_task(ctx.session.client(), &dc.vm_folder, path, &pool, Some(&host.moref)).await?;
     let info = task::wait(
         ctx.session,
         &t,
@@ -133,21 +120,14 @@ async fn register(ctx: &Ctx<'_>, path: &str, host: &HostInfo) -> Result<MoRef, E
         .result
         .as_ref()
         .and_then(|r| MoRef::from_xml(r).ok())
-        .ok_or_else(|| {
-            VimError::Unexpected("RegisterVM_Task succeeded without naming the VM".into())
-        })?;
+        .ok_or_else(|| VimError::Unexpected("RegisterVM_Task succeeded without naming the VM".into()))?;
     ctx.state(&vm).await?;
     ctx.log.info(format!("registered {path} on {}", host.name));
     Ok(vm)
 }
 
 /// Powers on, answering the move question, and retrying while another host still holds the files' lock.
-async fn power_on(
-    ctx: &Ctx<'_>,
-    vm: &MoRef,
-    host: &HostInfo,
-    answers: &AnswerPolicy,
-) -> Result<(), Error> {
+async fn power_on(ctx: &Ctx<'_>, vm: &MoRef, host: &HostInfo, answers: &AnswerPolicy) -> Result<(), Error> {
     let deadline = tokio::time::Instant::now() + ctx.settings.start_wait;
     let mut delay = Duration::from_millis(500);
     loop {
@@ -178,12 +158,7 @@ async fn power_on(
     }
 }
 
-async fn power_on_once(
-    ctx: &Ctx<'_>,
-    vm: &MoRef,
-    host: &HostInfo,
-    answers: &AnswerPolicy,
-) -> Result<(), Error> {
+async fn power_on_once(ctx: &Ctx<'_>, vm: &MoRef, host: &HostInfo, answers: &AnswerPolicy) -> Result<(), Error> {
     let c = ctx.session.client();
     let state = ctx.state(vm).await?;
     let mut answered = HashSet::new();
@@ -228,6 +203,13 @@ async fn power_on_once(
     let mut watch = Watch::new(ctx.session, spec).await?;
     let result = follow_power_on(ctx, &mut watch, vm, &t, answers, &mut answered).await;
     watch.close().await;
+    if let Err(Error::Vim(e)) = &result
+        && e.fault_kind() == Some(&crate::soap::FaultKind::InvalidPowerState)
+        && ctx.state(vm).await?.power_state == PowerState::PoweredOn
+    {
+        // Powered on by someone else while our task queued: the state we want.
+        return Ok(());
+    }
     result?;
     ctx.log.info(format!("powered on on {}", host.name));
     Ok(())
@@ -241,11 +223,7 @@ async fn follow_power_on(
     answers: &AnswerPolicy,
     answered: &mut HashSet<String>,
 ) -> Result<(), Error> {
-    let limit = ctx
-        .session
-        .client()
-        .request_timeout()
-        .max(ctx.settings.start_wait);
+    let limit = ctx.session.client().request_timeout().max(ctx.settings.start_wait);
     let deadline = tokio::time::Instant::now() + limit;
     loop {
         if let Some(info) = watch.get(t, "info") {
@@ -302,9 +280,7 @@ async fn wait_heartbeat(ctx: &Ctx<'_>, vm: &MoRef) -> Result<(), Error> {
         }
         let hb = HeartbeatStatus::parse(watch.text(vm, "guestHeartbeatStatus").unwrap_or("gray"));
         if watch.text(vm, "runtime.powerState") == Some("poweredOff") {
-            break Err(
-                OpError::Failed("the VM powered off again right after power-on".into()).into(),
-            );
+            break Err(OpError::Failed("the VM powered off again right after power-on".into()).into());
         }
         if hb == HeartbeatStatus::Green {
             ctx.log.info("guest heartbeat green: started");

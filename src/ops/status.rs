@@ -54,10 +54,7 @@ impl StatusReport {
 
     pub fn to_text(&self) -> String {
         let v = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
-        let mut out = format!(
-            "registered: {}\n",
-            if self.registered { "yes" } else { "no" }
-        );
+        let mut out = format!("registered: {}\n", if self.registered { "yes" } else { "no" });
         if self.registered {
             out += &format!(
                 "name: {}\nvmx: {}\nuuid: {}\npower_state: {}\nhost: {} ({})\nconnection_state: {}\nheartbeat: {}\n",
@@ -73,18 +70,9 @@ impl StatusReport {
             match &self.question {
                 None => out += "question: none\n",
                 Some(q) => {
-                    out += &format!(
-                        "question: {} \"{}\"\n",
-                        q.id,
-                        q.text.lines().next().unwrap_or("")
-                    );
+                    out += &format!("question: {} \"{}\"\n", q.id, q.text.lines().next().unwrap_or(""));
                     for c in &q.choices {
-                        out += &format!(
-                            "  choice {}: {} ({})\n",
-                            c.key,
-                            c.summary.replace('_', ""),
-                            c.label
-                        );
+                        out += &format!("  choice {}: {} ({})\n", c.key, c.summary.replace('_', ""), c.label);
                     }
                 }
             }

@@ -46,10 +46,8 @@ pub async fn run(ctx: &Ctx<'_>, opts: &StopOptions) -> Result<(), Error> {
     };
     if unregister {
         methods::unregister_vm(ctx.session.client(), &vm).await?;
-        ctx.log.info(format!(
-            "unregistered {}",
-            state.vmx.as_deref().unwrap_or(&state.name)
-        ));
+        ctx.log
+            .info(format!("unregistered {}", state.vmx.as_deref().unwrap_or(&state.name)));
     }
     ctx.log.info("stopped");
     Ok(())
@@ -58,19 +56,20 @@ pub async fn run(ctx: &Ctx<'_>, opts: &StopOptions) -> Result<(), Error> {
 async fn power_off(ctx: &Ctx<'_>, vm: &MoRef, why: &str) -> Result<(), Error> {
     ctx.log.info(format!("powering off ({why})"));
     match methods::power_off_vm_task(ctx.session.client(), vm).await {
-        Ok(t) => {
-            task::wait(
-                ctx.session,
-                &t,
-                "PowerOffVM_Task",
-                ctx.session.client().request_timeout(),
-            )
-            .await?;
-        }
+        Ok(t) => match task::wait(
+            ctx.session,
+            &t,
+            "PowerOffVM_Task",
+            ctx.session.client().request_timeout(),
+        )
+        .await
+        {
+            Ok(_) => {}
+            Err(e) if e.fault_kind() == Some(&FaultKind::InvalidPowerState) => {}
+            Err(e) => return Err(e.into()),
+        },
         // Already off by the time the call arrived: the goal is reached.
-        Err(e)
-            if e.fault()
-                .is_some_and(|f| f.kind == FaultKind::InvalidPowerState) => {}
+        Err(e) if e.fault().is_some_and(|f| f.kind == FaultKind::InvalidPowerState) => {}
         Err(e) => return Err(e.into()),
     }
     ctx.log.info("powered off");
@@ -80,27 +79,18 @@ async fn power_off(ctx: &Ctx<'_>, vm: &MoRef, why: &str) -> Result<(), Error> {
 async fn shutdown(ctx: &Ctx<'_>, vm: &MoRef) -> Result<(), Error> {
     let wait = ctx.settings.stop_wait;
     match methods::shutdown_guest(ctx.session.client(), vm).await {
-        Ok(()) => ctx.log.info(format!(
-            "guest shutdown requested; waiting up to {} s",
-            wait.as_secs()
-        )),
+        Ok(()) => ctx
+            .log
+            .info(format!("guest shutdown requested; waiting up to {} s", wait.as_secs())),
         Err(e) => {
-            let f = e
-                .fault()
-                .map(|f| f.to_string())
-                .unwrap_or_else(|| e.to_string());
+            let f = e.fault().map(|f| f.to_string()).unwrap_or_else(|| e.to_string());
             if e.fault().is_none() {
                 return Err(e.into());
             }
             return power_off(ctx, vm, &format!("guest shutdown refused: {f}")).await;
         }
     }
-    let mut watch = Watch::objects(
-        ctx.session,
-        std::slice::from_ref(vm),
-        &["runtime.powerState"],
-    )
-    .await?;
+    let mut watch = Watch::objects(ctx.session, std::slice::from_ref(vm), &["runtime.powerState"]).await?;
     let deadline = tokio::time::Instant::now() + wait;
     let mut progress = Progress::new(Duration::from_secs(10));
     let outcome = loop {
@@ -119,12 +109,7 @@ async fn shutdown(ctx: &Ctx<'_>, vm: &MoRef) -> Result<(), Error> {
     };
     watch.close().await;
     if !outcome? {
-        power_off(
-            ctx,
-            vm,
-            &format!("guest still running after {} s", wait.as_secs()),
-        )
-        .await?;
+        power_off(ctx, vm, &format!("guest still running after {} s", wait.as_secs())).await?;
     }
     Ok(())
 }

@@ -96,10 +96,7 @@ impl std::fmt::Debug for SoapClient {
         f.debug_struct("SoapClient")
             .field("url", &self.opts.url)
             .field("version", &self.version())
-            .field(
-                "has_session",
-                &self.cookie.lock().map(|c| c.is_some()).unwrap_or(false),
-            )
+            .field("has_session", &self.cookie.lock().map(|c| c.is_some()).unwrap_or(false))
             .finish()
     }
 }
@@ -113,10 +110,7 @@ const ENVELOPE_HEAD: &str = concat!(
 const ENVELOPE_TAIL: &str = "</soapenv:Body></soapenv:Envelope>";
 
 impl SoapClient {
-    pub fn new(
-        opts: TransportOptions,
-        recorder: Option<Recorder>,
-    ) -> Result<SoapClient, SoapError> {
+    pub fn new(opts: TransportOptions, recorder: Option<Recorder>) -> Result<SoapClient, SoapError> {
         let tls = client_config(&opts.tls)?;
         let http = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
@@ -182,9 +176,7 @@ impl SoapClient {
     /// Sends one method call. `body` is the method element's inner XML (starting with `_this`).
     /// Returns the response element (`<MethodResponse>`).
     pub async fn call(&self, method: &str, body: &str) -> Result<Element, SoapError> {
-        let request = format!(
-            "{ENVELOPE_HEAD}<{method} xmlns=\"urn:vim25\">{body}</{method}>{ENVELOPE_TAIL}"
-        );
+        let request = format!("{ENVELOPE_HEAD}<{method} xmlns=\"urn:vim25\">{body}</{method}>{ENVELOPE_TAIL}");
         let mut req = self
             .http
             .post(&self.opts.url)
@@ -192,13 +184,9 @@ impl SoapClient {
             .header("SOAPAction", format!("\"urn:vim25/{}\"", self.version()))
             .body(request.clone());
         if let Some(cookie) = self.cookie.lock().ok().and_then(|c| c.clone()) {
-            req = req.header(
-                "Cookie",
-                format!("{SESSION_COOKIE}={}", cookie.expose_secret()),
-            );
+            req = req.header("Cookie", format!("{SESSION_COOKIE}={}", cookie.expose_secret()));
         }
-        self.requests
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tracing::debug!(method, "SOAP request");
         let resp = req.send().await.map_err(|e| self.classify(method, e))?;
         let status = resp.status().as_u16();
@@ -217,8 +205,7 @@ impl SoapClient {
                 request,
                 response: text.clone(),
             };
-            rec.write(&ex)
-                .map_err(|e| SoapError::Record(e.to_string()))?;
+            rec.write(&ex).map_err(|e| SoapError::Record(e.to_string()))?;
         }
         self.decode(method, status, &text)
     }
@@ -240,11 +227,7 @@ impl SoapClient {
         decode_envelope(method, status, root)
     }
 
-    async fn read_body(
-        &self,
-        method: &str,
-        mut resp: reqwest::Response,
-    ) -> Result<String, SoapError> {
+    async fn read_body(&self, method: &str, mut resp: reqwest::Response) -> Result<String, SoapError> {
         let limit = self.opts.max_body;
         if resp.content_length().is_some_and(|n| n as usize > limit) {
             return Err(SoapError::TooLarge {
@@ -348,11 +331,7 @@ fn session_cookie_value(header: &str) -> Option<String> {
 
 /// Compares dotted version strings numerically (`6.7.3` < `8.0.1.0`).
 pub fn version_le(a: &str, b: &str) -> bool {
-    let parse = |s: &str| {
-        s.split('.')
-            .map(|p| p.parse::<u64>().unwrap_or(0))
-            .collect::<Vec<_>>()
-    };
+    let parse = |s: &str| s.split('.').map(|p| p.parse::<u64>().unwrap_or(0)).collect::<Vec<_>>();
     let (mut pa, mut pb) = (parse(a), parse(b));
     let n = pa.len().max(pb.len());
     pa.resize(n, 0);
@@ -380,11 +359,7 @@ mod tests {
     #[test]
     fn version_is_capped() {
         let c = SoapClient::new(
-            TransportOptions::new(
-                "http://127.0.0.1:1/sdk",
-                TlsPolicy::Insecure,
-                Duration::from_secs(1),
-            ),
+            TransportOptions::new("http://127.0.0.1:1/sdk", TlsPolicy::Insecure, Duration::from_secs(1)),
             None,
         )
         .unwrap();

@@ -99,11 +99,7 @@ impl Fault {
 
     /// Decodes `<soapenv:Fault>`: faultcode, faultstring, and `detail/<XFault xsi:type="X">`.
     pub fn from_soap_fault(fault: &Element) -> Fault {
-        let message = fault
-            .child_text("faultstring")
-            .unwrap_or_default()
-            .trim()
-            .to_string();
+        let message = fault.child_text("faultstring").unwrap_or_default().trim().to_string();
         let detail = fault.child("detail").and_then(|d| d.children.first());
         match detail {
             Some(d) => {
@@ -130,10 +126,7 @@ impl Fault {
             .to_string();
         match lmf.child("fault") {
             Some(f) => {
-                let name = f
-                    .xsi_type
-                    .clone()
-                    .unwrap_or_else(|| "MethodFault".to_string());
+                let name = f.xsi_type.clone().unwrap_or_else(|| "MethodFault".to_string());
                 Fault::from_detail(&name, message, Some(f))
             }
             None => Fault::from_detail("MethodFault", message, None),
@@ -146,15 +139,8 @@ impl Fault {
         if self.kind == FaultKind::FileLocked {
             return true;
         }
-        let text = format!(
-            "{} {}",
-            self.message,
-            self.detail_text.as_deref().unwrap_or("")
-        )
-        .to_lowercase();
-        text.contains("lock the file")
-            || text.contains("file is locked")
-            || text.contains("msg.fileio.lock")
+        let text = format!("{} {}", self.message, self.detail_text.as_deref().unwrap_or("")).to_lowercase();
+        text.contains("lock the file") || text.contains("file is locked") || text.contains("msg.fileio.lock")
     }
 }
 
@@ -179,10 +165,7 @@ mod tests {
         let doc = r#"<Fault xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><faultcode>ServerFaultCode</faultcode>
           <faultstring>x</faultstring><detail><VmConfigIncompatibleForFaultToleranceFault xsi:type="VmConfigIncompatibleForFaultTolerance"/></detail></Fault>"#;
         let f = Fault::from_soap_fault(&parse(doc, 16).unwrap());
-        assert_eq!(
-            f.kind,
-            FaultKind::Other("VmConfigIncompatibleForFaultTolerance".into())
-        );
+        assert_eq!(f.kind, FaultKind::Other("VmConfigIncompatibleForFaultTolerance".into()));
     }
 
     #[test]

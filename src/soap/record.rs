@@ -38,11 +38,7 @@ impl Recorder {
         // Continue numbering after what is already there, so several commands can record one scenario.
         let existing = std::fs::read_dir(dir)?
             .filter_map(|e| e.ok())
-            .filter_map(|e| {
-                e.file_name()
-                    .to_str()
-                    .and_then(|n| n.get(..4)?.parse::<u32>().ok())
-            })
+            .filter_map(|e| e.file_name().to_str().and_then(|n| n.get(..4)?.parse::<u32>().ok()))
             .max()
             .unwrap_or(0);
         Ok(Recorder {
@@ -147,10 +143,7 @@ mod tests {
         let back = parse_exchange(&std::fs::read_to_string(file).unwrap()).unwrap();
         assert_eq!(back, ex);
         // A second recorder in the same folder continues the numbering.
-        Recorder::new(dir.path(), "unit")
-            .unwrap()
-            .write(&ex)
-            .unwrap();
+        Recorder::new(dir.path(), "unit").unwrap().write(&ex).unwrap();
         assert!(dir.path().join("0002-Logout.txt").exists());
     }
 }

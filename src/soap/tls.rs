@@ -30,10 +30,7 @@ pub enum TlsSetupError {
 
 /// Parses a SHA-256 thumbprint: 64 hex digits, colons (or spaces) optional, any case.
 pub fn parse_thumbprint(s: &str) -> Result<[u8; 32], String> {
-    let hexstr: String = s
-        .chars()
-        .filter(|c| *c != ':' && !c.is_whitespace())
-        .collect();
+    let hexstr: String = s.chars().filter(|c| *c != ':' && !c.is_whitespace()).collect();
     if hexstr.len() == 40 {
         return Err("this looks like a SHA-1 thumbprint (40 hex digits); give the SHA-256 one (64 hex digits)".into());
     }
@@ -48,10 +45,7 @@ pub fn parse_thumbprint(s: &str) -> Result<[u8; 32], String> {
 
 /// Formats a digest the way vCenter shows it: uppercase hex pairs joined by colons.
 pub fn format_thumbprint(d: &[u8]) -> String {
-    d.iter()
-        .map(|b| format!("{b:02X}"))
-        .collect::<Vec<_>>()
-        .join(":")
+    d.iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
 }
 
 fn provider() -> Arc<CryptoProvider> {
@@ -73,15 +67,11 @@ pub fn client_config(policy: &TlsPolicy) -> Result<ClientConfig, TlsSetupError> 
                 let mut found = 0;
                 for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
                     let cert = cert.map_err(|e| TlsSetupError::BadPem(e.to_string()))?;
-                    roots
-                        .add(cert)
-                        .map_err(|e| TlsSetupError::BadPem(e.to_string()))?;
+                    roots.add(cert).map_err(|e| TlsSetupError::BadPem(e.to_string()))?;
                     found += 1;
                 }
                 if found == 0 {
-                    return Err(TlsSetupError::NoCertificates(
-                        "no BEGIN CERTIFICATE block".into(),
-                    ));
+                    return Err(TlsSetupError::NoCertificates("no BEGIN CERTIFICATE block".into()));
                 }
             }
             if roots.is_empty() {
@@ -98,9 +88,7 @@ pub fn client_config(policy: &TlsPolicy) -> Result<ClientConfig, TlsSetupError> 
             .with_no_client_auth(),
         TlsPolicy::Insecure => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(NoVerifier {
-                provider: provider(),
-            }))
+            .with_custom_certificate_verifier(Arc::new(NoVerifier { provider: provider() }))
             .with_no_client_auth(),
     };
     Ok(config)
@@ -139,12 +127,7 @@ impl ServerCertVerifier for PinnedVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
     fn verify_tls13_signature(
         &self,
@@ -152,17 +135,10 @@ impl ServerCertVerifier for PinnedVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
+        self.provider.signature_verification_algorithms.supported_schemes()
     }
 }
 
@@ -188,12 +164,7 @@ impl ServerCertVerifier for NoVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
     fn verify_tls13_signature(
         &self,
@@ -201,17 +172,10 @@ impl ServerCertVerifier for NoVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
+        self.provider.signature_verification_algorithms.supported_schemes()
     }
 }
 
@@ -225,17 +189,9 @@ mod tests {
         let colons = vec!["AB"; 32].join(":");
         assert_eq!(parse_thumbprint(&hex64).unwrap(), [0xab; 32]);
         assert_eq!(parse_thumbprint(&colons).unwrap(), [0xab; 32]);
-        assert!(
-            parse_thumbprint(&"ab".repeat(20))
-                .unwrap_err()
-                .contains("SHA-1")
-        );
+        assert!(parse_thumbprint(&"ab".repeat(20)).unwrap_err().contains("SHA-1"));
         assert!(parse_thumbprint("zz").is_err());
-        assert!(
-            parse_thumbprint(&"ab".repeat(31))
-                .unwrap_err()
-                .contains("31")
-        );
+        assert!(parse_thumbprint(&"ab".repeat(31)).unwrap_err().contains("31"));
         assert_eq!(format_thumbprint(&[0xab, 0x01]), "AB:01");
     }
 }

@@ -127,9 +127,7 @@ pub fn parse(doc: &str, max_depth: usize) -> Result<Element, XmlError> {
     let mut stack: Vec<Element> = Vec::new();
     let mut root: Option<Element> = None;
     loop {
-        let ev = reader
-            .read_event()
-            .map_err(|e| XmlError::Malformed(e.to_string()))?;
+        let ev = reader.read_event().map_err(|e| XmlError::Malformed(e.to_string()))?;
         match ev {
             Event::Start(ref e) | Event::Empty(ref e) => {
                 if stack.len() >= max_depth {
@@ -147,9 +145,7 @@ pub fn parse(doc: &str, max_depth: usize) -> Result<Element, XmlError> {
                         .map_err(|e| XmlError::Malformed(e.to_string()))?
                         .into_owned();
                     match ns {
-                        ResolveResult::Bound(n) if n.as_ref() == XSI_NS => {
-                            el.xsi_type = Some(strip_prefix(&value))
-                        }
+                        ResolveResult::Bound(n) if n.as_ref() == XSI_NS => el.xsi_type = Some(strip_prefix(&value)),
                         ResolveResult::Unbound => el.type_attr = Some(value),
                         _ => {}
                     }
@@ -169,9 +165,7 @@ pub fn parse(doc: &str, max_depth: usize) -> Result<Element, XmlError> {
             }
             Event::Text(t) => {
                 if let Some(top) = stack.last_mut() {
-                    let s = t
-                        .unescape()
-                        .map_err(|e| XmlError::Malformed(e.to_string()))?;
+                    let s = t.unescape().map_err(|e| XmlError::Malformed(e.to_string()))?;
                     top.text.push_str(&s);
                 }
             }
@@ -186,9 +180,7 @@ pub fn parse(doc: &str, max_depth: usize) -> Result<Element, XmlError> {
         }
     }
     if !stack.is_empty() {
-        return Err(XmlError::Malformed(
-            "document ends inside an element".into(),
-        ));
+        return Err(XmlError::Malformed("document ends inside an element".into()));
     }
     let mut root = root.ok_or(XmlError::Empty)?;
     trim_whitespace(&mut root);

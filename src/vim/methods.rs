@@ -79,16 +79,10 @@ pub async fn retrieve_service_content(c: &SoapClient) -> Result<ServiceContent, 
     decode(m, ServiceContent::from_xml(returnval(m, &resp)?))
 }
 
-pub async fn login(
-    c: &SoapClient,
-    sm: &MoRef,
-    user: &str,
-    password: &SecretString,
-) -> Result<UserSession, SoapError> {
+pub async fn login(c: &SoapClient, sm: &MoRef, user: &str, password: &SecretString) -> Result<UserSession, SoapError> {
     let m = "Login";
     let mut b = Body::this(sm);
-    b.text("userName", user)
-        .text("password", password.expose_secret());
+    b.text("userName", user).text("password", password.expose_secret());
     let resp = c.call(m, b.as_str()).await?;
     decode(m, UserSession::from_xml(returnval(m, &resp)?))
 }
@@ -178,10 +172,7 @@ impl PropertyFilterSpec {
                     escape(&t.path)
                 ));
                 for sel in &t.select {
-                    s.push_str(&format!(
-                        "<selectSet><name>{}</name></selectSet>",
-                        escape(sel)
-                    ));
+                    s.push_str(&format!("<selectSet><name>{}</name></selectSet>", escape(sel)));
                 }
                 s.push_str("</selectSet>");
             }
@@ -221,9 +212,7 @@ pub async fn continue_retrieve_properties_ex(
 }
 
 pub async fn create_property_collector(c: &SoapClient, pc: &MoRef) -> Result<MoRef, SoapError> {
-    let resp = c
-        .call("CreatePropertyCollector", Body::this(pc).as_str())
-        .await?;
+    let resp = c.call("CreatePropertyCollector", Body::this(pc).as_str()).await?;
     moref_result("CreatePropertyCollector", &resp)
 }
 
@@ -233,11 +222,7 @@ pub async fn destroy_property_collector(c: &SoapClient, pc: &MoRef) -> Result<()
         .map(|_| ())
 }
 
-pub async fn create_filter(
-    c: &SoapClient,
-    pc: &MoRef,
-    spec: &PropertyFilterSpec,
-) -> Result<MoRef, SoapError> {
+pub async fn create_filter(c: &SoapClient, pc: &MoRef, spec: &PropertyFilterSpec) -> Result<MoRef, SoapError> {
     let mut b = Body::this(pc);
     b.raw(&spec.to_xml("spec")).text("partialUpdates", "false");
     let resp = c.call("CreateFilter", b.as_str()).await?;
@@ -286,11 +271,7 @@ pub async fn find_by_datastore_path(
     opt_moref_result("FindByDatastorePath", &resp)
 }
 
-pub async fn find_by_inventory_path(
-    c: &SoapClient,
-    si: &MoRef,
-    path: &str,
-) -> Result<Option<MoRef>, SoapError> {
+pub async fn find_by_inventory_path(c: &SoapClient, si: &MoRef, path: &str) -> Result<Option<MoRef>, SoapError> {
     let mut b = Body::this(si);
     b.text("inventoryPath", path);
     let resp = c.call("FindByInventoryPath", b.as_str()).await?;
@@ -332,16 +313,10 @@ pub async fn register_vm_task(
 }
 
 pub async fn unregister_vm(c: &SoapClient, vm: &MoRef) -> Result<(), SoapError> {
-    c.call("UnregisterVM", Body::this(vm).as_str())
-        .await
-        .map(|_| ())
+    c.call("UnregisterVM", Body::this(vm).as_str()).await.map(|_| ())
 }
 
-pub async fn power_on_vm_task(
-    c: &SoapClient,
-    vm: &MoRef,
-    host: Option<&MoRef>,
-) -> Result<MoRef, SoapError> {
+pub async fn power_on_vm_task(c: &SoapClient, vm: &MoRef, host: Option<&MoRef>) -> Result<MoRef, SoapError> {
     let mut b = Body::this(vm);
     b.opt_moref("host", host);
     let resp = c.call("PowerOnVM_Task", b.as_str()).await?;
@@ -354,29 +329,16 @@ pub async fn power_off_vm_task(c: &SoapClient, vm: &MoRef) -> Result<MoRef, Soap
 }
 
 pub async fn shutdown_guest(c: &SoapClient, vm: &MoRef) -> Result<(), SoapError> {
-    c.call("ShutdownGuest", Body::this(vm).as_str())
-        .await
-        .map(|_| ())
+    c.call("ShutdownGuest", Body::this(vm).as_str()).await.map(|_| ())
 }
 
-pub async fn answer_vm(
-    c: &SoapClient,
-    vm: &MoRef,
-    question_id: &str,
-    choice: &str,
-) -> Result<(), SoapError> {
+pub async fn answer_vm(c: &SoapClient, vm: &MoRef, question_id: &str, choice: &str) -> Result<(), SoapError> {
     let mut b = Body::this(vm);
-    b.text("questionId", question_id)
-        .text("answerChoice", choice);
+    b.text("questionId", question_id).text("answerChoice", choice);
     c.call("AnswerVM", b.as_str()).await.map(|_| ())
 }
 
-pub async fn relocate_vm_task(
-    c: &SoapClient,
-    vm: &MoRef,
-    pool: &MoRef,
-    host: &MoRef,
-) -> Result<MoRef, SoapError> {
+pub async fn relocate_vm_task(c: &SoapClient, vm: &MoRef, pool: &MoRef, host: &MoRef) -> Result<MoRef, SoapError> {
     let mut b = Body::this(vm);
     b.raw("<spec>")
         .moref("pool", pool)
@@ -387,12 +349,7 @@ pub async fn relocate_vm_task(
     moref_result("RelocateVM_Task", &resp)
 }
 
-pub async fn migrate_vm_task(
-    c: &SoapClient,
-    vm: &MoRef,
-    pool: &MoRef,
-    host: &MoRef,
-) -> Result<MoRef, SoapError> {
+pub async fn migrate_vm_task(c: &SoapClient, vm: &MoRef, pool: &MoRef, host: &MoRef) -> Result<MoRef, SoapError> {
     let mut b = Body::this(vm);
     b.moref("pool", pool)
         .moref("host", host)

@@ -47,12 +47,10 @@ impl MoRef {
     }
 
     pub fn from_xml(el: &Element) -> Result<MoRef, DecodeError> {
-        let kind = el.type_attr.clone().ok_or_else(|| {
-            decode_err(
-                &el.name,
-                "managed object reference without a type attribute",
-            )
-        })?;
+        let kind = el
+            .type_attr
+            .clone()
+            .ok_or_else(|| decode_err(&el.name, "managed object reference without a type attribute"))?;
         Ok(MoRef {
             kind,
             value: el.text.trim().to_string(),
@@ -195,6 +193,10 @@ wire_enum!(
     TaskState { Queued = "queued", Running = "running", Success = "success", Error = "error" }
 );
 
+/// The label id of "I moved it" in the `msg.uuid.altered` question: keeps the VM's identity (BIOS UUID,
+/// MAC addresses), as the old scripts did. "I copied it" would give the VM a new UUID.
+pub const MOVED_LABEL: &str = "button.uuid.movedTheVM";
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct QuestionChoice {
     pub key: String,
@@ -234,23 +236,17 @@ impl QuestionInfo {
             default_index: choice
                 .and_then(|c| c.child_text("defaultIndex"))
                 .and_then(|s| s.trim().parse().ok()),
-            message_ids: el
-                .children_named("message")
-                .filter_map(|m| opt_text(m, "id"))
-                .collect(),
+            message_ids: el.children_named("message").filter_map(|m| opt_text(m, "id")).collect(),
         })
     }
 
     /// The "moved or copied" question (`msg.uuid.altered`), which start answers "I moved it".
     pub fn is_uuid_altered(&self) -> bool {
         self.message_ids.iter().any(|m| m == "msg.uuid.altered")
-            || self
-                .choices
-                .iter()
-                .any(|c| c.label == "button.uuid.moveuuid")
+            || self.choices.iter().any(|c| c.label == "button.uuid.movedTheVM")
     }
 
-    /// The choice key whose label id is `label` (`button.uuid.moveuuid`), never by position.
+    /// The choice key whose label id is `label` (`button.uuid.movedTheVM`), never by position.
     pub fn choice_by_label(&self, label: &str) -> Option<&QuestionChoice> {
         self.choices.iter().find(|c| c.label == label)
     }
@@ -272,9 +268,7 @@ impl TaskInfo {
         Ok(TaskInfo {
             key: opt_text(el, "key").unwrap_or_default(),
             state: TaskState::parse(req_text(el, "state")?),
-            progress: el
-                .child_text("progress")
-                .and_then(|p| p.trim().parse().ok()),
+            progress: el.child_text("progress").and_then(|p| p.trim().parse().ok()),
             description_id: opt_text(el, "descriptionId").unwrap_or_default(),
             entity_name: opt_text(el, "entityName"),
             error: el.child("error").map(Fault::from_localized),
@@ -314,11 +308,7 @@ impl ObjectContent {
                 (path, fault)
             })
             .collect();
-        Ok(ObjectContent {
-            obj,
-            props,
-            missing,
-        })
+        Ok(ObjectContent { obj, props, missing })
     }
 
     pub fn prop(&self, name: &str) -> Option<&Element> {
@@ -394,10 +384,7 @@ impl UpdateSet {
         }
         Ok(UpdateSet {
             version: req_text(el, "version")?.to_string(),
-            truncated: el
-                .child_text("truncated")
-                .map(|t| t.trim() == "true")
-                .unwrap_or(false),
+            truncated: el.child_text("truncated").map(|t| t.trim() == "true").unwrap_or(false),
             objects,
         })
     }
@@ -411,12 +398,12 @@ mod tests {
     #[test]
     fn question_choice_by_label_not_position() {
         let doc = r#"<q><id>_vmx1</id><text>moved?</text><choice><choiceInfo><key>0</key><label>button.uuid.cancel</label><summary>Cancel</summary></choiceInfo>
-          <choiceInfo><key>2</key><label>button.uuid.copyuuid</label><summary>I _copied it</summary></choiceInfo>
-          <choiceInfo><key>1</key><label>button.uuid.moveuuid</label><summary>I _moved it</summary></choiceInfo><defaultIndex>1</defaultIndex></choice>
+          <choiceInfo><key>2</key><label>button.uuid.copiedTheVM</label><summary>I _copied it</summary></choiceInfo>
+          <choiceInfo><key>1</key><label>button.uuid.movedTheVM</label><summary>I _moved it</summary></choiceInfo><defaultIndex>1</defaultIndex></choice>
           <message><id>msg.uuid.altered</id><text>t</text></message></q>"#;
         let q = QuestionInfo::from_xml(&parse(doc, 16).unwrap()).unwrap();
         assert!(q.is_uuid_altered());
-        assert_eq!(q.choice_by_label("button.uuid.moveuuid").unwrap().key, "1");
+        assert_eq!(q.choice_by_label("button.uuid.movedTheVM").unwrap().key, "1");
         assert_eq!(q.default_index, Some(1));
     }
 

@@ -1,0 +1,76 @@
+//! Replays `--record` exchanges through wiremock: no network, no simulator.
+//!
+//! Each exchange is mounted once, in recorded order, and matched on the SOAP method plus the request's key
+//! elements: every leaf element's name and text, except the password (redacted in recordings) and
+//! `maxWaitSeconds` (it depends on how much of a wait was left when the request went out).
+
+use std::path::Path;
+
+use vmha::soap::record::parse_exchange;
+use vmha::soap::xml::parse;
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+/// The method name and the key leaves of a SOAP request body.
+pub fn request_key(body: &str) -> Option<(String, Vec<(String, String)>)> {
+    let root = parse(body, 256).ok()?;
+    let method = root.child("Body")?.children.first()?;
+    let mut leaves = Vec::new();
+    fn walk(el: &vmha::soap::Element, path: &str, out: &mut Vec<(String, String)>) {
+        let p = format!("{path}/{}", el.name);
+        if el.children.is_empty() {
+            if el.name != "password" && el.name != "maxWaitSeconds" {
+                out.push((p, el.text.clone()));
+            }
+        } else {
+            for c in &el.children {
+                walk(c, &p, out);
+            }
+        }
+    }
+    for c in &method.children {
+        walk(c, "", &mut leaves);
+    }
+    Some((method.name.clone(), leaves))
+}
+
+struct KeyMatcher(String, Vec<(String, String)>);
+
+impl wiremock::Match for KeyMatcher {
+    fn matches(&self, req: &Request) -> bool {
+        let body = String::from_utf8_lossy(&req.body);
+        request_key(&body).is_some_and(|(m, leaves)| m == self.0 && leaves == self.1)
+    }
+}
+
+/// Starts a mock server holding every exchange of `dir`, in order. Returns it and the exchange count.
+pub async fn mount_recording(dir: &Path) -> (MockServer, usize) {
+    let server = MockServer::start().await;
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("recording {}: {e}", dir.display()))
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "txt"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "recording {} is empty", dir.display());
+    for (i, f) in files.iter().enumerate() {
+        let text = std::fs::read_to_string(f).unwrap();
+        let ex = parse_exchange(&text).unwrap_or_else(|| panic!("{} is not a vmha recording", f.display()));
+        let (method, leaves) =
+            request_key(&ex.request).unwrap_or_else(|| panic!("{}: request is not a SOAP call", f.display()));
+        assert_eq!(method, ex.method, "{}", f.display());
+        let mut resp = ResponseTemplate::new(ex.status).set_body_raw(ex.response.clone(), "text/xml; charset=utf-8");
+        if method == "Login" {
+            resp = resp.insert_header("Set-Cookie", "vmware_soap_session=\"replayed-session\"; Path=/; HttpOnly");
+        }
+        Mock::given(wiremock::matchers::method("POST"))
+            .and(KeyMatcher(method, leaves))
+            .respond_with(resp)
+            .up_to_n_times(1)
+            .with_priority(u8::try_from(1 + i.min(200)).unwrap())
+            .named(f.file_name().unwrap().to_string_lossy().to_string())
+            .mount(&server)
+            .await;
+    }
+    (server, files.len())
+}
