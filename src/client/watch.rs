@@ -53,7 +53,8 @@ impl<'a> Watch<'a> {
             .request_timeout()
             .saturating_sub(Duration::from_secs(5))
             .max(Duration::from_secs(1));
-        let secs = max_wait.min(cap).as_secs();
+        // Round up: a wait of 0.4 s must not become maxWaitSeconds=0, which returns at once and would spin.
+        let secs = max_wait.min(cap).as_millis().div_ceil(1000) as u64;
         let set = methods::wait_for_updates_ex(self.session.client(), &self.collector, &self.version, secs).await?;
         let Some(set) = set else { return Ok(vec![]) };
         self.version = set.version.clone();

@@ -7,6 +7,7 @@ use super::{AnswerPolicy, Ctx, answer_question};
 use crate::client::inventory::HostInfo;
 use crate::client::{VimError, Watch, task};
 use crate::error::{Error, OpError};
+use crate::soap::FaultKind;
 use crate::vim::methods::{self, PropertyFilterSpec, PropertySpec};
 use crate::vim::{HeartbeatStatus, HostConnectionState, MoRef, PowerState, QuestionInfo, TaskInfo, TaskState};
 
@@ -173,11 +174,11 @@ async fn power_on_once(ctx: &Ctx<'_>, vm: &MoRef, host: &HostInfo, answers: &Ans
     let host_arg = ctx.vcenter().then_some(&host.moref);
     let t = match methods::power_on_vm_task(c, vm, host_arg).await {
         Ok(t) => t,
+        Err(e) if e.fault().is_some_and(|f| f.kind == FaultKind::TaskInProgress) => {
+            return wait_for_other_power_on(ctx, vm, answers, &mut answered).await;
+        }
         // Someone else powered it on in between: that is the state we want.
-        Err(e)
-            if e.fault()
-                .is_some_and(|f| f.kind == crate::soap::FaultKind::InvalidPowerState) =>
-        {
+        Err(e) if e.fault().is_some_and(|f| f.kind == FaultKind::InvalidPowerState) => {
             let s = ctx.state(vm).await?;
             if s.power_state == PowerState::PoweredOn {
                 return Ok(());
@@ -186,7 +187,7 @@ async fn power_on_once(ctx: &Ctx<'_>, vm: &MoRef, host: &HostInfo, answers: &Ans
         }
         Err(e) => return Err(VimError::from(e).into()),
     };
-    ctx.log.info(format!("powering on on {}", host.name));
+    ctx.log.info(format!("powering on (host {})", host.name));
     let spec = PropertyFilterSpec {
         props: vec![
             PropertySpec {
@@ -203,15 +204,19 @@ async fn power_on_once(ctx: &Ctx<'_>, vm: &MoRef, host: &HostInfo, answers: &Ans
     let mut watch = Watch::new(ctx.session, spec).await?;
     let result = follow_power_on(ctx, &mut watch, vm, &t, answers, &mut answered).await;
     watch.close().await;
-    if let Err(Error::Vim(e)) = &result
-        && e.fault_kind() == Some(&crate::soap::FaultKind::InvalidPowerState)
-        && ctx.state(vm).await?.power_state == PowerState::PoweredOn
-    {
-        // Powered on by someone else while our task queued: the state we want.
-        return Ok(());
+    if let Err(Error::Vim(e)) = &result {
+        if e.fault_kind() == Some(&FaultKind::InvalidPowerState)
+            && ctx.state(vm).await?.power_state == PowerState::PoweredOn
+        {
+            // Powered on by someone else while our task queued: the state we want.
+            return Ok(());
+        }
+        if e.fault_kind() == Some(&FaultKind::TaskInProgress) {
+            return wait_for_other_power_on(ctx, vm, answers, &mut answered).await;
+        }
     }
     result?;
-    ctx.log.info(format!("powered on on {}", host.name));
+    ctx.log.info(format!("powered on (host {})", host.name));
     Ok(())
 }
 
@@ -300,4 +305,53 @@ async fn wait_heartbeat(ctx: &Ctx<'_>, vm: &MoRef) -> Result<(), Error> {
     };
     watch.close().await;
     outcome
+}
+
+/// Another power-on is in flight (typically one an earlier start left blocked on a question that is now
+/// answered): follow it to its end instead of queueing a second one.
+async fn wait_for_other_power_on(
+    ctx: &Ctx<'_>,
+    vm: &MoRef,
+    answers: &AnswerPolicy,
+    answered: &mut HashSet<String>,
+) -> Result<(), Error> {
+    ctx.log.info("a power-on is already in progress; following it");
+    let limit = ctx.session.client().request_timeout().max(ctx.settings.start_wait);
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut watch = Watch::objects(
+        ctx.session,
+        std::slice::from_ref(vm),
+        &["runtime.powerState", "runtime.question"],
+    )
+    .await?;
+    let outcome = loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if let Err(e) = watch.next(left).await {
+            break Err(e.into());
+        }
+        if watch.text(vm, "runtime.powerState") == Some(PowerState::PoweredOn.as_str()) {
+            break Ok(());
+        }
+        if let Some(q) = watch.get(vm, "runtime.question") {
+            match QuestionInfo::from_xml(q) {
+                Ok(q) => {
+                    if let Err(e) = answer_question(ctx, answers, vm, &q, answered).await {
+                        break Err(e);
+                    }
+                }
+                Err(e) => break Err(VimError::Unexpected(e.to_string()).into()),
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            break Err(VimError::Timeout {
+                what: "the power-on already in progress".into(),
+                secs: limit.as_secs(),
+            }
+            .into());
+        }
+    };
+    watch.close().await;
+    outcome?;
+    ctx.log.info("powered on");
+    Ok(())
 }

@@ -64,10 +64,18 @@ pub struct Fault {
 
 impl std::fmt::Display for Fault {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.message.is_empty() {
+        // Servers send multi-line messages; a log line must stay one line.
+        let message = self
+            .message
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(" / ");
+        if message.is_empty() {
             write!(f, "{}", self.type_name)
         } else {
-            write!(f, "{}: {}", self.type_name, self.message)
+            write!(f, "{}: {}", self.type_name, message)
         }
     }
 }

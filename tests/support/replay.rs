@@ -61,7 +61,10 @@ pub async fn mount_recording(dir: &Path) -> (MockServer, usize) {
         assert_eq!(method, ex.method, "{}", f.display());
         let mut resp = ResponseTemplate::new(ex.status).set_body_raw(ex.response.clone(), "text/xml; charset=utf-8");
         if method == "Login" {
-            resp = resp.insert_header("Set-Cookie", "vmware_soap_session=\"replayed-session\"; Path=/; HttpOnly");
+            resp = resp.insert_header(
+                "Set-Cookie",
+                "vmware_soap_session=\"replayed-session\"; Path=/; HttpOnly",
+            );
         }
         Mock::given(wiremock::matchers::method("POST"))
             .and(KeyMatcher(method, leaves))

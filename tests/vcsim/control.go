@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -30,10 +31,16 @@ func errf(code int, format string, args ...interface{}) error {
 }
 
 func writeJSON(w http.ResponseWriter, code int, v interface{}) {
+	data, err := json.Marshal(v)
+	if err != nil {
+		code = http.StatusInternalServerError
+		data, _ = json.Marshal(map[string]string{"error": err.Error()})
+	}
+	data = append(data, '\n')
 	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(data)))
 	w.WriteHeader(code)
-	enc := json.NewEncoder(w)
-	_ = enc.Encode(v)
+	_, _ = w.Write(data)
 }
 
 // decodeBody decodes an optional JSON body, rejecting unknown fields.
@@ -776,10 +783,19 @@ func (x *Ext) route(r *http.Request) (interface{}, error) {
 		}
 		if post {
 			var req struct {
-				TaskDelayMs *int64 `json:"task_delay_ms"`
+				TaskDelayMs      *int64 `json:"task_delay_ms"`
+				RetrievePageSize *int   `json:"retrieve_page_size"`
 			}
 			if err := decodeBody(r, &req); err != nil {
 				return nil, err
+			}
+			if req.RetrievePageSize != nil {
+				if *req.RetrievePageSize < 0 {
+					return nil, errf(http.StatusBadRequest, "retrieve_page_size must be >= 0")
+				}
+				x.mu.Lock()
+				x.pageSz = *req.RetrievePageSize
+				x.mu.Unlock()
 			}
 			if req.TaskDelayMs != nil {
 				if *req.TaskDelayMs < 0 {
@@ -792,7 +808,7 @@ func (x *Ext) route(r *http.Request) (interface{}, error) {
 		} else if !get {
 			break
 		}
-		return map[string]int64{"task_delay_ms": x.getTaskDelay().Milliseconds()}, nil
+		return map[string]int64{"task_delay_ms": x.getTaskDelay().Milliseconds(), "retrieve_page_size": int64(x.pageSize())}, nil
 	}
 	return nil, errf(http.StatusNotFound, "no route for %s %s", r.Method, r.URL.Path)
 }

@@ -144,6 +144,7 @@ type Ext struct {
 	gen       map[types.ManagedObjectReference]uint64
 	qcounter  int
 	taskDelay time.Duration
+	pageSz    int
 
 	wrapMu sync.Mutex
 
@@ -196,6 +197,12 @@ func (x *Ext) getTaskDelay() time.Duration {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	return x.taskDelay
+}
+
+func (x *Ext) pageSize() int {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.pageSz
 }
 
 // bumpGen invalidates timers (heartbeat, guest shutdown) scheduled for a VM.

@@ -20,6 +20,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -236,6 +237,10 @@ func (r *recorder) flushTo(w http.ResponseWriter) {
 	for k, v := range r.header {
 		w.Header()[k] = v
 	}
+	if w.Header().Get("Content-Type") == "" {
+		w.Header().Set("Content-Type", "text/xml; charset=utf-8")
+	}
+	w.Header().Set("Content-Length", strconv.Itoa(r.body.Len()))
 	w.WriteHeader(r.code)
 	_, _ = w.Write(r.body.Bytes())
 }
@@ -291,6 +296,14 @@ func (x *Ext) frontHandler(next http.Handler) http.Handler {
 		rec := newRecorder()
 		next.ServeHTTP(rec, r)
 
+		if loginMethods[method] && rec.code != http.StatusOK {
+			// vcsim says "Login failure"; vCenter/ESXi send this text.
+			b := bytes.Replace(rec.body.Bytes(),
+				[]byte("<faultstring>Login failure</faultstring>"),
+				[]byte("<faultstring>Cannot complete login due to an incorrect user name or password.</faultstring>"), 1)
+			rec.body.Reset()
+			rec.body.Write(b)
+		}
 		if rec.code == http.StatusOK {
 			if loginMethods[method] {
 				if key := rec.sessionCookie(); key != "" {

@@ -204,6 +204,7 @@ func (x *Ext) prepareInventory(m *simulator.Model) error {
 		return err
 	}
 	x.ensureWrapped(true)
+	installPropertyCollector(c.ServiceContent.PropertyCollector)
 
 	var dcFolder, pool, host types.ManagedObjectReference
 	dcObj := simulator.Map.Any("Datacenter")

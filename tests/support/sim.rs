@@ -1,0 +1,701 @@
+//! End-to-end test harness for the vSphere simulator in `tests/vcsim`
+//! (a Go program built on govmomi's vcsim; see `tests/vcsim/README.md` for the
+//! inventory and the control API).
+//!
+//! Use it from an integration test with
+//!
+//! ```ignore
+//! #[path = "support/sim.rs"]
+//! mod sim;
+//!
+//! use sim::{Mode, Sim};
+//!
+//! #[test]
+//! fn powers_on() {
+//!     let sim = Sim::start(Mode::VCenter);
+//!     let vm = sim.vm("DC0_H0_VM0");
+//!     assert_eq!(vm["power_state"], "poweredOn");
+//!     // point vmha at sim.url / sim.user / sim.password / sim.ca_file (or sim.thumbprint)
+//! }
+//! ```
+//!
+//! * The Go program is built once per `cargo test` process (and shared by all
+//!   test binaries) into `target/vcsim-ext` (`$CARGO_TARGET_DIR` if set). A
+//!   lock file `target/vcsim-ext.lock` serialises concurrent builds; the
+//!   binary is rebuilt when a `tests/vcsim/*.go` file is newer than it.
+//!   `VMHA_VCSIM_BIN=/path/to/vcsim-ext` skips the build;
+//!   `VMHA_SIM_GOPATH` overrides the GOPATH (default `/usr/share/gocode`,
+//!   where Debian's golang-github-vmware-govmomi-dev installs govmomi).
+//! * Without `go`, or if the build fails, this PANICS: the end-to-end tier
+//!   must never pass silently.
+//! * Every `Sim` runs in its own temporary directory (datastore, CA, log);
+//!   its stderr goes to `vcsim.log` there. `Drop` closes the simulator's stdin
+//!   (it exits on EOF), kills it by pid if it is still alive after 3 s and
+//!   waits for it. If the test is panicking, the log tail is printed and the
+//!   directory is kept.
+//! * Only std and `serde_json` are used; the control surface is spoken with
+//!   a tiny blocking HTTP/1.1 client over `std::net::TcpStream`.
+
+#![allow(dead_code)]
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde_json::Value;
+
+/// Credentials the simulator accepts (anything else: `InvalidLogin`).
+pub const USER: &str = "vmha";
+pub const PASSWORD: &str = "vmha-sim-password";
+
+/// Datastore shared by all hosts in both modes.
+pub const DATASTORE: &str = "LocalDS_0";
+
+/// The VM whose files exist on the datastore but which is not registered at
+/// start-up (both modes).
+pub const UNREGISTERED_VM: &str = "vmha-unreg";
+
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+const BUILD_LOCK_TIMEOUT: Duration = Duration::from_secs(900);
+const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
+
+const INSTALL_HINT: &str = "end-to-end tier needs golang-go and golang-github-vmware-govmomi-dev; \
+     run .ci/run or `apt-get install golang-go golang-github-vmware-govmomi-dev`";
+
+/// `[LocalDS_0] name/name.vmx`, the vmx path of every simulator VM.
+pub fn vmx_path(vm_name: &str) -> String {
+    format!("[{DATASTORE}] {vm_name}/{vm_name}.vmx")
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// vCenter (VPX) inventory: datacenter DC0, standalone host DC0_H0 and
+    /// cluster DC0_C0 with hosts DC0_C0_H0..H2.
+    VCenter,
+    /// Standalone ESXi inventory: ha-datacenter, host localhost.localdomain.
+    Esx,
+}
+
+/// Names in the simulator's inventory (see tests/vcsim/README.md).
+#[derive(Clone, Debug)]
+pub struct Inventory {
+    pub datacenter: &'static str,
+    pub vm_folder: &'static str,
+    pub cluster: Option<&'static str>,
+    pub hosts: &'static [&'static str],
+    /// (VM name, host name); all powered on at start-up.
+    pub vms: &'static [(&'static str, &'static str)],
+    pub datastore: &'static str,
+    pub unregistered_vm: &'static str,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::VCenter => "vcenter",
+            Mode::Esx => "esx",
+        }
+    }
+
+    pub fn inventory(self) -> Inventory {
+        match self {
+            Mode::VCenter => Inventory {
+                datacenter: "DC0",
+                vm_folder: "DC0/vm",
+                cluster: Some("DC0_C0"),
+                hosts: &["DC0_H0", "DC0_C0_H0", "DC0_C0_H1", "DC0_C0_H2"],
+                vms: &[
+                    ("DC0_H0_VM0", "DC0_H0"),
+                    ("DC0_H0_VM1", "DC0_H0"),
+                    ("DC0_C0_RP0_VM0", "DC0_C0_H0"),
+                    ("DC0_C0_RP0_VM1", "DC0_C0_H1"),
+                ],
+                datastore: DATASTORE,
+                unregistered_vm: UNREGISTERED_VM,
+            },
+            Mode::Esx => Inventory {
+                datacenter: "ha-datacenter",
+                vm_folder: "ha-datacenter/vm",
+                cluster: None,
+                hosts: &["localhost.localdomain"],
+                vms: &[
+                    ("ha-host_VM0", "localhost.localdomain"),
+                    ("ha-host_VM1", "localhost.localdomain"),
+                ],
+                datastore: DATASTORE,
+                unregistered_vm: UNREGISTERED_VM,
+            },
+        }
+    }
+}
+
+// ---- building the Go program ---------------------------------------------------
+
+fn manifest_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => {
+            let dir = PathBuf::from(dir);
+            if dir.is_relative() {
+                manifest_dir().join(dir)
+            } else {
+                dir
+            }
+        }
+        None => manifest_dir().join("target"),
+    }
+}
+
+/// Path of the simulator binary, building it first if needed (once per process).
+pub fn binary() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(build_binary)
+}
+
+fn build_binary() -> PathBuf {
+    if let Some(bin) = std::env::var_os("VMHA_VCSIM_BIN") {
+        let bin = PathBuf::from(bin);
+        assert!(bin.is_file(), "VMHA_VCSIM_BIN={} is not a file", bin.display());
+        return bin;
+    }
+    let src = manifest_dir().join("tests").join("vcsim");
+    let target = target_dir();
+    fs::create_dir_all(&target).unwrap_or_else(|e| panic!("cannot create {}: {e}", target.display()));
+    let bin = target.join("vcsim-ext");
+    if !needs_rebuild(&bin, &src) {
+        return bin;
+    }
+    let _lock = BuildLock::acquire(&target.join("vcsim-ext.lock"));
+    // Another test binary may have built it while we waited for the lock.
+    if !needs_rebuild(&bin, &src) {
+        return bin;
+    }
+
+    let gopath = std::env::var_os("VMHA_SIM_GOPATH").unwrap_or_else(|| "/usr/share/gocode".into());
+    let tmp = target.join(format!("vcsim-ext.tmp-{}", std::process::id()));
+    let started = Instant::now();
+    eprintln!("[sim] building {} from {} ...", bin.display(), src.display());
+    let output = Command::new("go")
+        .arg("build")
+        .arg("-o")
+        .arg(&tmp)
+        .arg("./tests/vcsim")
+        .current_dir(manifest_dir())
+        .env("GO111MODULE", "off")
+        .env("GOPATH", &gopath)
+        .env("GOCACHE", target.join("go-cache"))
+        .env("GOFLAGS", "")
+        .stdin(Stdio::null())
+        .output();
+    let output = match output {
+        Ok(o) => o,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
+            "\n\n*** `go` is not on PATH: cannot build the vSphere simulator (tests/vcsim).\n*** {INSTALL_HINT}\n\n"
+        ),
+        Err(e) => panic!("\n\n*** cannot run `go build` for tests/vcsim: {e}\n*** {INSTALL_HINT}\n\n"),
+    };
+    if !output.status.success() {
+        let _ = fs::remove_file(&tmp);
+        panic!(
+            "\n\n*** building the vSphere simulator (tests/vcsim) failed ({}):\n{}{}\n*** {INSTALL_HINT}\n\n",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr),
+        );
+    }
+    fs::rename(&tmp, &bin).unwrap_or_else(|e| panic!("cannot move {} to {}: {e}", tmp.display(), bin.display()));
+    eprintln!("[sim] built {} in {:.1?}", bin.display(), started.elapsed());
+    bin
+}
+
+/// Newest modification time of the Go sources that make up the binary.
+fn newest_source(src: &Path) -> SystemTime {
+    let entries =
+        fs::read_dir(src).unwrap_or_else(|e| panic!("cannot read the simulator sources in {}: {e}", src.display()));
+    let mut newest = None;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if !name.ends_with(".go") || name.ends_with("_test.go") {
+            continue;
+        }
+        if let Ok(t) = entry.metadata().and_then(|m| m.modified()) {
+            newest = Some(newest.map_or(t, |n: SystemTime| n.max(t)));
+        }
+    }
+    newest.unwrap_or_else(|| panic!("no .go files in {}", src.display()))
+}
+
+fn needs_rebuild(bin: &Path, src: &Path) -> bool {
+    match fs::metadata(bin).and_then(|m| m.modified()) {
+        Ok(built) => newest_source(src) > built,
+        Err(_) => true,
+    }
+}
+
+/// Cross-process build lock: a file created with `create_new`.
+struct BuildLock(PathBuf);
+
+impl BuildLock {
+    fn acquire(path: &Path) -> BuildLock {
+        let started = Instant::now();
+        let mut announced = false;
+        loop {
+            match OpenOptions::new().write(true).create_new(true).open(path) {
+                Ok(mut f) => {
+                    let _ = writeln!(f, "{}", std::process::id());
+                    return BuildLock(path.to_path_buf());
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    if Self::stale(path) {
+                        let _ = fs::remove_file(path);
+                        continue;
+                    }
+                    if started.elapsed() > BUILD_LOCK_TIMEOUT {
+                        panic!(
+                            "timed out waiting for {} (another test process building the simulator?); remove it if stale",
+                            path.display()
+                        );
+                    }
+                    if !announced {
+                        eprintln!("[sim] waiting for {} ...", path.display());
+                        announced = true;
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(e) => panic!("cannot create {}: {e}", path.display()),
+            }
+        }
+    }
+
+    /// A lock whose owner is gone (Linux: no /proc/<pid>) or that is very old.
+    fn stale(path: &Path) -> bool {
+        if let Ok(text) = fs::read_to_string(path)
+            && let Ok(pid) = text.trim().parse::<u32>()
+            && Path::new("/proc/self").exists()
+            && !Path::new(&format!("/proc/{pid}")).exists()
+        {
+            return true;
+        }
+        fs::metadata(path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > Duration::from_secs(1200))
+    }
+}
+
+impl Drop for BuildLock {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
+    }
+}
+
+// ---- the running simulator ---------------------------------------------------------
+
+/// A running simulator. Dropping it stops the process.
+pub struct Sim {
+    /// SOAP endpoint, `https://127.0.0.1:PORT/sdk`.
+    pub url: String,
+    pub user: String,
+    pub password: String,
+    /// SHA-256 of the server certificate, `AB:CD:...` (uppercase, colons).
+    pub thumbprint: String,
+    /// SHA-1 of the server certificate, same format.
+    pub thumbprint_sha1: String,
+    /// PEM file with the CA that signed the server certificate.
+    pub ca_file: PathBuf,
+    /// Control surface base URL, `http://127.0.0.1:PORT`.
+    pub control: String,
+    pub mode: Mode,
+    pub pid: u32,
+    /// The simulator's stderr.
+    pub log_file: PathBuf,
+    dir: PathBuf,
+    child: Child,
+    stdin: Option<ChildStdin>,
+}
+
+static SIM_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl Sim {
+    /// Builds (if needed) and starts a simulator; waits for its ready line.
+    pub fn start(mode: Mode) -> Sim {
+        let bin = binary();
+        let dir = std::env::temp_dir().join(format!(
+            "vmha-sim-{}-{}-{}",
+            std::process::id(),
+            SIM_COUNTER.fetch_add(1, Ordering::SeqCst),
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos())
+                .unwrap_or(0)
+        ));
+        fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+        let log_file = dir.join("vcsim.log");
+        let log = File::create(&log_file).unwrap_or_else(|e| panic!("cannot create {}: {e}", log_file.display()));
+        let ca_out = dir.join("ca.pem");
+
+        let mut child = Command::new(bin)
+            .arg("--mode")
+            .arg(mode.as_str())
+            .arg("--ca-out")
+            .arg(&ca_out)
+            .env("TMPDIR", &dir) // datastore directories land in our dir
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().expect("child stdout");
+
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            let mut line = String::new();
+            let res = reader.read_line(&mut line).map(|_| line);
+            let _ = tx.send(res);
+            // Keep reading so the simulator never writes into a closed pipe.
+            let mut sink = Vec::new();
+            let _ = reader.read_to_end(&mut sink);
+        });
+
+        let line = match rx.recv_timeout(READY_TIMEOUT) {
+            Ok(Ok(line)) if !line.trim().is_empty() => line,
+            other => {
+                let _ = child.kill();
+                let _ = child.wait();
+                let why = match other {
+                    Ok(Ok(_)) => "it exited without printing its ready line".to_string(),
+                    Ok(Err(e)) => format!("reading its stdout failed: {e}"),
+                    Err(_) => format!("no ready line within {READY_TIMEOUT:?}"),
+                };
+                panic!(
+                    "vSphere simulator ({} --mode {}) did not start: {why}\n--- {} ---\n{}",
+                    bin.display(),
+                    mode.as_str(),
+                    log_file.display(),
+                    log_tail(&log_file, 60)
+                );
+            }
+        };
+        let ready: Value = serde_json::from_str(line.trim())
+            .unwrap_or_else(|e| panic!("bad ready line from the simulator ({e}): {line}"));
+        let field = |name: &str| -> String {
+            ready[name]
+                .as_str()
+                .unwrap_or_else(|| panic!("ready line lacks {name:?}: {line}"))
+                .to_string()
+        };
+        Sim {
+            url: field("url"),
+            user: field("user"),
+            password: field("password"),
+            thumbprint: field("thumbprint"),
+            thumbprint_sha1: field("thumbprint_sha1"),
+            ca_file: PathBuf::from(field("ca_file")),
+            control: field("control"),
+            mode,
+            pid: ready["pid"].as_u64().unwrap_or(0) as u32,
+            log_file,
+            dir,
+            child,
+            stdin,
+        }
+    }
+
+    pub fn inventory(&self) -> Inventory {
+        self.mode.inventory()
+    }
+
+    /// `127.0.0.1:PORT` of the SOAP endpoint.
+    pub fn host_port(&self) -> &str {
+        let rest = self.url.trim_start_matches("https://");
+        rest.split('/').next().unwrap_or(rest)
+    }
+
+    /// The last `lines` lines of the simulator's stderr.
+    pub fn log_tail(&self, lines: usize) -> String {
+        log_tail(&self.log_file, lines)
+    }
+
+    /// Kills the simulator at once (SIGKILL), e.g. to test "vCenter went away".
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    // ---- control surface --------------------------------------------------------
+
+    /// Raw request to the control surface: (HTTP status, JSON body or Null).
+    pub fn request(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+        http_request(&self.control, method, path, body)
+            .unwrap_or_else(|e| panic!("control {method} {path}: {e}\n{}", self.log_tail(30)))
+    }
+
+    fn expect_ok(&self, method: &str, path: &str, body: Option<&Value>) -> Value {
+        let (code, value) = self.request(method, path, body);
+        if !(200..300).contains(&code) {
+            panic!("control {method} {path} -> HTTP {code}: {value}");
+        }
+        value
+    }
+
+    pub fn get(&self, path: &str) -> Value {
+        self.expect_ok("GET", path, None)
+    }
+
+    pub fn post(&self, path: &str, body: Value) -> Value {
+        self.expect_ok("POST", path, Some(&body))
+    }
+
+    pub fn delete(&self, path: &str) -> Value {
+        self.expect_ok("DELETE", path, None)
+    }
+
+    /// `GET /vm/{name}` (also works for the unregistered VM).
+    pub fn vm(&self, name: &str) -> Value {
+        self.get(&format!("/vm/{}", encode(name)))
+    }
+
+    /// `GET /vmx?vmx=...`
+    pub fn vm_by_vmx(&self, vmx: &str) -> Value {
+        self.get(&format!("/vmx?vmx={}", encode(vmx)))
+    }
+
+    pub fn vms(&self) -> Value {
+        self.get("/vms")
+    }
+
+    pub fn hosts(&self) -> Value {
+        self.get("/hosts")
+    }
+
+    pub fn host(&self, name: &str) -> Value {
+        self.get(&format!("/host/{}", encode(name)))
+    }
+
+    /// `{"total": N, "by_method": {"Login": 1, ...}}` since start or last reset.
+    pub fn stats(&self) -> Value {
+        self.get("/stats")
+    }
+
+    pub fn reset_stats(&self) {
+        self.post("/stats/reset", Value::Null);
+    }
+
+    /// Number of SOAP calls of `method` (e.g. "WaitForUpdatesEx") counted so far.
+    pub fn soap_calls(&self, method: &str) -> u64 {
+        self.stats()["by_method"][method].as_u64().unwrap_or(0)
+    }
+
+    /// Arms the real "moved or copied" question for the VM's next power-on.
+    pub fn arm_question(&self, vm: &str) -> Value {
+        self.post(
+            &format!("/vm/{}/question", encode(vm)),
+            serde_json::json!({"once": true}),
+        )
+    }
+
+    /// Arms the "moved or copied" question by vmx path (survives re-registration).
+    pub fn arm_question_vmx(&self, vmx: &str) -> Value {
+        self.post(
+            &format!("/vmx/question?vmx={}", encode(vmx)),
+            serde_json::json!({"once": true}),
+        )
+    }
+
+    pub fn set_heartbeat(&self, vm: &str, status: &str) -> Value {
+        self.post(
+            &format!("/vm/{}/heartbeat", encode(vm)),
+            serde_json::json!({ "status": status }),
+        )
+    }
+
+    /// "connected", "disconnected" or "notResponding".
+    pub fn set_host_connection(&self, host: &str, state: &str) -> Value {
+        self.post(
+            &format!("/host/{}/connection", encode(host)),
+            serde_json::json!({ "state": state }),
+        )
+    }
+
+    /// Holds the .vmx lock ("another host has the files open"), optionally
+    /// releasing itself after `expire_ms`.
+    pub fn lock_vmx(&self, vmx: &str, expire_ms: Option<u64>) -> Value {
+        let body = match expire_ms {
+            Some(ms) => serde_json::json!({"held": true, "expire_ms": ms}),
+            None => serde_json::json!({"held": true}),
+        };
+        self.post(&format!("/lock?vmx={}", encode(vmx)), body)
+    }
+
+    pub fn unlock_vmx(&self, vmx: &str) -> Value {
+        self.delete(&format!("/lock?vmx={}", encode(vmx)))
+    }
+
+    /// Powers the VM off as if its guest OS had shut down by itself.
+    pub fn guest_shutdown(&self, vm: &str) -> Value {
+        self.post(&format!("/vm/{}/guest-shutdown", encode(vm)), Value::Null)
+    }
+
+    /// Terminates every SOAP session; the next call gets NotAuthenticated.
+    pub fn expire_sessions(&self) -> Value {
+        self.post("/sessions/expire", Value::Null)
+    }
+
+    /// Polls `GET /vm/{name}` until `pred` holds; returns the last view.
+    /// Panics after `timeout`.
+    pub fn wait_vm(&self, name: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let v = self.vm(name);
+            if pred(&v) {
+                return v;
+            }
+            if Instant::now() >= deadline {
+                panic!("timed out after {timeout:?} waiting for VM {name}; last state: {v}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        drop(self.stdin.take()); // the simulator exits on stdin EOF
+        let deadline = Instant::now() + Duration::from_secs(3);
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(_)) => break,
+                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+                _ => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    break;
+                }
+            }
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "--- vSphere simulator log ({}), last lines ---\n{}\n--- (kept {}) ---",
+                self.log_file.display(),
+                log_tail(&self.log_file, 80),
+                self.dir.display()
+            );
+        } else {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+fn log_tail(path: &Path, lines: usize) -> String {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+// ---- tiny HTTP/1.1 client -------------------------------------------------------------
+
+/// Percent-encodes everything but RFC 3986 unreserved characters.
+pub fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 3);
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => out.push(b as char),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(pos) = find(b, b"\r\n") {
+        let size_text = String::from_utf8_lossy(&b[..pos]);
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("0").trim(), 16).unwrap_or(0);
+        b = &b[pos + 2..];
+        if size == 0 || b.len() < size {
+            out.extend_from_slice(&b[..size.min(b.len())]);
+            break;
+        }
+        out.extend_from_slice(&b[..size]);
+        b = &b[size..];
+        if b.starts_with(b"\r\n") {
+            b = &b[2..];
+        }
+    }
+    out
+}
+
+fn http_request(base: &str, method: &str, path: &str, body: Option<&Value>) -> Result<(u16, Value), String> {
+    let addr = base.trim_start_matches("http://").trim_end_matches('/');
+    let mut stream = TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
+    stream.set_read_timeout(Some(HTTP_TIMEOUT)).map_err(|e| e.to_string())?;
+    stream
+        .set_write_timeout(Some(HTTP_TIMEOUT))
+        .map_err(|e| e.to_string())?;
+    let payload = match body {
+        Some(Value::Null) | None => Vec::new(),
+        Some(v) => serde_json::to_vec(v).map_err(|e| e.to_string())?,
+    };
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: application/json\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        payload.len()
+    );
+    stream.write_all(head.as_bytes()).map_err(|e| format!("write: {e}"))?;
+    stream.write_all(&payload).map_err(|e| format!("write: {e}"))?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).map_err(|e| format!("read: {e}"))?;
+
+    let split =
+        find(&raw, b"\r\n\r\n").ok_or_else(|| format!("malformed HTTP response: {}", String::from_utf8_lossy(&raw)))?;
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let mut rest = &raw[split + 4..];
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse::<u16>().ok())
+        .ok_or_else(|| format!("bad status line in: {head}"))?;
+    let mut chunked = false;
+    let mut length = None;
+    for line in lines {
+        if let Some((k, v)) = line.split_once(':') {
+            let (k, v) = (k.trim().to_ascii_lowercase(), v.trim());
+            if k == "transfer-encoding" && v.to_ascii_lowercase().contains("chunked") {
+                chunked = true;
+            } else if k == "content-length" {
+                length = v.parse::<usize>().ok();
+            }
+        }
+    }
+    let body = if chunked {
+        dechunk(rest)
+    } else {
+        if let Some(n) = length {
+            rest = &rest[..n.min(rest.len())];
+        }
+        rest.to_vec()
+    };
+    let value = if body.iter().all(u8::is_ascii_whitespace) {
+        Value::Null
+    } else {
+        serde_json::from_slice(&body).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()))
+    };
+    Ok((status, value))
+}

@@ -1,0 +1,112 @@
+package main
+
+// PC wraps vcsim's PropertyCollector to add result paging:
+// RetrievePropertiesEx honours options.maxObjects (or the control surface's
+// "retrieve_page_size" when maxObjects is unset) and returns a token;
+// ContinueRetrievePropertiesEx / CancelRetrievePropertiesEx (missing from
+// vcsim 0.24) serve / drop the remaining pages.
+//
+// vcsim creates the per-session instance of the ServiceContent
+// PropertyCollector with reflect.New on the type registered in the Map, so
+// registering a *PC for that moref makes every session use a *PC.
+
+import (
+	"strconv"
+	"sync"
+
+	"github.com/vmware/govmomi/simulator"
+	"github.com/vmware/govmomi/vim25/methods"
+	"github.com/vmware/govmomi/vim25/soap"
+	"github.com/vmware/govmomi/vim25/types"
+)
+
+type PC struct {
+	simulator.PropertyCollector
+
+	tokMu sync.Mutex
+	pages map[string]*pagedResult
+	next  int
+}
+
+type pagedResult struct {
+	objects []types.ObjectContent
+	size    int
+}
+
+func installPropertyCollector(ref types.ManagedObjectReference) {
+	w := &PC{}
+	w.Self = ref
+	simulator.Map.Put(w)
+}
+
+func (pc *PC) page(objs []types.ObjectContent, size int) *types.RetrieveResult {
+	if len(objs) <= size {
+		return &types.RetrieveResult{Objects: objs}
+	}
+	pc.tokMu.Lock()
+	defer pc.tokMu.Unlock()
+	if pc.pages == nil {
+		pc.pages = map[string]*pagedResult{}
+	}
+	pc.next++
+	token := strconv.Itoa(pc.next)
+	pc.pages[token] = &pagedResult{objects: objs[size:], size: size}
+	return &types.RetrieveResult{Token: token, Objects: objs[:size]}
+}
+
+func (pc *PC) RetrievePropertiesEx(ctx *simulator.Context, r *types.RetrievePropertiesEx) soap.HasFault {
+	res := pc.PropertyCollector.RetrievePropertiesEx(ctx, r)
+	body, ok := res.(*methods.RetrievePropertiesExBody)
+	if !ok || body.Res == nil || body.Res.Returnval == nil {
+		return res
+	}
+	size := int(r.Options.MaxObjects)
+	if size <= 0 {
+		size = X.pageSize()
+	}
+	if size <= 0 {
+		return res
+	}
+	body.Res.Returnval = pc.page(body.Res.Returnval.Objects, size)
+	return body
+}
+
+func (pc *PC) ContinueRetrievePropertiesEx(ctx *simulator.Context, r *types.ContinueRetrievePropertiesEx) soap.HasFault {
+	body := &methods.ContinueRetrievePropertiesExBody{}
+	pc.tokMu.Lock()
+	p, ok := pc.pages[r.Token]
+	if ok {
+		delete(pc.pages, r.Token)
+	}
+	pc.tokMu.Unlock()
+	if !ok {
+		f, msg := invalidArgument("token")
+		body.Fault_ = soapFault(f, msg)
+		return body
+	}
+	body.Res = &types.ContinueRetrievePropertiesExResponse{Returnval: *pc.page(p.objects, p.size)}
+	return body
+}
+
+func (pc *PC) CancelRetrievePropertiesEx(ctx *simulator.Context, r *types.CancelRetrievePropertiesEx) soap.HasFault {
+	body := &methods.CancelRetrievePropertiesExBody{}
+	pc.tokMu.Lock()
+	_, ok := pc.pages[r.Token]
+	delete(pc.pages, r.Token)
+	pc.tokMu.Unlock()
+	if !ok {
+		f, msg := invalidArgument("token")
+		body.Fault_ = soapFault(f, msg)
+		return body
+	}
+	body.Res = &types.CancelRetrievePropertiesExResponse{}
+	return body
+}
+
+// CreatePropertyCollector returns a *PC too (vcsim would create a plain one).
+func (pc *PC) CreatePropertyCollector(ctx *simulator.Context, c *types.CreatePropertyCollector) soap.HasFault {
+	cpc := &PC{}
+	return &methods.CreatePropertyCollectorBody{
+		Res: &types.CreatePropertyCollectorResponse{Returnval: ctx.Session.Put(cpc).Reference()},
+	}
+}

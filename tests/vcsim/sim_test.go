@@ -1,0 +1,193 @@
+package main
+
+// In-process smoke test of the extensions over real SOAP (HTTPS):
+//
+//	GO111MODULE=off GOPATH=/usr/share/gocode go test ./tests/vcsim
+//
+// simulator.Map is a process global, so one instance serves all subtests.
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vmware/govmomi/object"
+	"github.com/vmware/govmomi/session"
+	"github.com/vmware/govmomi/task"
+	"github.com/vmware/govmomi/vim25"
+	"github.com/vmware/govmomi/vim25/mo"
+	"github.com/vmware/govmomi/vim25/soap"
+	"github.com/vmware/govmomi/vim25/types"
+)
+
+func testFault(err error) interface{} {
+	switch {
+	case err == nil:
+		return nil
+	case soap.IsSoapFault(err):
+		return soap.ToSoapFault(err).VimFault()
+	case soap.IsVimFault(err):
+		return soap.ToVimFault(err)
+	}
+	if te, ok := err.(task.Error); ok {
+		return te.Fault()
+	}
+	return err
+}
+
+func isFault(err error, name string) bool {
+	f := testFault(err)
+	if f == nil {
+		return false
+	}
+	rt := reflect.TypeOf(f)
+	if rt.Kind() == reflect.Ptr {
+		rt = rt.Elem()
+	}
+	return rt.Name() == name
+}
+
+func TestSimulator(t *testing.T) {
+	inst, err := start("vcenter", filepath.Join(t.TempDir(), "ca.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inst.close()
+	ctx := context.Background()
+	u, _ := url.Parse(inst.ready.URL)
+	sc := soap.NewClient(u, false)
+	if err := sc.SetRootCAs(inst.ready.CAFile); err != nil {
+		t.Fatal(err)
+	}
+	c, err := vim25.NewClient(ctx, sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sm := session.NewManager(c)
+	control := func(method, path string, body string) map[string]interface{} {
+		req, _ := http.NewRequest(method, inst.ready.Control+path, strings.NewReader(body))
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		var m map[string]interface{}
+		_ = json.NewDecoder(res.Body).Decode(&m)
+		if res.StatusCode != 200 {
+			t.Fatalf("%s %s: %d %v", method, path, res.StatusCode, m)
+		}
+		return m
+	}
+
+	if err := sm.Login(ctx, url.UserPassword(simUser, "nope")); !isFault(err, "InvalidLogin") {
+		t.Fatalf("wrong password: %v", err)
+	}
+	if err := sm.Login(ctx, url.UserPassword(simUser, simPassword)); err != nil {
+		t.Fatal(err)
+	}
+	vmRef := types.ManagedObjectReference{Type: "VirtualMachine", Value: control("GET", "/vm/DC0_H0_VM0", "")["moref"].(string)}
+	vm := object.NewVirtualMachine(c, vmRef)
+	props := func() mo.VirtualMachine {
+		var m mo.VirtualMachine
+		if err := vm.Properties(ctx, vmRef, []string{"runtime", "guestHeartbeatStatus"}, &m); err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+
+	t.Run("question blocks power-on until AnswerVM", func(t *testing.T) {
+		tk, _ := vm.PowerOff(ctx)
+		if err := tk.Wait(ctx); err != nil {
+			t.Fatal(err)
+		}
+		control("POST", "/vm/DC0_H0_VM0/question", `{"once":true}`)
+		tk, _ = vm.PowerOn(ctx)
+		var q *types.VirtualMachineQuestionInfo
+		for i := 0; i < 100 && q == nil; i++ {
+			time.Sleep(20 * time.Millisecond)
+			q = props().Runtime.Question
+		}
+		if q == nil || q.Message[0].Id != "msg.uuid.altered" || q.Choice.DefaultIndex != 2 {
+			t.Fatalf("question: %+v", q)
+		}
+		var ti mo.Task
+		_ = tk.Properties(ctx, tk.Reference(), []string{"info"}, &ti)
+		if ti.Info.State != types.TaskInfoStateRunning {
+			t.Fatalf("task %s while question pending", ti.Info.State)
+		}
+		if err := vm.Answer(ctx, q.Id, "9"); !isFault(err, "InvalidArgument") {
+			t.Fatalf("bad choice: %v", err)
+		}
+		if err := vm.Answer(ctx, q.Id, "1"); err != nil {
+			t.Fatal(err)
+		}
+		if err := tk.Wait(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if m := props(); m.Runtime.PowerState != "poweredOn" || m.Runtime.Question != nil {
+			t.Fatalf("after answer: %s %v", m.Runtime.PowerState, m.Runtime.Question)
+		}
+	})
+
+	t.Run("register vmha-unreg, lock, power-on", func(t *testing.T) {
+		un := control("GET", "/vm/vmha-unreg", "")
+		vmx := un["vmx"].(string)
+		host := types.ManagedObjectReference{Type: "HostSystem", Value: control("GET", "/host/DC0_C0_H1", "")["moref"].(string)}
+		hs := object.NewHostSystem(c, host)
+		pool, _ := hs.ResourcePool(ctx)
+		var dc mo.Datacenter
+		dcs, _ := object.NewSearchIndex(c).FindByInventoryPath(ctx, "DC0")
+		_ = object.NewDatacenter(c, dcs.Reference()).Properties(ctx, dcs.Reference(), []string{"vmFolder"}, &dc)
+		tk, err := object.NewFolder(c, dc.VmFolder).RegisterVM(ctx, vmx, "", false, pool, hs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := tk.WaitForResult(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nvm := object.NewVirtualMachine(c, info.Result.(types.ManagedObjectReference))
+		var m mo.VirtualMachine
+		_ = nvm.Properties(ctx, nvm.Reference(), []string{"name", "config.uuid", "runtime.host"}, &m)
+		if m.Name != "vmha-unreg" || m.Config.Uuid != un["uuid"] || *m.Runtime.Host != host {
+			t.Fatalf("registered: %s %s %v", m.Name, m.Config.Uuid, m.Runtime.Host)
+		}
+		control("POST", "/lock?vmx="+url.QueryEscape(vmx), `{"held":true,"expire_ms":400}`)
+		tk, _ = nvm.PowerOn(ctx)
+		err = tk.Wait(ctx)
+		if !isFault(err, "GenericVmConfigFault") || !strings.Contains(err.Error(), "Failed to lock the file") {
+			t.Fatalf("locked power-on: %v", err)
+		}
+		time.Sleep(450 * time.Millisecond)
+		tk, _ = nvm.PowerOn(ctx)
+		if err := tk.Wait(ctx); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("host not responding", func(t *testing.T) {
+		control("POST", "/host/DC0_H0/connection", `{"state":"notResponding"}`)
+		defer control("POST", "/host/DC0_H0/connection", `{"state":"connected"}`)
+		if m := props(); m.Runtime.ConnectionState != "disconnected" || m.Runtime.PowerState != "poweredOn" {
+			t.Fatalf("%s %s", m.Runtime.ConnectionState, m.Runtime.PowerState)
+		}
+		if err := vm.ShutdownGuest(ctx); !isFault(err, "InvalidHostConnectionState") {
+			t.Fatalf("ShutdownGuest: %v", err)
+		}
+	})
+
+	t.Run("session expiry", func(t *testing.T) {
+		control("POST", "/sessions/expire", "")
+		var f mo.Folder
+		err := object.NewFolder(c, c.ServiceContent.RootFolder).Properties(ctx, c.ServiceContent.RootFolder, []string{"name"}, &f)
+		if !isFault(err, "NotAuthenticated") {
+			t.Fatalf("after expiry: %v", err)
+		}
+	})
+}
