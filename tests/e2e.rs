@@ -31,8 +31,10 @@ fn run_scenario(name: &str) {
     let sim = Sim::start(sc.mode);
     (sc.setup)(&sim);
     sim.reset_stats();
+    let recording = tempfile::tempdir().unwrap();
     for (i, st) in sc.steps.iter().enumerate() {
         let mut t = target(&sim);
+        t.record = Some(recording.path());
         if st.bad_password {
             t.password = "not-the-password";
         }
@@ -44,6 +46,19 @@ fn run_scenario(name: &str) {
         );
     }
     (sc.verify)(&sim);
+    for f in std::fs::read_dir(recording.path()).unwrap().flatten() {
+        let text = std::fs::read_to_string(f.path()).unwrap();
+        assert!(!text.contains(&sim.password), "{}: password in recording {}", sc.name, f.path().display());
+    }
+    // VMHA_UPDATE_RECORDINGS=1 refreshes recordings/ from this run (see README).
+    if std::env::var_os("VMHA_UPDATE_RECORDINGS").is_some() {
+        let dest = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("recordings").join(sc.name);
+        let _ = std::fs::remove_dir_all(&dest);
+        std::fs::create_dir_all(&dest).unwrap();
+        for f in std::fs::read_dir(recording.path()).unwrap().flatten() {
+            std::fs::copy(f.path(), dest.join(f.file_name())).unwrap();
+        }
+    }
     // Every session opened was logged out (a refused login opens none).
     if !sc.steps.iter().any(|s| s.bad_password) {
         let stats = sim.stats();

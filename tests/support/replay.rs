@@ -33,12 +33,19 @@ pub fn request_key(body: &str) -> Option<(String, Vec<(String, String)>)> {
     Some((method.name.clone(), leaves))
 }
 
-struct KeyMatcher(String, Vec<(String, String)>);
+/// Matches the method and, unless built with `method_only`, the key leaves.
+struct KeyMatcher(String, Option<Vec<(String, String)>>);
+
+impl KeyMatcher {
+    fn method_only(method: &str) -> KeyMatcher {
+        KeyMatcher(method.to_string(), None)
+    }
+}
 
 impl wiremock::Match for KeyMatcher {
     fn matches(&self, req: &Request) -> bool {
         let body = String::from_utf8_lossy(&req.body);
-        request_key(&body).is_some_and(|(m, leaves)| m == self.0 && leaves == self.1)
+        request_key(&body).is_some_and(|(m, leaves)| m == self.0 && self.1.as_ref().is_none_or(|l| *l == leaves))
     }
 }
 
@@ -60,6 +67,12 @@ pub async fn mount_recording(dir: &Path) -> (MockServer, usize) {
             request_key(&ex.request).unwrap_or_else(|| panic!("{}: request is not a SOAP call", f.display()));
         assert_eq!(method, ex.method, "{}", f.display());
         let mut resp = ResponseTemplate::new(ex.status).set_body_raw(ex.response.clone(), "text/xml; charset=utf-8");
+        // A wait that timed out with no change took maxWaitSeconds on the server: take as long here, so
+        // the command's own deadlines fall where they fell when it was recorded.
+        if method == "WaitForUpdatesEx" && !ex.response.contains("<returnval") {
+            let secs = leaves_max_wait(&ex.request);
+            resp = resp.set_delay(std::time::Duration::from_secs(secs));
+        }
         if method == "Login" {
             resp = resp.insert_header(
                 "Set-Cookie",
@@ -67,7 +80,7 @@ pub async fn mount_recording(dir: &Path) -> (MockServer, usize) {
             );
         }
         Mock::given(wiremock::matchers::method("POST"))
-            .and(KeyMatcher(method, leaves))
+            .and(KeyMatcher(method, Some(leaves)))
             .respond_with(resp)
             .up_to_n_times(1)
             .with_priority(u8::try_from(1 + i.min(200)).unwrap())
@@ -75,5 +88,23 @@ pub async fn mount_recording(dir: &Path) -> (MockServer, usize) {
             .mount(&server)
             .await;
     }
+    // A wait the command abandoned (its own timer fired first) got no answer, so it was not recorded:
+    // answer such a wait never, as a server with nothing to report would.
+    Mock::given(wiremock::matchers::method("POST"))
+        .and(KeyMatcher::method_only("WaitForUpdatesEx"))
+        .respond_with(ResponseTemplate::new(200).set_delay(std::time::Duration::from_secs(600)))
+        .with_priority(255)
+        .mount(&server)
+        .await;
     (server, files.len())
+}
+
+fn leaves_max_wait(request: &str) -> u64 {
+    parse(request, 256)
+        .ok()
+        .and_then(|r| {
+            let body = r.child("Body")?.children.first()?.clone();
+            body.path(&["options", "maxWaitSeconds"]).and_then(|e| e.text.trim().parse().ok())
+        })
+        .unwrap_or(0)
 }
