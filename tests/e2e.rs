@@ -48,11 +48,18 @@ fn run_scenario(name: &str) {
     (sc.verify)(&sim);
     for f in std::fs::read_dir(recording.path()).unwrap().flatten() {
         let text = std::fs::read_to_string(f.path()).unwrap();
-        assert!(!text.contains(&sim.password), "{}: password in recording {}", sc.name, f.path().display());
+        assert!(
+            !text.contains(&sim.password),
+            "{}: password in recording {}",
+            sc.name,
+            f.path().display()
+        );
     }
     // VMHA_UPDATE_RECORDINGS=1 refreshes recordings/ from this run (see README).
     if std::env::var_os("VMHA_UPDATE_RECORDINGS").is_some() {
-        let dest = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("recordings").join(sc.name);
+        let dest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("recordings")
+            .join(sc.name);
         let _ = std::fs::remove_dir_all(&dest);
         std::fs::create_dir_all(&dest).unwrap();
         for f in std::fs::read_dir(recording.path()).unwrap().flatten() {

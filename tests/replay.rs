@@ -17,7 +17,11 @@ async fn every_scenario_replays() {
     let mut handles = Vec::new();
     for sc in all {
         let dir = root.join(sc.name);
-        assert!(dir.is_dir(), "no recording for scenario {} (re-record: see README)", sc.name);
+        assert!(
+            dir.is_dir(),
+            "no recording for scenario {} (re-record: see README)",
+            sc.name
+        );
         handles.push(tokio::spawn(async move {
             let (server, count) = mount_recording(&dir).await;
             let url = format!("{}/sdk", server.uri());
@@ -25,7 +29,13 @@ async fn every_scenario_replays() {
                 let url = url.clone();
                 let args = st.args.clone();
                 let r = tokio::task::spawn_blocking(move || {
-                    let t = Target { url: &url, user: "vmha", password: "replay-password", trust: vec![], record: None };
+                    let t = Target {
+                        url: &url,
+                        user: "vmha",
+                        password: "replay-password",
+                        trust: vec![],
+                        record: None,
+                    };
                     vmha(&t, &args)
                 })
                 .await
@@ -33,9 +43,12 @@ async fn every_scenario_replays() {
                 check_step(sc.name, i, st, &r);
             }
             let received = server.received_requests().await.unwrap_or_default();
-            let waits_abandoned = received.iter().filter(|r| String::from_utf8_lossy(&r.body).contains("WaitForUpdatesEx")).count();
-            let _ = waits_abandoned;
-            assert!(received.len() >= count, "{}: {} of {count} recorded exchanges were asked for", sc.name, received.len());
+            assert!(
+                received.len() >= count,
+                "{}: {} of {count} recorded exchanges were asked for",
+                sc.name,
+                received.len()
+            );
             sc.name
         }));
     }

@@ -145,9 +145,16 @@ async fn power_on(ctx: &Ctx<'_>, vm: &MoRef, host: &HostInfo, answers: &AnswerPo
                     ))
                     .into());
                 }
+                // The last line of ESXi's message names the lock; the rest is context.
+                let why = fault
+                    .message
+                    .lines()
+                    .rev()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or_default()
+                    .trim();
                 ctx.log.warn(format!(
-                    "power-on refused, files locked ({}); retrying for up to {} s",
-                    fault.message,
+                    "power-on refused, files locked ({why}); retrying for up to {} s",
                     left.as_secs()
                 ));
                 // Nothing signals a lock's expiry: this one wait has to be a timed retry.

@@ -104,7 +104,8 @@ fn leaves_max_wait(request: &str) -> u64 {
         .ok()
         .and_then(|r| {
             let body = r.child("Body")?.children.first()?.clone();
-            body.path(&["options", "maxWaitSeconds"]).and_then(|e| e.text.trim().parse().ok())
+            body.path(&["options", "maxWaitSeconds"])
+                .and_then(|e| e.text.trim().parse().ok())
         })
         .unwrap_or(0)
 }

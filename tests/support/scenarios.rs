@@ -85,8 +85,6 @@ pub fn all() -> Vec<Scenario> {
     let vmx = vm_vmx();
     let unreg = vmx_path(UNREGISTERED_VM);
     let vmfs = format!("/vmfs/volumes/LocalDS_0/{VM}/{VM}.vmx");
-    let s = |v: &str| v.to_string();
-    let _ = s;
     vec![
         Scenario {
             name: "vc-check",
