@@ -283,3 +283,82 @@ fn bad_settings_exit_2_before_connecting() {
         assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
     }
 }
+
+#[test]
+fn sigterm_logs_the_session_out() {
+    let sim = Sim::start(Mode::VCenter);
+    let t = target(&sim);
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_vmha"));
+    cmd.env("VMHA_URL", t.url)
+        .env("VMHA_USER", t.user)
+        .env("VMHA_PASSWORD", t.password);
+    cmd.args(&t.trust)
+        .args(["monitor", "--watch", "--name", VM, "--host", H1]);
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    sim.wait_vm(VM, Duration::from_secs(10), |_| sim.soap_calls("WaitForUpdatesEx") >= 2);
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("interrupted by SIGTERM"), "{stderr}");
+    assert_eq!(sim.soap_calls("Logout"), 1, "{}", sim.stats());
+}
+
+#[test]
+fn password_from_file_or_stdin() {
+    let sim = Sim::start(Mode::Esx);
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, format!("{}\n", sim.password)).unwrap();
+    let base = |extra: &[&str]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_vmha"));
+        for (k, _) in std::env::vars() {
+            if k.starts_with("VMHA_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.env("VMHA_URL", &sim.url)
+            .env("VMHA_USER", &sim.user)
+            .arg("--ca-file")
+            .arg(&sim.ca_file)
+            .args(extra);
+        cmd
+    };
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = base(&["--password-file", pw.to_str().unwrap(), "check"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("can be read by others") && stderr.contains("chmod 600"),
+        "{stderr}"
+    );
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = base(&["--password-file", pw.to_str().unwrap(), "check"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut child = base(&["--password-stdin", "check"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    writeln!(child.stdin.take().unwrap(), "{}", sim.password).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("apiType=HostAgent"));
+    // No password at all: a usage error naming the three ways.
+    let out = base(&["check"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("VMHA_PASSWORD"));
+}

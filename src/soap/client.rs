@@ -211,20 +211,21 @@ impl SoapClient {
     }
 
     fn decode(&self, method: &str, status: u16, text: &str) -> Result<Element, SoapError> {
-        let parsed = xml::parse(text, self.opts.max_depth);
-        let root = match parsed {
-            Ok(root) => root,
-            Err(e) if !(200..300).contains(&status) && status != 500 => {
-                let _ = e;
-                return Err(SoapError::Http {
-                    method: method.into(),
-                    status,
-                    snippet: snippet(text),
-                });
-            }
-            Err(e) => return Err(parse_error(method, e)),
-        };
-        decode_envelope(method, status, root)
+        let is_soap = |r: &Element| r.name == "Envelope" && r.child("Body").is_some();
+        match xml::parse(text, self.opts.max_depth) {
+            Ok(root) if is_soap(&root) => decode_envelope(method, status, root),
+            // An error page from a proxy or a starting vCenter is not a SOAP answer: report the status.
+            Ok(_) | Err(_) if !(200..300).contains(&status) => Err(SoapError::Http {
+                method: method.into(),
+                status,
+                snippet: snippet(text),
+            }),
+            Ok(_) => Err(SoapError::Parse {
+                method: method.into(),
+                cause: "not a SOAP envelope".into(),
+            }),
+            Err(e) => Err(parse_error(method, e)),
+        }
     }
 
     async fn read_body(&self, method: &str, mut resp: reqwest::Response) -> Result<String, SoapError> {

@@ -477,9 +477,17 @@ pub fn all() -> Vec<Scenario> {
             name: "esx-stop-keep-registered",
             mode: Mode::Esx,
             setup: nothing,
-            steps: vec![step(&["stop", "--name", ESX_VM, "--keep-registered"], 0, &["stopped"])],
+            steps: vec![
+                step(&["stop", "--name", ESX_VM, "--keep-registered"], 0, &["stopped"]),
+                step(
+                    &["start", "--name", ESX_VM],
+                    0,
+                    &["powering on (host localhost.localdomain)", "powered on"],
+                ),
+            ],
             verify: |sim| {
-                assert_vm(sim, ESX_VM, "poweredOff", None);
+                assert_vm(sim, ESX_VM, "poweredOn", Some(ESX_HOST));
+                assert_eq!(sim.soap_calls("UnregisterVM") + sim.soap_calls("RegisterVM_Task"), 0);
             },
         },
         Scenario {

@@ -1,0 +1,201 @@
+//! The SOAP transport against wiremock: headers, cookie, version negotiation, faults on 200 and 500,
+//! body and depth caps, timeouts, and what a recording keeps.
+
+use std::time::Duration;
+
+use secrecy::SecretString;
+use vmha::client::{ConnectOptions, Credentials, Session, VimError};
+use vmha::soap::tls::TlsPolicy;
+use vmha::soap::{FaultKind, SoapClient, SoapError, TransportOptions};
+use wiremock::matchers::{body_string_contains, header, method};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+fn envelope(body: &str) -> String {
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body>{body}</soapenv:Body></soapenv:Envelope>"#
+    )
+}
+
+const SERVICE_CONTENT: &str = r#"<RetrieveServiceContentResponse xmlns="urn:vim25"><returnval><rootFolder type="Folder">group-d1</rootFolder><propertyCollector type="PropertyCollector">propertyCollector</propertyCollector><about><name>VMware vCenter Server</name><fullName>VMware vCenter Server 9.1.0 build-1</fullName><vendor>VMware, Inc.</vendor><version>9.1.0</version><build>1</build><apiType>VirtualCenter</apiType><apiVersion>9.1.0.0</apiVersion><instanceUuid>u-1</instanceUuid><someFutureField>x</someFutureField></about><sessionManager type="SessionManager">SessionManager-42</sessionManager><searchIndex type="SearchIndex">SearchIndex</searchIndex></returnval></RetrieveServiceContentResponse>"#;
+
+fn fault(name: &str, msg: &str) -> String {
+    envelope(&format!(
+        r#"<soapenv:Fault><faultcode>ServerFaultCode</faultcode><faultstring>{msg}</faultstring><detail><{name}Fault xmlns="urn:vim25" xsi:type="{name}"></{name}Fault></detail></soapenv:Fault>"#
+    ))
+}
+
+fn opts(server: &MockServer, secs: u64) -> TransportOptions {
+    TransportOptions::new(
+        &format!("{}/sdk", server.uri()),
+        TlsPolicy::Insecure,
+        Duration::from_secs(secs),
+    )
+}
+
+async fn mount_connect(server: &MockServer) {
+    Mock::given(method("POST"))
+        .and(body_string_contains("<RetrieveServiceContent"))
+        .and(header("SOAPAction", "\"urn:vim25/4.1\""))
+        .respond_with(ResponseTemplate::new(200).set_body_string(envelope(SERVICE_CONTENT)))
+        .mount(server)
+        .await;
+    // Login goes to the SessionManager the server named, at the capped version.
+    Mock::given(method("POST"))
+        .and(body_string_contains(r#"<_this type="SessionManager">SessionManager-42</_this>"#))
+        .and(body_string_contains("<Login"))
+        .and(header("SOAPAction", "\"urn:vim25/8.0.3.0\""))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("Set-Cookie", "vmware_soap_session=\"abc123\"; Path=/; HttpOnly; Secure")
+                .set_body_string(envelope(r#"<LoginResponse xmlns="urn:vim25"><returnval><key>k-secret</key><userName>u</userName></returnval></LoginResponse>"#)),
+        )
+        .mount(server)
+        .await;
+}
+
+#[tokio::test]
+async fn session_uses_named_manager_capped_version_and_cookie_then_logs_out() {
+    let server = MockServer::start().await;
+    mount_connect(&server).await;
+    Mock::given(method("POST"))
+        .and(body_string_contains("<Logout"))
+        .and(header("Cookie", "vmware_soap_session=\"abc123\""))
+        .respond_with(ResponseTemplate::new(200).set_body_string(envelope(r#"<LogoutResponse xmlns="urn:vim25"/>"#)))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let session = Session::connect(ConnectOptions {
+        transport: opts(&server, 5),
+        credentials: Credentials {
+            user: "u".into(),
+            password: SecretString::from("hunter2-pw"),
+        },
+        record: Some((dir.path().to_path_buf(), "unit".into())),
+    })
+    .await
+    .unwrap();
+    assert_eq!(session.client().version(), "8.0.3.0");
+    assert!(!format!("{session:?}").contains("hunter2"), "Debug shows the password");
+    session.logout().await;
+    session.logout().await; // twice is harmless: one Logout was sent
+    let mut all = String::new();
+    for f in std::fs::read_dir(dir.path()).unwrap().flatten() {
+        all.push_str(&std::fs::read_to_string(f.path()).unwrap());
+    }
+    assert!(all.contains("method: Login") && all.contains("method: Logout"));
+    assert!(
+        !all.contains("hunter2-pw") && !all.contains("k-secret") && !all.contains("abc123"),
+        "{all}"
+    );
+}
+
+#[tokio::test]
+async fn refused_login_is_login_refused() {
+    let server = MockServer::start().await;
+    Mock::given(body_string_contains("<RetrieveServiceContent"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(envelope(SERVICE_CONTENT)))
+        .mount(&server)
+        .await;
+    Mock::given(body_string_contains("<Login"))
+        .respond_with(ResponseTemplate::new(500).set_body_string(fault("InvalidLogin", "Cannot complete login")))
+        .mount(&server)
+        .await;
+    let err = Session::connect(ConnectOptions {
+        transport: opts(&server, 5),
+        credentials: Credentials {
+            user: "u".into(),
+            password: SecretString::from("wrong-pw"),
+        },
+        record: None,
+    })
+    .await
+    .unwrap_err();
+    assert!(matches!(err, VimError::LoginRefused { .. }), "{err:?}");
+    assert!(!err.to_string().contains("wrong-pw"));
+}
+
+#[tokio::test]
+async fn faults_on_200_and_500_keep_their_type() {
+    let server = MockServer::start().await;
+    Mock::given(body_string_contains("<PowerOnVM_Task"))
+        .respond_with(ResponseTemplate::new(500).set_body_string(fault("InvalidPowerState", "already on")))
+        .mount(&server)
+        .await;
+    Mock::given(body_string_contains("<ShutdownGuest"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(fault("ToolsUnavailable", "no tools")))
+        .mount(&server)
+        .await;
+    Mock::given(body_string_contains("<AnswerVM"))
+        .respond_with(ResponseTemplate::new(500).set_body_string(fault("VmFaultToleranceIssue", "odd")))
+        .mount(&server)
+        .await;
+    let c = SoapClient::new(opts(&server, 5), None).unwrap();
+    let vm = vmha::vim::MoRef::new("VirtualMachine", "vm-1");
+    let e = vmha::vim::methods::power_on_vm_task(&c, &vm, None).await.unwrap_err();
+    assert_eq!(e.fault().unwrap().kind, FaultKind::InvalidPowerState);
+    let e = vmha::vim::methods::shutdown_guest(&c, &vm).await.unwrap_err();
+    assert_eq!(e.fault().unwrap().kind, FaultKind::ToolsUnavailable);
+    let e = vmha::vim::methods::answer_vm(&c, &vm, "_vmx1", "1").await.unwrap_err();
+    assert_eq!(
+        e.fault().unwrap().kind,
+        FaultKind::Other("VmFaultToleranceIssue".into())
+    );
+}
+
+#[tokio::test]
+async fn oversized_deep_and_slow_responses_are_errors() {
+    let server = MockServer::start().await;
+    let big = envelope(&format!("<X>{}</X>", "a".repeat(200_000)));
+    Mock::given(body_string_contains("<Big"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(big))
+        .mount(&server)
+        .await;
+    let deep = envelope(&format!("{}{}", "<d>".repeat(500), "</d>".repeat(500)));
+    Mock::given(body_string_contains("<Deep"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(deep))
+        .mount(&server)
+        .await;
+    Mock::given(body_string_contains("<Slow"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_delay(Duration::from_secs(5))
+                .set_body_string(envelope("<x/>")),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(body_string_contains("<Dtd"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_string(r#"<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa">]><x>&a;</x>"#),
+        )
+        .mount(&server)
+        .await;
+    let mut o = opts(&server, 1);
+    o.max_body = 100_000;
+    let c = SoapClient::new(o, None).unwrap();
+    assert!(matches!(
+        c.call("Big", "").await,
+        Err(SoapError::TooLarge { limit: 100_000, .. })
+    ));
+    assert!(matches!(c.call("Deep", "").await, Err(SoapError::Parse { .. })));
+    assert!(matches!(
+        c.call("Slow", "").await,
+        Err(SoapError::Timeout { secs: 1, .. })
+    ));
+    assert!(matches!(c.call("Dtd", "").await, Err(SoapError::Parse { .. })));
+}
+
+#[tokio::test]
+async fn non_soap_error_pages_are_http_errors() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(503).set_body_string("<html>Service Unavailable</html>"))
+        .mount(&server)
+        .await;
+    let c = SoapClient::new(opts(&server, 5), None).unwrap();
+    match c.call("RetrieveServiceContent", "").await {
+        Err(SoapError::Http { status: 503, .. }) => {}
+        other => panic!("{other:?}"),
+    }
+}
