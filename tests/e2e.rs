@@ -19,6 +19,19 @@ fn target(sim: &Sim) -> Target<'_> {
     }
 }
 
+/// Starts `vmha ARGS` in the background against the simulator, output captured.
+fn spawn_vmha(sim: &Sim, a: &[&str]) -> std::process::Child {
+    let t = target(sim);
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_vmha"));
+    cmd.env("VMHA_URL", t.url)
+        .env("VMHA_USER", t.user)
+        .env("VMHA_PASSWORD", t.password);
+    cmd.args(&t.trust).args(a);
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    cmd.spawn().unwrap()
+}
+
 fn args(a: &[&str]) -> Vec<String> {
     a.iter().map(|s| s.to_string()).collect()
 }
@@ -185,16 +198,7 @@ fn unreachable_server_exits_4_quickly() {
 #[test]
 fn monitor_watch_catches_guest_shutdown_across_session_expiry() {
     let sim = Sim::start(Mode::VCenter);
-    let t = target(&sim);
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_vmha"));
-    cmd.env("VMHA_URL", t.url)
-        .env("VMHA_USER", t.user)
-        .env("VMHA_PASSWORD", t.password);
-    cmd.args(&t.trust)
-        .args(["monitor", "--watch", "--name", VM, "--host", H1]);
-    cmd.stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let child = cmd.spawn().unwrap();
+    let child = spawn_vmha(&sim, &["monitor", "--watch", "--name", VM, "--host", H1]);
     sim.wait_vm(VM, Duration::from_secs(10), |_| sim.soap_calls("WaitForUpdatesEx") >= 2);
     // The session expires under the watch: it must log in again, not exit.
     sim.expire_sessions();
@@ -224,19 +228,12 @@ fn monitor_watch_catches_guest_shutdown_across_session_expiry() {
 fn watch_reports_unregistration() {
     let sim = Sim::start(Mode::Esx);
     let vmx = support::sim::vmx_path(scenarios::ESX_VM);
-    let t = target(&sim);
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_vmha"));
-    cmd.env("VMHA_URL", t.url)
-        .env("VMHA_USER", t.user)
-        .env("VMHA_PASSWORD", t.password);
-    cmd.args(&t.trust).args(["monitor", "--watch", "--vmx", &vmx]);
-    cmd.stdout(std::process::Stdio::piped());
-    let child = cmd.spawn().unwrap();
+    let child = spawn_vmha(&sim, &["monitor", "--watch", "--vmx", &vmx]);
     sim.wait_vm(scenarios::ESX_VM, Duration::from_secs(10), |_| {
         sim.soap_calls("WaitForUpdatesEx") >= 2
     });
     // Another node's stop: power off and unregister.
-    let r = vmha(&t, &args(&["stop", "--vmx", &vmx]));
+    let r = vmha(&target(&sim), &args(&["stop", "--vmx", &vmx]));
     assert_eq!(r.code, 0, "{r:?}");
     let out = child.wait_with_output().unwrap();
     let code = out.status.code();
@@ -287,16 +284,7 @@ fn bad_settings_exit_2_before_connecting() {
 #[test]
 fn sigterm_logs_the_session_out() {
     let sim = Sim::start(Mode::VCenter);
-    let t = target(&sim);
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_vmha"));
-    cmd.env("VMHA_URL", t.url)
-        .env("VMHA_USER", t.user)
-        .env("VMHA_PASSWORD", t.password);
-    cmd.args(&t.trust)
-        .args(["monitor", "--watch", "--name", VM, "--host", H1]);
-    cmd.stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let child = cmd.spawn().unwrap();
+    let child = spawn_vmha(&sim, &["monitor", "--watch", "--name", VM, "--host", H1]);
     sim.wait_vm(VM, Duration::from_secs(10), |_| sim.soap_calls("WaitForUpdatesEx") >= 2);
     let kill = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])

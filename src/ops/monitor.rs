@@ -64,7 +64,7 @@ pub fn assess(s: &VmState, want_host: Option<&MoRef>, require_heartbeat: bool) -
 
 /// Returns the exit code and the reason.
 pub async fn run(ctx: &Ctx<'_>, opts: &MonitorOptions) -> Result<(ExitCode, String), Error> {
-    let want = ctx.target_host(false)?.map(|h| h.moref);
+    let want = ctx.target_host(true)?.map(|h| h.moref);
     let found = ctx.find().await?;
     let Some(vm) = found.vm else {
         return Ok((
