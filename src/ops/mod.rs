@@ -143,8 +143,6 @@ pub struct AnswerPolicy {
     rules: Vec<(String, String)>,
 }
 
-use crate::vim::types::MOVED_LABEL;
-
 impl AnswerPolicy {
     pub fn parse(list: &[String]) -> Result<AnswerPolicy, Error> {
         let mut rules = Vec::new();
@@ -175,9 +173,7 @@ impl AnswerPolicy {
             }
         }
         if q.is_uuid_altered() {
-            return q
-                .choice_by_label(MOVED_LABEL)
-                .map(|c| (c.key.clone(), c.summary.replace('_', "")));
+            return q.moved_choice().map(|c| (c.key.clone(), c.summary.replace('_', "")));
         }
         None
     }

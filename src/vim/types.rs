@@ -246,6 +246,17 @@ impl QuestionInfo {
             || self.choices.iter().any(|c| c.label == "button.uuid.movedTheVM")
     }
 
+    /// The "I moved it" choice: by its label id, else (hostd builds that send display text as the label) by
+    /// a label or summary that says "moved".
+    pub fn moved_choice(&self) -> Option<&QuestionChoice> {
+        let says_moved = |s: &str| s.replace('_', "").to_lowercase().contains("moved");
+        self.choice_by_label(MOVED_LABEL).or_else(|| {
+            self.choices
+                .iter()
+                .find(|c| says_moved(&c.label) || says_moved(&c.summary))
+        })
+    }
+
     /// The choice key whose label id is `label` (`button.uuid.movedTheVM`), never by position.
     pub fn choice_by_label(&self, label: &str) -> Option<&QuestionChoice> {
         self.choices.iter().find(|c| c.label == label)
@@ -405,6 +416,12 @@ mod tests {
         assert!(q.is_uuid_altered());
         assert_eq!(q.choice_by_label("button.uuid.movedTheVM").unwrap().key, "1");
         assert_eq!(q.default_index, Some(1));
+        assert_eq!(q.moved_choice().unwrap().key, "1");
+        let mut textual = q.clone();
+        for c in &mut textual.choices {
+            c.label = c.summary.clone();
+        }
+        assert_eq!(textual.moved_choice().unwrap().key, "1");
     }
 
     #[test]
