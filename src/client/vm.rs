@@ -78,10 +78,6 @@ impl VmState {
         }
         self
     }
-
-    pub fn label(&self) -> &str {
-        &self.name
-    }
 }
 
 /// Reads the VM's state now. `Gone` if it vanished between lookup and read.

@@ -10,7 +10,7 @@ pub mod stop;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use crate::client::{ConnectOptions, Credentials, FoundVm, HostInfo, Inventory, Session, VimError, VmState};
+use crate::client::{ConnectOptions, Credentials, FoundVm, HostInfo, Inventory, Session, VmState};
 use crate::config::{ConnectionSettings, ResourceSettings};
 use crate::error::{Error, OpError};
 use crate::log::StepLog;
@@ -254,10 +254,6 @@ impl Progress {
             .saturating_sub(self.started.elapsed())
             .max(Duration::from_millis(100))
     }
-}
-
-pub fn vim_to_error(e: VimError) -> Error {
-    Error::Vim(e)
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use crate::client::{VimError, Watch, task};
 use crate::error::{Error, OpError};
 use crate::soap::FaultKind;
 use crate::vim::methods::{self, PropertyFilterSpec, PropertySpec};
-use crate::vim::{HeartbeatStatus, HostConnectionState, MoRef, PowerState, QuestionInfo, TaskInfo, TaskState};
+use crate::vim::{HeartbeatStatus, HostConnectionState, MoRef, PowerState, QuestionInfo};
 
 /// Relocation of a powered-off VM on shared storage takes seconds; this bounds a stuck one.
 const RELOCATE_LIMIT: Duration = Duration::from_secs(1800);
@@ -238,25 +238,8 @@ async fn follow_power_on(
     let limit = ctx.session.client().request_timeout().max(ctx.settings.start_wait);
     let deadline = tokio::time::Instant::now() + limit;
     loop {
-        if let Some(info) = watch.get(t, "info") {
-            let info = TaskInfo::from_xml(info).map_err(|e| VimError::Unexpected(e.to_string()))?;
-            match info.state {
-                TaskState::Success => return Ok(()),
-                TaskState::Error => {
-                    let fault = info.error.unwrap_or_else(|| crate::soap::Fault {
-                        kind: crate::soap::FaultKind::Other("MethodFault".into()),
-                        type_name: "MethodFault".into(),
-                        message: "power-on failed".into(),
-                        detail_text: None,
-                    });
-                    return Err(VimError::TaskFailed {
-                        what: "PowerOnVM_Task".into(),
-                        fault,
-                    }
-                    .into());
-                }
-                _ => {}
-            }
+        if task::finished(watch, t, "PowerOnVM_Task")?.is_some() {
+            return Ok(());
         }
         if let Some(q) = watch.get(vm, "runtime.question") {
             let q = QuestionInfo::from_xml(q).map_err(|e| VimError::Unexpected(e.to_string()))?;
