@@ -28,18 +28,23 @@ struct Drill {
     results: Vec<(String, bool, Duration, u64)>,
 }
 
+/// Runs one vmha command in-process, as the cluster would run the binary; returns its exit code.
+async fn run_vmha(base: &[String], args: &[&str], log: &'static StepLog) -> u8 {
+    let mut argv = base.to_vec();
+    argv.extend(args.iter().map(|s| s.to_string()));
+    let cli = vmha::cli::Cli::try_parse_from(&argv).expect("drill arguments parse");
+    match vmha::app::run(cli, log).await {
+        Ok(code) => code.code(),
+        Err(e) => {
+            println!("    vmha: error: {e}");
+            e.exit_code().code()
+        }
+    }
+}
+
 impl Drill {
     async fn vmha(&self, args: &[&str]) -> u8 {
-        let mut argv = self.base.clone();
-        argv.extend(args.iter().map(|s| s.to_string()));
-        let cli = vmha::cli::Cli::try_parse_from(&argv).expect("drill arguments parse");
-        match vmha::app::run(cli, self.log).await {
-            Ok(code) => code.code(),
-            Err(e) => {
-                println!("    vmha: error: {e}");
-                e.exit_code().code()
-            }
-        }
+        run_vmha(&self.base, args, self.log).await
     }
 
     fn vm_line(&self) -> String {
@@ -160,18 +165,8 @@ async fn main() -> std::process::ExitCode {
     let started = Instant::now();
     let base = d.base.clone();
     let watch = tokio::spawn(async move {
-        let mut argv = base;
-        argv.extend(
-            ["monitor", "--watch", "--name", VM, "--host", H1]
-                .iter()
-                .map(|s| s.to_string()),
-        );
-        let cli = vmha::cli::Cli::try_parse_from(&argv).unwrap();
         let log: &'static StepLog = Box::leak(Box::new(StepLog::new(offset, VM)));
-        vmha::app::run(cli, log)
-            .await
-            .map(|c| c.code())
-            .unwrap_or_else(|e| e.exit_code().code())
+        run_vmha(&base, &["monitor", "--watch", "--name", VM, "--host", H1], log).await
     });
     let shutdown_at = {
         let sim = &d.sim;

@@ -73,12 +73,7 @@ func (pc *PC) RetrievePropertiesEx(ctx *simulator.Context, r *types.RetrieveProp
 
 func (pc *PC) ContinueRetrievePropertiesEx(ctx *simulator.Context, r *types.ContinueRetrievePropertiesEx) soap.HasFault {
 	body := &methods.ContinueRetrievePropertiesExBody{}
-	pc.tokMu.Lock()
-	p, ok := pc.pages[r.Token]
-	if ok {
-		delete(pc.pages, r.Token)
-	}
-	pc.tokMu.Unlock()
+	p, ok := pc.takePage(r.Token)
 	if !ok {
 		f, msg := invalidArgument("token")
 		body.Fault_ = soapFault(f, msg)
@@ -90,10 +85,7 @@ func (pc *PC) ContinueRetrievePropertiesEx(ctx *simulator.Context, r *types.Cont
 
 func (pc *PC) CancelRetrievePropertiesEx(ctx *simulator.Context, r *types.CancelRetrievePropertiesEx) soap.HasFault {
 	body := &methods.CancelRetrievePropertiesExBody{}
-	pc.tokMu.Lock()
-	_, ok := pc.pages[r.Token]
-	delete(pc.pages, r.Token)
-	pc.tokMu.Unlock()
+	_, ok := pc.takePage(r.Token)
 	if !ok {
 		f, msg := invalidArgument("token")
 		body.Fault_ = soapFault(f, msg)
@@ -109,4 +101,13 @@ func (pc *PC) CreatePropertyCollector(ctx *simulator.Context, c *types.CreatePro
 	return &methods.CreatePropertyCollectorBody{
 		Res: &types.CreatePropertyCollectorResponse{Returnval: ctx.Session.Put(cpc).Reference()},
 	}
+}
+
+// takePage removes and returns the pages left behind a continuation token.
+func (pc *PC) takePage(token string) (*pagedResult, bool) {
+	pc.tokMu.Lock()
+	defer pc.tokMu.Unlock()
+	p, ok := pc.pages[token]
+	delete(pc.pages, token)
+	return p, ok
 }
