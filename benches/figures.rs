@@ -91,11 +91,17 @@ fn main() {
         0,
         |_| {},
     );
-    measure(&sim, "stop (guest shutdown honoured)", &with(&["stop"]), 0, |s| {
-        if s.vm(VM)["power_state"] != "poweredOn" {
-            assert_eq!(vmha(s, &with(&["start", "--host", H1])).0, 0);
-        }
-    });
+    measure(
+        &sim,
+        "stop (guest shutdown honoured)",
+        &with(&["stop", "--host", H1]),
+        0,
+        |s| {
+            if s.vm(VM)["power_state"] != "poweredOn" {
+                assert_eq!(vmha(s, &with(&["start", "--host", H1])).0, 0);
+            }
+        },
+    );
 
     // monitor --watch: time from the power-off to the process exit.
     let mut lat = vec![];

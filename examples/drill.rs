@@ -135,13 +135,19 @@ async fn main() -> std::process::ExitCode {
     let sel = ["--name", VM];
     let with = |cmd: &[&'static str]| -> Vec<&'static str> { cmd.iter().copied().chain(sel).collect() };
 
-    d.step("0. hand the VM to the cluster: deactivate it", &with(&["stop"]), 0, off)
-        .await;
+    d.step(
+        "0. hand the VM to the cluster: deactivate it",
+        &with(&["stop", "--host", H1]),
+        0,
+        off,
+    )
+    .await;
     d.step("1. start the group on H1", &with(&["start", "--host", H1]), 0, on(H1))
         .await;
     d.step("2. monitor on H1", &with(&["monitor", "--host", H1]), 0, on(H1))
         .await;
-    d.step("3a. move the group: stop on H1", &with(&["stop"]), 0, off).await;
+    d.step("3a. move the group: stop on H1", &with(&["stop", "--host", H1]), 0, off)
+        .await;
     d.step(
         "3b. move the group: start on H2",
         &with(&["start", "--host", H2]),
@@ -164,9 +170,15 @@ async fn main() -> std::process::ExitCode {
     d.sim.reset_stats();
     let started = Instant::now();
     let base = d.base.clone();
-    let watch = tokio::spawn(async move {
+    // Its own thread and runtime: the command runs while this one drives the simulator.
+    let watch = std::thread::spawn(move || {
         let log: &'static StepLog = Box::leak(Box::new(StepLog::new(offset, VM)));
-        run_vmha(&base, &["monitor", "--watch", "--name", VM, "--host", H1], log).await
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
+        rt.expect("a runtime for the watch").block_on(run_vmha(
+            &base,
+            &["monitor", "--watch", "--name", VM, "--host", H1],
+            log,
+        ))
     });
     let shutdown_at = {
         let sim = &d.sim;
@@ -177,7 +189,7 @@ async fn main() -> std::process::ExitCode {
         sim.guest_shutdown(VM);
         at
     };
-    let code = watch.await.unwrap();
+    let code = watch.join().expect("the watch thread");
     println!(
         "    monitor --watch exited {:.3} s after the guest powered off",
         shutdown_at.elapsed().as_secs_f64()

@@ -1,17 +1,20 @@
 //! Runs one parsed command: settings, session, work, output. Returns the exit code.
 
 use crate::cli::{Cli, Command};
-use crate::config::{self, Waits};
+use crate::client::{ConnectOptions, Credentials, Session, VmSelector};
+use crate::config::{self, ConnectionSettings, Waits};
 use crate::error::{Error, ExitCode};
 use crate::log::StepLog;
-use crate::ops::{self, AnswerPolicy, Ctx, with_session};
+use crate::ops::{self, AnswerPolicy, Ctx};
 
 pub async fn run(cli: Cli, log: &StepLog) -> Result<ExitCode, Error> {
     let file = config::load_file(&cli.global)?;
     // Settings are checked before any connection, so a typo never touches the server.
     let resource = match &cli.command {
         Command::Check => None,
-        Command::Status { vm, .. } => Some(config::resource(vm, None, waits(None, None, None), &file)?),
+        Command::Status { vm, .. } | Command::Migrate { vm, .. } => {
+            Some(config::resource(vm, None, waits(None, None, None), &file)?)
+        }
         Command::Start {
             vm, host, start_wait, ..
         } => Some(config::resource(
@@ -20,7 +23,14 @@ pub async fn run(cli: Cli, log: &StepLog) -> Result<ExitCode, Error> {
             waits(*start_wait, None, None),
             &file,
         )?),
-        Command::Stop { vm, stop_wait, .. } => Some(config::resource(vm, None, waits(None, *stop_wait, None), &file)?),
+        Command::Stop {
+            vm, host, stop_wait, ..
+        } => Some(config::resource(
+            vm,
+            host.host.as_deref(),
+            waits(None, *stop_wait, None),
+            &file,
+        )?),
         Command::Monitor {
             vm,
             host,
@@ -32,7 +42,6 @@ pub async fn run(cli: Cli, log: &StepLog) -> Result<ExitCode, Error> {
             waits(None, None, *migration_wait),
             &file,
         )?),
-        Command::Migrate { vm, .. } => Some(config::resource(vm, None, waits(None, None, None), &file)?),
     };
     let answers = match &cli.command {
         Command::Start { answers, .. } | Command::Stop { answers, .. } => AnswerPolicy::parse(answers)?,
@@ -40,9 +49,9 @@ pub async fn run(cli: Cli, log: &StepLog) -> Result<ExitCode, Error> {
     };
     if let Some(r) = &resource {
         log.set_label(&match &r.vm {
-            crate::client::VmSelector::Name(n) => n.clone(),
-            crate::client::VmSelector::Vmx(p) => p.rsplit('/').next().unwrap_or(p).trim_end_matches(".vmx").to_string(),
-            crate::client::VmSelector::Uuid(u) => u.clone(),
+            VmSelector::Name(n) => n.clone(),
+            VmSelector::Vmx(p) => p.rsplit('/').next().unwrap_or(p).trim_end_matches(".vmx").to_string(),
+            VmSelector::Uuid(u) => u.clone(),
         });
     }
     let conn = config::connection(&cli.global, &file)?;
@@ -50,21 +59,18 @@ pub async fn run(cli: Cli, log: &StepLog) -> Result<ExitCode, Error> {
         eprintln!("vmha: warning: {w}");
     }
     let command = cli.command;
-    with_session(conn, async move |session: &crate::client::Session| {
+    with_session(conn, async move |session: &Session| {
         let Some(settings) = resource.as_ref() else {
             println!("{}", ops::check::run(session));
             return Ok(ExitCode::Ok);
         };
         let ctx = Ctx::new(session, settings, log).await?;
         match command {
-            Command::Check => unreachable!("handled above"),
+            Command::Check => Ok(ExitCode::Ok),
             Command::Status { json, .. } => {
                 let report = ops::status::run(&ctx).await?;
                 if json {
-                    println!(
-                        "{}",
-                        serde_json::to_string(&report).map_err(|e| crate::error::OpError::Failed(e.to_string()))?
-                    );
+                    println!("{}", report.to_json());
                 } else {
                     print!("{}", report.to_text());
                 }
@@ -79,15 +85,12 @@ pub async fn run(cli: Cli, log: &StepLog) -> Result<ExitCode, Error> {
                 unregister,
                 ..
             } => {
-                ops::stop::run(
-                    &ctx,
-                    &ops::stop::StopOptions {
-                        keep_registered,
-                        unregister,
-                        answers,
-                    },
-                )
-                .await?;
+                let opts = ops::stop::StopOptions {
+                    keep_registered,
+                    unregister,
+                    answers,
+                };
+                ops::stop::run(&ctx, &opts).await?;
                 Ok(ExitCode::Ok)
             }
             Command::Monitor {
@@ -95,20 +98,22 @@ pub async fn run(cli: Cli, log: &StepLog) -> Result<ExitCode, Error> {
                 require_heartbeat,
                 ..
             } => {
-                let (code, why) = ops::monitor::run(
-                    &ctx,
-                    &ops::monitor::MonitorOptions {
-                        watch,
-                        require_heartbeat,
-                    },
-                )
-                .await?;
-                if code == ExitCode::Ok {
-                    log.info(why);
-                } else {
-                    log.error(format!("{why} (exit {})", code.code()));
-                }
-                Ok(code)
+                let opts = ops::monitor::MonitorOptions {
+                    watch,
+                    require_heartbeat,
+                };
+                let report = ops::monitor::run(&ctx, &opts).await?;
+                Ok(match report.failure {
+                    None => {
+                        log.info(report.why);
+                        ExitCode::Ok
+                    }
+                    Some(failure) => {
+                        let code = ExitCode::from(failure);
+                        log.error(format!("{} (exit {})", report.why, code.code()));
+                        code
+                    }
+                })
             }
             Command::Migrate { to_host, .. } => {
                 ops::migrate::run(&ctx, &to_host).await?;
@@ -117,6 +122,56 @@ pub async fn run(cli: Cli, log: &StepLog) -> Result<ExitCode, Error> {
         }
     })
     .await
+}
+
+/// Connects, runs `work`, and logs out whatever happens: success, error, timeout, SIGINT or SIGTERM.
+async fn with_session<T>(
+    conn: ConnectionSettings,
+    work: impl AsyncFnOnce(&Session) -> Result<T, Error>,
+) -> Result<T, Error> {
+    let opts = ConnectOptions::new(
+        &conn.url,
+        conn.tls,
+        conn.request_timeout,
+        Credentials {
+            user: conn.user,
+            password: conn.password,
+        },
+        conn.record.map(|d| (d, conn.record_label)),
+    );
+    // Connecting is bounded by the request timeout; a signal during it only ends the process.
+    let session = tokio::select! {
+        s = Session::connect(opts) => s?,
+        name = shutdown_signal() => return Err(Error::Interrupted(name)),
+    };
+    let result = tokio::select! {
+        r = work(&session) => r,
+        name = shutdown_signal() => Err(Error::Interrupted(name)),
+    };
+    // Only a successful run mentions an unconfirmed Logout: after a failure, the failure is the news.
+    if !session.logout().await && result.is_ok() {
+        tracing::warn!("Logout was not confirmed; the server ends the session when it expires");
+    }
+    result
+}
+
+async fn shutdown_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+            (Ok(mut int), Ok(mut term)) => tokio::select! {
+                _ = int.recv() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
+            },
+            _ => std::future::pending().await,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
+    }
 }
 
 fn waits(start_wait: Option<u64>, stop_wait: Option<u64>, migration_wait: Option<u64>) -> Waits {

@@ -118,10 +118,12 @@ pub enum Command {
         #[arg(long = "answer", value_name = "ID=CHOICE")]
         answers: Vec<String>,
     },
-    /// Deactivate the VM: guest shutdown, power off after --stop-wait, unregister (ESX-direct)
+    /// Deactivate the VM on --host: guest shutdown, power off after --stop-wait, unregister (ESX-direct)
     Stop {
         #[command(flatten)]
         vm: VmArgs,
+        #[command(flatten)]
+        host: HostArg,
         /// Seconds to wait for the guest to shut down before powering off [default: 240]
         #[arg(long, env = "VMHA_STOP_WAIT")]
         stop_wait: Option<u64>,

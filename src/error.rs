@@ -1,7 +1,10 @@
-//! The top-level error and, in one place, the exit code of every outcome.
+//! The top-level error and, in one place, the exit code of every outcome: decided from error types and
+//! the monitor's verdict, never from message text.
 
 use crate::client::VimError;
 use crate::config::ConfigError;
+use crate::ops::OpError;
+use crate::ops::monitor::MonitorFailure;
 use crate::soap::{FaultKind, SoapError};
 
 /// Documented exit codes (see `vmha --help` and the README).
@@ -27,39 +30,33 @@ impl ExitCode {
     }
 }
 
-/// Failures of the commands themselves (above the client layer).
-#[derive(Debug, thiserror::Error)]
-pub enum OpError {
-    #[error(
-        "{vm} is running on {host}; start on {wanted} refused, nothing changed. To move it, use: vmha migrate --to-host {wanted}"
-    )]
-    RunningElsewhere { vm: String, host: String, wanted: String },
-    #[error("{0}")]
-    Usage(String),
-    #[error("{0}")]
-    Failed(String),
-    #[error(
-        "question pending on {vm}: \"{text}\" (id {id}; choices: {choices}). Answer it with --answer {message}=CHOICE, or in the vSphere client"
-    )]
-    Question {
-        vm: String,
-        id: String,
-        message: String,
-        text: String,
-        choices: String,
-    },
-    #[error("interrupted by {0}; the session was logged out")]
-    Interrupted(&'static str),
+impl From<MonitorFailure> for ExitCode {
+    fn from(f: MonitorFailure) -> ExitCode {
+        match f {
+            MonitorFailure::NotRegistered => ExitCode::NotRegistered,
+            MonitorFailure::NotPoweredOn => ExitCode::NotPoweredOn,
+            MonitorFailure::HeartbeatRed => ExitCode::HeartbeatRed,
+            MonitorFailure::QuestionPending => ExitCode::QuestionPending,
+            MonitorFailure::Migrated => ExitCode::Migrated,
+            MonitorFailure::HostNotConnected => ExitCode::HostNotConnected,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// Settings that are wrong before anything connects.
     #[error("configuration: {0}")]
     Config(#[from] ConfigError),
+    /// Connecting or logging in failed.
     #[error(transparent)]
     Vim(#[from] VimError),
+    /// A command failed.
     #[error(transparent)]
     Op(#[from] OpError),
+    /// SIGINT or SIGTERM ended the command; the session was logged out.
+    #[error("interrupted by {0}; the session was logged out")]
+    Interrupted(&'static str),
 }
 
 impl From<SoapError> for Error {
@@ -68,44 +65,85 @@ impl From<SoapError> for Error {
     }
 }
 
+fn vim_code(v: &VimError) -> ExitCode {
+    match v {
+        VimError::LoginRefused { .. } => ExitCode::LoginRefused,
+        VimError::Soap(SoapError::Fault { fault, .. }) if fault.kind == FaultKind::InvalidLogin => {
+            ExitCode::LoginRefused
+        }
+        VimError::Soap(
+            SoapError::Connect { .. } | SoapError::Tls { .. } | SoapError::Timeout { .. } | SoapError::TlsSetup(_),
+        ) => ExitCode::CannotConnect,
+        VimError::ServerLost { .. } => ExitCode::CannotConnect,
+        VimError::UnknownDatacenter { .. } | VimError::UnknownVolume { .. } | VimError::AmbiguousName { .. } => {
+            ExitCode::Usage
+        }
+        VimError::Soap(_)
+        | VimError::TaskFailed { .. }
+        | VimError::Timeout { .. }
+        | VimError::Gone(_)
+        | VimError::Decode { .. }
+        | VimError::MissingManager(_)
+        | VimError::NoTaskResult(_) => ExitCode::Failure,
+    }
+}
+
+fn op_code(o: &OpError) -> ExitCode {
+    match o {
+        OpError::Vim(v) => vim_code(v),
+        OpError::RunningElsewhere { .. } => ExitCode::RunningElsewhere,
+        OpError::UnknownHost { .. }
+        | OpError::HostRequired
+        | OpError::HostAmbiguous
+        | OpError::NeedVmxToRegister { .. }
+        | OpError::MigrateNeedsVcenter
+        | OpError::BadAnswer(_) => ExitCode::Usage,
+        OpError::HostUnavailable { .. }
+        | OpError::RegisteredElsewhere { .. }
+        | OpError::TakeoverNeedsVmx { .. }
+        | OpError::HostPlacement { .. }
+        | OpError::FilesLocked { .. }
+        | OpError::PoweredOffAgain
+        | OpError::CannotSeeVm { .. }
+        | OpError::NotRegistered { .. }
+        | OpError::Question { .. } => ExitCode::Failure,
+    }
+}
+
 impl Error {
     pub fn exit_code(&self) -> ExitCode {
         match self {
             Error::Config(_) => ExitCode::Usage,
-            Error::Op(OpError::Usage(_)) => ExitCode::Usage,
-            Error::Op(OpError::RunningElsewhere { .. }) => ExitCode::RunningElsewhere,
-            Error::Op(_) => ExitCode::Failure,
-            Error::Vim(v) => match v {
-                VimError::LoginRefused { .. } => ExitCode::LoginRefused,
-                VimError::Soap(
-                    SoapError::Connect { .. }
-                    | SoapError::Tls { .. }
-                    | SoapError::Timeout { .. }
-                    | SoapError::TlsSetup(_),
-                ) => ExitCode::CannotConnect,
-                VimError::Soap(SoapError::Fault { fault, .. }) if fault.kind == FaultKind::InvalidLogin => {
-                    ExitCode::LoginRefused
-                }
-                VimError::Inventory(_) => ExitCode::Usage,
-                _ => ExitCode::Failure,
-            },
+            Error::Vim(v) => vim_code(v),
+            Error::Op(o) => op_code(o),
+            Error::Interrupted(_) => ExitCode::Failure,
+        }
+    }
+
+    fn vim(&self) -> Option<&VimError> {
+        match self {
+            Error::Vim(v) | Error::Op(OpError::Vim(v)) => Some(v),
+            _ => None,
         }
     }
 
     /// What to do about it, printed under the message.
     pub fn hint(&self) -> Option<&'static str> {
-        match self {
-            Error::Vim(VimError::LoginRefused { .. }) => {
+        match self.vim()? {
+            VimError::LoginRefused { .. } => {
                 Some("check --user and the password (VMHA_PASSWORD, --password-file or --password-stdin)")
             }
-            Error::Vim(VimError::Soap(SoapError::Tls { .. })) => Some(
+            VimError::Soap(SoapError::Tls { .. }) => Some(
                 "the server's certificate is not trusted: add its CA with --ca-file, or pin it with --thumbprint SHA256 (shown by: openssl s_client -connect HOST:443 | openssl x509 -noout -fingerprint -sha256)",
             ),
-            Error::Vim(VimError::Soap(SoapError::Connect { .. })) => {
+            VimError::Soap(SoapError::Connect { .. }) => {
                 Some("check --url, the network path and that the server is up")
             }
-            Error::Vim(VimError::Soap(SoapError::Timeout { .. })) => {
+            VimError::Soap(SoapError::Timeout { .. }) => {
                 Some("the server did not answer in time: check it is up, or raise --request-timeout")
+            }
+            VimError::ServerLost { .. } => {
+                Some("the server stopped answering: check that it is up and reachable from this node")
             }
             _ => None,
         }
@@ -116,35 +154,86 @@ impl Error {
 mod tests {
     use super::*;
     use crate::soap::Fault;
+    use crate::vim::MoRef;
+
+    fn fault(kind: FaultKind, name: &str) -> Fault {
+        Fault {
+            kind,
+            type_name: name.into(),
+            message: String::new(),
+            detail_text: None,
+        }
+    }
 
     #[test]
-    fn codes() {
-        let login = Error::Vim(VimError::LoginRefused {
+    fn login_refused_is_3() {
+        let e = Error::Vim(VimError::LoginRefused {
             user: "u".into(),
-            message: "m".into(),
+            fault: fault(FaultKind::InvalidLogin, "InvalidLogin"),
         });
-        assert_eq!(login.exit_code(), ExitCode::LoginRefused);
-        let tls = Error::from(SoapError::Tls {
+        assert_eq!(e.exit_code(), ExitCode::LoginRefused);
+    }
+
+    #[test]
+    fn tls_rejection_is_4() {
+        let e = Error::from(SoapError::Tls {
             url: "u".into(),
             cause: "c".into(),
         });
-        assert_eq!(tls.exit_code().code(), 4);
-        let fault = Error::from(SoapError::Fault {
+        assert_eq!(e.exit_code(), ExitCode::CannotConnect);
+    }
+
+    #[test]
+    fn server_lost_under_watch_is_4() {
+        let lost = Error::Op(OpError::Vim(VimError::ServerLost {
+            url: "u".into(),
+            secs: 5,
+            cause: Box::new(VimError::Gone(MoRef::new("VirtualMachine", "vm-1"))),
+        }));
+        assert_eq!(lost.exit_code(), ExitCode::CannotConnect);
+    }
+
+    #[test]
+    fn a_method_fault_is_1() {
+        let e = Error::Op(OpError::Vim(VimError::from(SoapError::Fault {
             method: "PowerOnVM_Task".into(),
-            fault: Fault {
-                kind: FaultKind::InvalidPowerState,
-                type_name: "InvalidPowerState".into(),
-                message: String::new(),
-                detail_text: None,
-            },
-        });
-        assert_eq!(fault.exit_code().code(), 1);
-        assert_eq!(Error::Config(ConfigError::Invalid("x".into())).exit_code().code(), 2);
+            fault: fault(FaultKind::InvalidPowerState, "InvalidPowerState"),
+        })));
+        assert_eq!(e.exit_code(), ExitCode::Failure);
+    }
+
+    #[test]
+    fn configuration_is_2() {
+        assert_eq!(
+            Error::Config(ConfigError::Invalid("x".into())).exit_code(),
+            ExitCode::Usage
+        );
+        assert_eq!(Error::Op(OpError::HostRequired).exit_code(), ExitCode::Usage);
+    }
+
+    #[test]
+    fn running_elsewhere_is_5() {
         let busy = Error::Op(OpError::RunningElsewhere {
             vm: "a".into(),
             host: "b".into(),
             wanted: "c".into(),
         });
-        assert_eq!(busy.exit_code().code(), 5);
+        assert_eq!(busy.exit_code(), ExitCode::RunningElsewhere);
+    }
+
+    #[test]
+    fn monitor_failures_are_10_to_15() {
+        let codes: Vec<u8> = [
+            MonitorFailure::NotRegistered,
+            MonitorFailure::NotPoweredOn,
+            MonitorFailure::HeartbeatRed,
+            MonitorFailure::QuestionPending,
+            MonitorFailure::Migrated,
+            MonitorFailure::HostNotConnected,
+        ]
+        .into_iter()
+        .map(|f| ExitCode::from(f).code())
+        .collect();
+        assert_eq!(codes, vec![10, 11, 12, 13, 14, 15]);
     }
 }

@@ -75,7 +75,7 @@ async fn session_uses_named_manager_capped_version_and_cookie_then_logs_out() {
     })
     .await
     .unwrap();
-    assert_eq!(session.client().version(), "8.0.3.0");
+    assert_eq!(session.api_version(), "8.0.3.0");
     assert!(!format!("{session:?}").contains("hunter2"), "Debug shows the password");
     session.logout().await;
     session.logout().await; // twice is harmless: one Logout was sent

@@ -5,13 +5,30 @@ use std::collections::HashMap;
 use crate::vim::methods::{self, ObjectSpec, PropertyFilterSpec, PropertySpec, TraversalSpec};
 use crate::vim::{HostConnectionState, MoRef, ObjectContent};
 
-use super::{Session, VimError};
+use super::{Session, Task, VimError};
 
 #[derive(Clone, Debug)]
 pub struct DatacenterInfo {
     pub moref: MoRef,
     pub name: String,
     pub vm_folder: MoRef,
+}
+
+impl DatacenterInfo {
+    /// RegisterVM_Task in this datacenter's VM folder, on `host` and its root `pool`.
+    pub async fn register_vm<'s>(
+        &self,
+        session: &'s Session,
+        vmx: &str,
+        pool: &MoRef,
+        host: &MoRef,
+    ) -> Result<Task<'s>, VimError> {
+        let folder = &self.vm_folder;
+        let t = session
+            .call(async |c| methods::register_vm_task(c, folder, vmx, pool, Some(host)).await)
+            .await?;
+        Ok(Task::new(session, t, "RegisterVM_Task"))
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -47,13 +64,14 @@ fn traversals(with_vms: bool) -> Vec<TraversalSpec> {
         path: path.into(),
         select: select.iter().map(|s| s.to_string()).collect(),
     };
+    // With VMs, a folder's vApps are walked into too (VMs can live inside a vApp).
+    let folder_select: &[&str] = if with_vms {
+        &["folder", "dcHost", "dcVm", "dcDs", "crHost", "vappVm"]
+    } else {
+        &["folder", "dcHost", "dcVm", "dcDs", "crHost"]
+    };
     let mut v = vec![
-        t(
-            "folder",
-            "Folder",
-            "childEntity",
-            &["folder", "dcHost", "dcVm", "dcDs", "crHost"],
-        ),
+        t("folder", "Folder", "childEntity", folder_select),
         t("dcHost", "Datacenter", "hostFolder", &["folder"]),
         t("dcDs", "Datacenter", "datastore", &[]),
         t("crHost", "ComputeResource", "host", &[]),
@@ -67,11 +85,11 @@ fn traversals(with_vms: bool) -> Vec<TraversalSpec> {
     v
 }
 
-fn from_root(session: &Session, props: Vec<PropertySpec>, with_vms: bool) -> PropertyFilterSpec {
+fn from_root(root: &MoRef, props: Vec<PropertySpec>, with_vms: bool) -> PropertyFilterSpec {
     PropertyFilterSpec {
         props,
         objects: vec![ObjectSpec {
-            obj: session.content().root_folder.clone(),
+            obj: root.clone(),
             skip: false,
             traversals: traversals(with_vms),
         }],
@@ -98,7 +116,8 @@ impl Inventory {
             spec("ComputeResource", &["resourcePool", "parent"]),
             spec("Datastore", &["summary.name", "summary.url"]),
         ];
-        let objects = session.retrieve(&from_root(session, props, false)).await?;
+        let root = &session.content().root_folder;
+        let objects = session.retrieve(&from_root(root, props, false)).await?;
         let mut inv = Inventory::default();
         for o in &objects {
             if let Some(p) = moref_prop(o, "parent") {
@@ -229,6 +248,10 @@ pub struct FoundVm {
     pub vmx: Option<String>,
 }
 
+fn names<'a>(it: impl Iterator<Item = &'a str>) -> String {
+    it.collect::<Vec<_>>().join(", ")
+}
+
 /// Finds the VM. `Ok(FoundVm { vm: None, .. })` means it is not registered.
 pub async fn find_vm(
     session: &Session,
@@ -236,30 +259,26 @@ pub async fn find_vm(
     sel: &VmSelector,
     datacenter: Option<&str>,
 ) -> Result<FoundVm, VimError> {
-    let si = session
-        .content()
-        .search_index
-        .clone()
-        .ok_or_else(|| VimError::Unexpected("the server's ServiceContent names no searchIndex".into()))?;
-    let dcs: Vec<&super::inventory::DatacenterInfo> = match datacenter {
-        Some(name) => vec![inv.datacenter_by_name(name).ok_or_else(|| {
-            VimError::Inventory(format!(
-                "no datacenter named '{name}' (known: {}); fix --datacenter",
-                inv.datacenters
-                    .iter()
-                    .map(|d| d.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))
-        })?],
+    let si = session.search_index()?;
+    let dcs: Vec<&DatacenterInfo> = match datacenter {
+        Some(name) => vec![
+            inv.datacenter_by_name(name)
+                .ok_or_else(|| VimError::UnknownDatacenter {
+                    name: name.to_string(),
+                    known: names(inv.datacenters.iter().map(|d| d.name.as_str())),
+                })?,
+        ],
         None => inv.datacenters.iter().collect(),
     };
-    let c = session.client();
     match sel {
         VmSelector::Uuid(uuid) => {
             for instance in [false, true] {
                 for dc in &dcs {
-                    if let Some(vm) = methods::find_by_uuid(c, &si, Some(&dc.moref), uuid, instance).await? {
+                    let dc = &dc.moref;
+                    let found = session
+                        .call(async |c| methods::find_by_uuid(c, &si, Some(dc), uuid, instance).await)
+                        .await?;
+                    if let Some(vm) = found {
                         return Ok(FoundVm {
                             vm: Some(vm),
                             vmx: None,
@@ -272,21 +291,19 @@ pub async fn find_vm(
         VmSelector::Vmx(path) => {
             let path = path.trim();
             let ds_path = if path.starts_with("/vmfs/volumes/") {
-                inv.datastore_path(path).ok_or_else(|| {
-                    VimError::Inventory(format!(
-                        "no datastore matches the volume in '{path}' (known: {}); check the path",
-                        inv.datastores
-                            .iter()
-                            .map(|d| d.name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ))
+                inv.datastore_path(path).ok_or_else(|| VimError::UnknownVolume {
+                    path: path.to_string(),
+                    known: names(inv.datastores.iter().map(|d| d.name.as_str())),
                 })?
             } else {
                 path.to_string()
             };
             for dc in &dcs {
-                if let Some(vm) = methods::find_by_datastore_path(c, &si, &dc.moref, &ds_path).await? {
+                let dc = &dc.moref;
+                let found = session
+                    .call(async |c| methods::find_by_datastore_path(c, &si, dc, &ds_path).await)
+                    .await?;
+                if let Some(vm) = found {
                     return Ok(FoundVm {
                         vm: Some(vm),
                         vmx: Some(ds_path),
@@ -299,23 +316,29 @@ pub async fn find_vm(
             })
         }
         VmSelector::Name(name) => {
-            let props = vec![spec("VirtualMachine", &["name"])];
-            let all = session.retrieve(&from_root(session, props, true)).await?;
-            let matches: Vec<&ObjectContent> = all
-                .iter()
-                .filter(|o| o.obj.kind == "VirtualMachine" && o.text("name") == Some(name.as_str()))
-                .collect();
+            // From each chosen datacenter's VM folder, so --datacenter restricts the search.
+            let mut matches: Vec<MoRef> = vec![];
+            for dc in &dcs {
+                let props = vec![spec("VirtualMachine", &["name"])];
+                let spec = from_root(&dc.vm_folder, props, true);
+                let all = session.retrieve(&spec).await?;
+                matches.extend(
+                    all.iter()
+                        .filter(|o| o.obj.kind == "VirtualMachine" && o.text("name") == Some(name.as_str()))
+                        .map(|o| o.obj.clone()),
+                );
+            }
             match matches.as_slice() {
                 [] => Ok(FoundVm { vm: None, vmx: None }),
                 [one] => Ok(FoundVm {
-                    vm: Some(one.obj.clone()),
+                    vm: Some(one.clone()),
                     vmx: None,
                 }),
-                many => Err(VimError::Inventory(format!(
-                    "{} VMs are named '{name}' ({}); name the VM by --vmx or --uuid instead",
-                    many.len(),
-                    many.iter().map(|o| o.obj.value.as_str()).collect::<Vec<_>>().join(", ")
-                ))),
+                many => Err(VimError::AmbiguousName {
+                    name: name.clone(),
+                    count: many.len(),
+                    morefs: names(many.iter().map(|m| m.value.as_str())),
+                }),
             }
         }
     }

@@ -1,17 +1,26 @@
-//! Sessions: connect, log in on the SessionManager the server names, log in again after expiry, log out.
+//! Sessions: connect, log in on the SessionManager the server names, log in again once when the server
+//! expired the session (a decorator around every call, as govmomi's keep-alive wraps its round tripper),
+//! and log out within a bounded cleanup budget.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use secrecy::SecretString;
 
 use crate::soap::record::Recorder;
+use crate::soap::tls::TlsPolicy;
 use crate::soap::{FaultKind, SoapClient, SoapError, TransportOptions};
 use crate::vim::methods::{self, PropertyFilterSpec};
-use crate::vim::{ObjectContent, ServiceContent};
+use crate::vim::{MoRef, ObjectContent, ServiceContent};
 
 use super::VimError;
+
+/// After a timeout or a broken connection the server is probably gone: cleanup calls (destroying a
+/// collector, Logout) then get this long, so a command still ends within its documented bound.
+const DEGRADED_CLEANUP: Duration = Duration::from_secs(1);
+/// Cleanup on a healthy connection: generous, but never a whole request timeout.
+const HEALTHY_CLEANUP: Duration = Duration::from_secs(10);
 
 pub struct Credentials {
     pub user: String,
@@ -34,12 +43,32 @@ pub struct ConnectOptions {
     pub record: Option<(PathBuf, String)>,
 }
 
+impl ConnectOptions {
+    pub fn new(
+        url: &str,
+        tls: TlsPolicy,
+        request_timeout: Duration,
+        credentials: Credentials,
+        record: Option<(PathBuf, String)>,
+    ) -> ConnectOptions {
+        ConnectOptions {
+            transport: TransportOptions::new(url, tls, request_timeout),
+            credentials,
+            record,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Session {
     client: SoapClient,
     content: ServiceContent,
     credentials: Credentials,
     logged_in: AtomicBool,
+    /// Set once a call timed out or lost its connection: cleanup then gets only [`DEGRADED_CLEANUP`].
+    degraded: AtomicBool,
+    /// Counts logins, so a watch can tell its collector died with an earlier session.
+    generation: AtomicU64,
 }
 
 impl Session {
@@ -59,6 +88,8 @@ impl Session {
             content,
             credentials: opts.credentials,
             logged_in: AtomicBool::new(false),
+            degraded: AtomicBool::new(false),
+            generation: AtomicU64::new(0),
         };
         session.login().await?;
         Ok(session)
@@ -69,52 +100,121 @@ impl Session {
         match methods::login(&self.client, &sm, &self.credentials.user, &self.credentials.password).await {
             Ok(_) => {
                 self.logged_in.store(true, Ordering::SeqCst);
+                self.generation.fetch_add(1, Ordering::SeqCst);
                 Ok(())
             }
             Err(SoapError::Fault { fault, .. }) if fault.kind == FaultKind::InvalidLogin => {
                 Err(VimError::LoginRefused {
                     user: self.credentials.user.clone(),
-                    message: fault.message,
+                    fault,
                 })
             }
-            Err(e) => Err(e.into()),
+            Err(e) => {
+                self.note(&e);
+                // The answer was lost after the server set the cookie: that session exists, end it.
+                if self.client.has_session() {
+                    self.logged_in.store(true, Ordering::SeqCst);
+                    self.logout().await;
+                }
+                Err(e.into())
+            }
         }
     }
 
-    fn session_manager(&self) -> Result<crate::vim::MoRef, VimError> {
+    fn session_manager(&self) -> Result<MoRef, VimError> {
         self.content
             .session_manager
             .clone()
-            .ok_or_else(|| VimError::Unexpected("the server's ServiceContent names no sessionManager".into()))
+            .ok_or(VimError::MissingManager("sessionManager"))
     }
 
     /// Logs in again on a fresh cookie, after the server expired the session.
     pub async fn relogin(&self) -> Result<(), VimError> {
+        tracing::info!("the server ended the session; logging in again");
         self.client.clear_session();
         self.logged_in.store(false, Ordering::SeqCst);
         self.login().await
     }
 
-    /// Logs out. Safe to call twice; errors are reported, not raised, since there is nothing left to do.
-    pub async fn logout(&self) {
-        if !self.logged_in.swap(false, Ordering::SeqCst) {
-            return;
-        }
-        let Ok(sm) = self.session_manager() else {
-            return;
-        };
-        // Bounded: a dead server must not hold the exit up for a whole request timeout.
-        let limit = self.client.request_timeout().min(Duration::from_secs(10));
-        match tokio::time::timeout(limit, methods::logout(&self.client, &sm)).await {
-            Ok(Ok(())) => tracing::debug!("logged out"),
-            Ok(Err(e)) => tracing::warn!("logout failed: {e}"),
-            Err(_) => tracing::warn!("logout got no answer within {} s", limit.as_secs()),
-        }
-        self.client.clear_session();
+    /// Which login this is (1 for the first): objects created under an earlier one are gone.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
     }
 
-    pub fn client(&self) -> &SoapClient {
-        &self.client
+    /// Remembers that the server stopped answering, so cleanup stays short.
+    fn note(&self, e: &SoapError) {
+        if e.is_connection_loss() {
+            self.degraded.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// One call, as it is: no re-login. For calls whose objects die with the session (a watch's).
+    pub(crate) async fn call_once<T>(
+        &self,
+        f: impl AsyncFnOnce(&SoapClient) -> Result<T, SoapError>,
+    ) -> Result<T, VimError> {
+        let r = f(&self.client).await;
+        if let Err(e) = &r {
+            self.note(e);
+        }
+        Ok(r?)
+    }
+
+    /// One call; if the server expired the session, logs in again and repeats it once. A call refused
+    /// with NotAuthenticated did nothing, so repeating it is safe even when it changes the VM.
+    pub(crate) async fn call<T>(&self, f: impl AsyncFn(&SoapClient) -> Result<T, SoapError>) -> Result<T, VimError> {
+        match self.call_once(&f).await {
+            Err(e) if e.is_not_authenticated() => {
+                self.relogin().await?;
+                self.call_once(&f).await
+            }
+            r => r,
+        }
+    }
+
+    /// True once the server stopped answering in time (see [`DEGRADED_CLEANUP`]).
+    pub(crate) fn is_degraded(&self) -> bool {
+        self.degraded.load(Ordering::SeqCst)
+    }
+
+    /// How long a cleanup call may take now.
+    pub(crate) fn cleanup_budget(&self) -> Duration {
+        if self.is_degraded() {
+            DEGRADED_CLEANUP
+        } else {
+            self.client.request_timeout().min(HEALTHY_CLEANUP)
+        }
+    }
+
+    /// Runs a cleanup call within [`Session::cleanup_budget`]. Failures are for the debug log only:
+    /// the caller has nothing left to do about them.
+    pub(crate) async fn cleanup(&self, what: &str, f: impl AsyncFnOnce(&SoapClient) -> Result<(), SoapError>) -> bool {
+        let limit = self.cleanup_budget();
+        match tokio::time::timeout(limit, f(&self.client)).await {
+            Ok(Ok(())) => true,
+            Ok(Err(e)) => {
+                tracing::debug!("{what} failed: {e}");
+                false
+            }
+            Err(_) => {
+                tracing::debug!("{what} got no answer within {} ms", limit.as_millis());
+                false
+            }
+        }
+    }
+
+    /// Logs out within the cleanup budget. Safe to call twice. Returns false when the Logout was not
+    /// confirmed (the server then ends the session when it times out).
+    pub async fn logout(&self) -> bool {
+        if !self.logged_in.swap(false, Ordering::SeqCst) {
+            return true;
+        }
+        let Ok(sm) = self.session_manager() else {
+            return false;
+        };
+        let ok = self.cleanup("Logout", async |c| methods::logout(c, &sm).await).await;
+        self.client.clear_session();
+        ok
     }
 
     pub fn content(&self) -> &ServiceContent {
@@ -125,25 +225,49 @@ impl Session {
         self.content.about.is_vcenter()
     }
 
+    pub fn url(&self) -> &str {
+        self.client.url()
+    }
+
+    /// The vim25 version this session speaks (the server's, capped at the newest vmha knows).
+    pub fn api_version(&self) -> String {
+        self.client.version()
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        self.client.request_timeout()
+    }
+
+    pub(crate) fn search_index(&self) -> Result<MoRef, VimError> {
+        self.content
+            .search_index
+            .clone()
+            .ok_or(VimError::MissingManager("searchIndex"))
+    }
+
     /// RetrievePropertiesEx with its continuation pages.
-    pub async fn retrieve(&self, spec: &PropertyFilterSpec) -> Result<Vec<ObjectContent>, VimError> {
+    pub(crate) async fn retrieve(&self, spec: &PropertyFilterSpec) -> Result<Vec<ObjectContent>, VimError> {
         let pc = &self.content.property_collector;
-        let mut page = methods::retrieve_properties_ex(&self.client, pc, spec).await?;
+        let mut page = self
+            .call(async |c| methods::retrieve_properties_ex(c, pc, spec).await)
+            .await?;
         let mut out = std::mem::take(&mut page.objects);
         while let Some(token) = page.token.take() {
-            page = methods::continue_retrieve_properties_ex(&self.client, pc, &token).await?;
+            page = self
+                .call(async |c| methods::continue_retrieve_properties_ex(c, pc, &token).await)
+                .await?;
             out.append(&mut page.objects);
         }
         Ok(out)
     }
 
-    /// Some properties of one object.
-    pub async fn properties(&self, obj: &crate::vim::MoRef, paths: &[&str]) -> Result<ObjectContent, VimError> {
+    /// Some properties of one object. `Gone` when the server no longer knows it.
+    pub(crate) async fn properties(&self, obj: &MoRef, paths: &[&str]) -> Result<ObjectContent, VimError> {
         let spec = PropertyFilterSpec::of_objects(std::slice::from_ref(obj), paths);
-        self.retrieve(&spec)
-            .await?
-            .into_iter()
-            .next()
-            .ok_or_else(|| VimError::Gone(obj.clone()))
+        match self.retrieve(&spec).await {
+            Ok(found) => found.into_iter().next().ok_or_else(|| VimError::Gone(obj.clone())),
+            Err(e) if e.is_object_gone() => Err(VimError::Gone(obj.clone())),
+            Err(e) => Err(e),
+        }
     }
 }

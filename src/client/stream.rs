@@ -1,12 +1,15 @@
-//! `vm_states`: a Stream of VM states over WaitForUpdatesEx, in the manner of kube-rs's watcher.
-//! It keeps itself alive across session expiry (logs in again) and lost connections (reconnects),
-//! and yields an error only when it can no longer see the VM.
+//! `vm_states`: a Stream of VM states over WaitForUpdatesEx, in the manner of kube-rs's watcher: an
+//! explicit [`Phase`] enum, one step per poll. It logs in again after session expiry (inside the watch)
+//! and reconnects after a lost connection, until the server has been silent for the request timeout;
+//! then it yields [`VimError::ServerLost`] and ends.
 
 use std::time::Duration;
 
 use futures_util::Stream;
+use tokio::time::Instant;
 
-use super::{Session, VM_PATHS, VimError, VmState, Watch};
+use super::watch::Watch;
+use super::{Session, VimError, VmState, vm::VM_PATHS};
 use crate::vim::methods::{PropertyFilterSpec, PropertySpec};
 use crate::vim::{HostConnectionState, MoRef};
 
@@ -20,14 +23,26 @@ pub enum VmEvent {
     Reconnected(String),
 }
 
-struct WatchState<'a> {
-    watch: Option<Watch<'a>>,
+/// Where the watcher stands.
+enum Phase<'a> {
+    /// No watch yet: the next step opens one.
+    Opening,
+    /// Watching; `fresh` until the first values have been yielded.
+    Watching { watch: Watch<'a>, fresh: bool },
+    /// The connection broke: reconnect until `last_contact` + the request timeout.
+    Reconnecting { cause: VimError },
+    /// Ended (after Gone or an error).
+    Done,
+}
+
+struct Watcher<'a> {
     session: &'a Session,
     vm: MoRef,
     hosts: Vec<MoRef>,
-    first: bool,
-    done: bool,
-    note: Option<String>,
+    max_wait: Duration,
+    phase: Phase<'a>,
+    /// When the server last answered; the reconnect window runs from here.
+    last_contact: Instant,
 }
 
 fn spec(vm: &MoRef, hosts: &[MoRef]) -> PropertyFilterSpec {
@@ -57,120 +72,116 @@ fn state_of(w: &Watch<'_>, vm: &MoRef) -> Result<VmState, VimError> {
     Ok(s)
 }
 
-/// Recovers the session and the watch within the request timeout.
-async fn recover(st: &mut WatchState<'_>, cause: &VimError) -> Result<(), VimError> {
-    let limit = st.session.client().request_timeout();
-    let deadline = tokio::time::Instant::now() + limit;
-    let mut delay = Duration::from_millis(250);
-    let mut last;
-    loop {
-        let attempt = async {
-            match Watch::new(st.session, spec(&st.vm, &st.hosts)).await {
-                Err(e) if e.is_not_authenticated() => {
-                    st.session.relogin().await?;
-                    Watch::new(st.session, spec(&st.vm, &st.hosts)).await
+impl<'a> Watcher<'a> {
+    /// Advances by one step; `Some` is an item to yield.
+    async fn step(&mut self) -> Option<Result<VmEvent, VimError>> {
+        match std::mem::replace(&mut self.phase, Phase::Done) {
+            Phase::Done => None,
+            Phase::Opening => match Watch::open(self.session, spec(&self.vm, &self.hosts)).await {
+                Ok(watch) => {
+                    self.last_contact = Instant::now();
+                    self.phase = Phase::Watching { watch, fresh: true };
+                    None
                 }
-                other => other,
+                Err(e) => self.lost_or_fail(e),
+            },
+            Phase::Watching { mut watch, fresh } => {
+                let wait = if fresh { Duration::ZERO } else { self.max_wait };
+                match watch.next(wait).await {
+                    Ok(changed) => {
+                        self.last_contact = Instant::now();
+                        if watch.is_gone(&self.vm) {
+                            watch.close().await;
+                            return Some(Ok(VmEvent::Gone));
+                        }
+                        let item = (fresh || changed).then(|| state_of(&watch, &self.vm));
+                        self.phase = Phase::Watching { watch, fresh: false };
+                        item.map(|s| s.map(|s| VmEvent::State(Box::new(s))))
+                    }
+                    // Without reportMissingObjectsInResults (6.0+), an unregistered VM shows as this fault.
+                    Err(e) if e.is_object_gone() => {
+                        watch.close().await;
+                        Some(Ok(VmEvent::Gone))
+                    }
+                    Err(e) => {
+                        watch.close().await;
+                        self.lost_or_fail(e)
+                    }
+                }
             }
-        };
-        match attempt.await {
-            Ok(w) => {
-                st.watch = Some(w);
-                st.note = Some(format!("recovered after: {cause}"));
-                return Ok(());
+            Phase::Reconnecting { cause } => {
+                let window = self.session.request_timeout();
+                match tokio::time::timeout_at(self.last_contact + window, self.reconnect()).await {
+                    Ok(Ok(watch)) => {
+                        self.last_contact = Instant::now();
+                        self.phase = Phase::Watching { watch, fresh: true };
+                        Some(Ok(VmEvent::Reconnected(format!("reconnected after: {cause}"))))
+                    }
+                    Ok(Err(e)) => Some(Err(e)),
+                    Err(_) => Some(Err(VimError::ServerLost {
+                        url: self.session.url().to_string(),
+                        secs: window.as_secs(),
+                        cause: Box::new(cause),
+                    })),
+                }
             }
-            Err(e @ VimError::LoginRefused { .. }) => return Err(e),
-            Err(e) => last = e.to_string(),
         }
-        if tokio::time::Instant::now() + delay >= deadline {
-            return Err(VimError::Unexpected(format!(
-                "lost the server for {} s: {last}",
-                limit.as_secs()
-            )));
+    }
+
+    /// A lost connection starts reconnecting; anything else ends the stream with the error.
+    fn lost_or_fail(&mut self, e: VimError) -> Option<Result<VmEvent, VimError>> {
+        if e.is_connection_loss() {
+            tracing::debug!("connection lost: {e}");
+            self.phase = Phase::Reconnecting { cause: e };
+            None
+        } else {
+            Some(Err(e))
         }
-        // Reconnection has nothing to watch; back off briefly between attempts.
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+
+    /// Tries to open a watch again, backing off between attempts; the caller bounds it in time.
+    async fn reconnect(&self) -> Result<Watch<'a>, VimError> {
+        let mut delay = Duration::from_millis(250);
+        loop {
+            match Watch::open(self.session, spec(&self.vm, &self.hosts)).await {
+                Ok(w) => return Ok(w),
+                Err(e) if e.is_connection_loss() => tracing::debug!("reconnect: {e}"),
+                Err(e) => return Err(e),
+            }
+            // Nothing to watch while the server is away: back off briefly between attempts.
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
     }
 }
 
-/// Yields the VM's state first, then once per change. `max_wait` bounds each server-side wait, which
-/// also keeps the session alive.
+/// Yields the VM's state first, then once per change. Each server-side wait is bounded well inside the
+/// request timeout, which also keeps the session alive.
 pub fn vm_states<'a>(
     session: &'a Session,
     vm: MoRef,
     hosts: Vec<MoRef>,
-    max_wait: Duration,
 ) -> impl Stream<Item = Result<VmEvent, VimError>> + 'a {
-    let init = WatchState {
-        watch: None,
+    let max_wait = session
+        .request_timeout()
+        .saturating_sub(Duration::from_secs(10))
+        .clamp(Duration::from_secs(1), Duration::from_secs(60));
+    let watcher = Watcher {
         session,
         vm,
         hosts,
-        first: true,
-        done: false,
-        note: None,
+        max_wait,
+        phase: Phase::Opening,
+        last_contact: Instant::now(),
     };
-    futures_util::stream::unfold(init, move |mut st| async move {
-        if st.done {
-            if let Some(w) = st.watch.take() {
-                w.close().await;
-            }
-            return None;
-        }
+    futures_util::stream::unfold(watcher, |mut w| async move {
         loop {
-            if let Some(note) = st.note.take() {
-                return Some((Ok(VmEvent::Reconnected(note)), st));
+            if matches!(w.phase, Phase::Done) {
+                return None;
             }
-            if st.watch.is_none() {
-                match Watch::new(st.session, spec(&st.vm, &st.hosts)).await {
-                    Ok(w) => st.watch = Some(w),
-                    Err(e) => {
-                        if let Err(e) = recover_or_fail(&mut st, e).await {
-                            st.done = true;
-                            return Some((Err(e), st));
-                        }
-                        continue;
-                    }
-                }
-            }
-            let w = st.watch.as_mut().expect("set above");
-            let wait = if st.first { Duration::ZERO } else { max_wait };
-            match w.next(wait).await {
-                Ok(updates) => {
-                    if w.is_gone(&st.vm) {
-                        st.done = true;
-                        return Some((Ok(VmEvent::Gone), st));
-                    }
-                    let relevant = st.first || !updates.is_empty();
-                    st.first = false;
-                    if relevant {
-                        let item = state_of(w, &st.vm).map(|s| VmEvent::State(Box::new(s)));
-                        return Some((item, st));
-                    }
-                }
-                // Without reportMissingObjectsInResults (6.0+), an unregistered VM shows as this fault.
-                Err(e) if e.fault_kind() == Some(&crate::soap::FaultKind::ManagedObjectNotFound) => {
-                    st.done = true;
-                    return Some((Ok(VmEvent::Gone), st));
-                }
-                Err(e) => {
-                    st.watch = None;
-                    st.first = true;
-                    if let Err(e) = recover_or_fail(&mut st, e).await {
-                        st.done = true;
-                        return Some((Err(e), st));
-                    }
-                }
+            if let Some(item) = w.step().await {
+                return Some((item, w));
             }
         }
     })
-}
-
-async fn recover_or_fail(st: &mut WatchState<'_>, e: VimError) -> Result<(), VimError> {
-    if e.is_not_authenticated() || e.is_connection_loss() {
-        recover(st, &e).await
-    } else {
-        Err(e)
-    }
 }

@@ -1,59 +1,77 @@
-//! Waiting for a Task through the property collector.
+//! A Task handle, as govmomi's `object.Task`: the method that started it travels with it, so every
+//! failure names what failed.
 
 use std::time::Duration;
 
-use crate::soap::{Fault, FaultKind};
+use crate::soap::{Element, Fault, FaultKind};
 use crate::vim::{MoRef, TaskInfo, TaskState};
 
-use super::{Session, VimError, Watch};
+use super::wait::{self, Control, Targets, Waited};
+use super::{Session, VimError};
 
-/// Waits for the task to finish and returns its TaskInfo. A task that ends in error becomes
-/// `VimError::TaskFailed` carrying the typed fault.
-pub async fn wait(session: &Session, task: &MoRef, what: &str, limit: Duration) -> Result<TaskInfo, VimError> {
-    let mut watch = Watch::objects(session, std::slice::from_ref(task), &["info"]).await?;
-    let result = wait_on(&mut watch, task, what, limit).await;
-    watch.close().await;
-    result
+pub struct Task<'s> {
+    session: &'s Session,
+    moref: MoRef,
+    method: &'static str,
 }
 
-async fn wait_on(watch: &mut Watch<'_>, task: &MoRef, what: &str, limit: Duration) -> Result<TaskInfo, VimError> {
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        if let Some(info) = finished(watch, task, what)? {
-            return Ok(info);
-        }
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        if left.is_zero() {
-            return Err(VimError::Timeout {
-                what: what.to_string(),
-                secs: limit.as_secs(),
-            });
-        }
-        watch.next(left.max(Duration::from_secs(1))).await?;
+impl<'s> Task<'s> {
+    pub(crate) fn new(session: &'s Session, moref: MoRef, method: &'static str) -> Task<'s> {
+        Task { session, moref, method }
     }
-}
 
-/// The task's TaskInfo once it has ended: `Some` on success, `TaskFailed` with its typed fault on error,
-/// `None` while queued or running (or before the watch has seen it).
-pub fn finished(watch: &Watch<'_>, task: &MoRef, what: &str) -> Result<Option<TaskInfo>, VimError> {
-    let Some(el) = watch.get(task, "info") else {
-        return Ok(None);
-    };
-    let info = TaskInfo::from_xml(el).map_err(|e| VimError::Unexpected(e.to_string()))?;
-    match info.state {
-        TaskState::Success => Ok(Some(info)),
-        TaskState::Error => {
-            let fault = info.error.unwrap_or_else(|| Fault {
-                kind: FaultKind::Other("MethodFault".into()),
-                type_name: "MethodFault".into(),
-                message: "the task failed without saying why".into(),
-                detail_text: None,
-            });
-            Err(VimError::TaskFailed {
-                what: what.to_string(),
-                fault,
+    pub fn moref(&self) -> &MoRef {
+        &self.moref
+    }
+
+    /// The vim25 method that started this task (`PowerOnVM_Task`, ...).
+    pub fn method(&self) -> &'static str {
+        self.method
+    }
+
+    /// Waits for the task to end: its TaskInfo on success, `TaskFailed` with the typed fault on error,
+    /// `Timeout` after `limit`.
+    pub async fn wait(&self, limit: Duration) -> Result<TaskInfo, VimError> {
+        let ended = wait::until(self.session, Targets::task(self), limit, None, async |seen| {
+            Ok::<_, VimError>(match seen.task(self)? {
+                Some(info) => Control::Done(info),
+                None => Control::Continue,
             })
+        })
+        .await?;
+        match ended {
+            Waited::Done(info) => Ok(info),
+            Waited::TimedOut => Err(VimError::Timeout {
+                what: self.method.to_string(),
+                secs: limit.as_secs(),
+            }),
         }
-        _ => Ok(None),
+    }
+
+    /// Waits for a task whose result is a managed object (RegisterVM_Task's new VM).
+    pub async fn wait_for_entity(&self, limit: Duration) -> Result<MoRef, VimError> {
+        let info = self.wait(limit).await?;
+        info.result
+            .as_ref()
+            .and_then(|r| MoRef::from_xml(r).ok())
+            .ok_or(VimError::NoTaskResult(self.method))
+    }
+
+    /// Decodes `Task.info`: `Some` once it succeeded, `TaskFailed` once it failed, `None` before.
+    pub(crate) fn outcome(&self, info: &Element) -> Result<Option<TaskInfo>, VimError> {
+        let info = TaskInfo::from_xml(info).map_err(|e| VimError::from(("Task.info", e)))?;
+        match info.state {
+            TaskState::Success => Ok(Some(info)),
+            TaskState::Error => Err(VimError::TaskFailed {
+                method: self.method,
+                fault: info.error.unwrap_or_else(|| Fault {
+                    kind: FaultKind::Other("MethodFault".into()),
+                    type_name: "MethodFault".into(),
+                    message: "the task failed without saying why".into(),
+                    detail_text: None,
+                }),
+            }),
+            _ => Ok(None),
+        }
     }
 }

@@ -1,4 +1,4 @@
-//! One VirtualMachine: its state as vmha reports and acts on it.
+//! One VirtualMachine: its state as vmha reports and acts on it, and the handle that acts on it.
 
 use serde::Serialize;
 
@@ -6,7 +6,8 @@ use crate::vim::{
     HeartbeatStatus, HostConnectionState, MoRef, ObjectContent, PowerState, QuestionInfo, VmConnectionState,
 };
 
-use super::{Inventory, Session, VimError};
+use super::{Inventory, Session, Task, VimError};
+use crate::vim::methods;
 
 /// The VM properties every command reads, and that `monitor --watch` watches.
 pub const VM_PATHS: &[&str] = &[
@@ -46,7 +47,7 @@ impl VmState {
     ) -> Result<VmState, VimError> {
         let text = |p: &str| lookup(p).map(|e| e.text.trim().to_string());
         let question = match lookup("runtime.question") {
-            Some(q) => Some(QuestionInfo::from_xml(q).map_err(|e| VimError::Unexpected(e.to_string()))?),
+            Some(q) => Some(QuestionInfo::from_xml(q).map_err(|e| VimError::from(("runtime.question", e)))?),
             None => None,
         };
         Ok(VmState {
@@ -80,8 +81,72 @@ impl VmState {
     }
 }
 
-/// Reads the VM's state now. `Gone` if it vanished between lookup and read.
-pub async fn read_state(session: &Session, inv: &Inventory, vm: &MoRef) -> Result<VmState, VimError> {
-    let oc = session.properties(vm, VM_PATHS).await?;
-    Ok(VmState::from_content(&oc)?.with_host(inv))
+/// A VirtualMachine handle, as govmomi's `object.VirtualMachine`: the VM operations the commands use.
+/// Every call goes through the session (re-login once on expiry); task methods return a [`Task`].
+pub struct Vm<'s> {
+    session: &'s Session,
+    moref: MoRef,
+}
+
+impl<'s> Vm<'s> {
+    pub fn new(session: &'s Session, moref: MoRef) -> Vm<'s> {
+        Vm { session, moref }
+    }
+
+    pub fn moref(&self) -> &MoRef {
+        &self.moref
+    }
+
+    /// Reads the VM's state now, with its host's name and connection state from `inv`.
+    /// `Gone` if it vanished since it was found.
+    pub async fn state(&self, inv: &Inventory) -> Result<VmState, VimError> {
+        let oc = self.session.properties(&self.moref, VM_PATHS).await?;
+        Ok(VmState::from_content(&oc)?.with_host(inv))
+    }
+
+    /// PowerOnVM_Task. `host` only with vCenter (ESX-direct powers on where the VM is registered).
+    pub async fn power_on(&self, host: Option<&MoRef>) -> Result<Task<'s>, VimError> {
+        let t = self
+            .session
+            .call(async |c| methods::power_on_vm_task(c, &self.moref, host).await)
+            .await?;
+        Ok(Task::new(self.session, t, "PowerOnVM_Task"))
+    }
+
+    pub async fn power_off(&self) -> Result<Task<'s>, VimError> {
+        let t = self
+            .session
+            .call(async |c| methods::power_off_vm_task(c, &self.moref).await)
+            .await?;
+        Ok(Task::new(self.session, t, "PowerOffVM_Task"))
+    }
+
+    /// Asks VMware Tools to shut the guest down; returns at once (no task).
+    pub async fn shutdown_guest(&self) -> Result<(), VimError> {
+        self.session
+            .call(async |c| methods::shutdown_guest(c, &self.moref).await)
+            .await
+    }
+
+    pub async fn answer(&self, question_id: &str, choice_key: &str) -> Result<(), VimError> {
+        self.session
+            .call(async |c| methods::answer_vm(c, &self.moref, question_id, choice_key).await)
+            .await
+    }
+
+    /// RelocateVM_Task to `host` and its root `pool`: a live migration when the VM is on.
+    pub async fn relocate(&self, pool: &MoRef, host: &MoRef) -> Result<Task<'s>, VimError> {
+        let t = self
+            .session
+            .call(async |c| methods::relocate_vm_task(c, &self.moref, pool, host).await)
+            .await?;
+        Ok(Task::new(self.session, t, "RelocateVM_Task"))
+    }
+
+    /// Removes the VM from the inventory; its files stay.
+    pub async fn unregister(&self) -> Result<(), VimError> {
+        self.session
+            .call(async |c| methods::unregister_vm(c, &self.moref).await)
+            .await
+    }
 }

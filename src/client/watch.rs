@@ -1,18 +1,22 @@
-//! Watching properties through a private PropertyCollector and WaitForUpdatesEx: no sleep-and-poll.
+//! A private PropertyCollector with one filter, fed by WaitForUpdatesEx: no sleep-and-poll.
+//! Private to the client layer: commands wait through [`super::wait::until`] and watch a VM through
+//! [`super::stream::vm_states`], which own a `Watch` and close it on every exit path.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::soap::Element;
+use crate::vim::MoRef;
 use crate::vim::methods::{self, PropertyFilterSpec};
-use crate::vim::{MoRef, ObjectUpdate};
 
 use super::{Session, VimError};
 
-/// A private collector with one filter; keeps the latest value of every watched property.
-pub struct Watch<'a> {
+pub(crate) struct Watch<'a> {
     session: &'a Session,
-    collector: MoRef,
+    /// `None` once destroyed (or never created after a failed rebuild).
+    collector: Option<MoRef>,
+    /// The login the collector belongs to; it dies with that session.
+    generation: u64,
     spec: PropertyFilterSpec,
     version: String,
     values: HashMap<(MoRef, String), Element>,
@@ -20,43 +24,79 @@ pub struct Watch<'a> {
 }
 
 impl<'a> Watch<'a> {
-    pub async fn new(session: &'a Session, spec: PropertyFilterSpec) -> Result<Watch<'a>, VimError> {
-        let collector =
-            methods::create_property_collector(session.client(), &session.content().property_collector).await?;
-        let w = Watch {
+    pub(crate) async fn open(session: &'a Session, spec: PropertyFilterSpec) -> Result<Watch<'a>, VimError> {
+        let mut w = Watch {
             session,
-            collector,
+            collector: None,
+            generation: session.generation(),
             spec,
             version: String::new(),
             values: HashMap::new(),
             gone: vec![],
         };
-        if let Err(e) = methods::create_filter(session.client(), &w.collector, &w.spec).await {
-            w.close().await;
-            return Err(e.into());
-        }
+        w.create().await?;
         Ok(w)
     }
 
-    /// Objects on a simple property list.
-    pub async fn objects(session: &'a Session, objs: &[MoRef], paths: &[&str]) -> Result<Watch<'a>, VimError> {
-        Watch::new(session, PropertyFilterSpec::of_objects(objs, paths)).await
+    async fn create(&mut self) -> Result<(), VimError> {
+        let s = self.session;
+        let root = &s.content().property_collector;
+        let collector = s
+            .call(async |c| methods::create_property_collector(c, root).await)
+            .await?;
+        self.generation = s.generation();
+        self.collector = Some(collector.clone());
+        let spec = &self.spec;
+        if let Err(e) = s
+            .call_once(async |c| methods::create_filter(c, &collector, spec).await)
+            .await
+        {
+            self.close_collector().await;
+            return Err(e);
+        }
+        self.version.clear();
+        Ok(())
     }
 
-    /// Waits up to `max_wait` for changes and applies them. Returns the updates (empty when none came).
-    /// The first call returns the current values of everything watched.
-    pub async fn next(&mut self, max_wait: Duration) -> Result<Vec<ObjectUpdate>, VimError> {
+    /// Starts over on a new collector; the first wait then returns every watched value again.
+    pub(crate) async fn rebuild(&mut self) -> Result<(), VimError> {
+        self.close_collector().await;
+        self.create().await
+    }
+
+    /// Waits up to `max_wait` for changes and applies them. Returns whether anything changed; the first
+    /// call returns the current values of everything watched. A session the server expired is logged in
+    /// again and the collector rebuilt (it died with the old session), which reads every value afresh.
+    pub(crate) async fn next(&mut self, max_wait: Duration) -> Result<bool, VimError> {
+        if self.generation != self.session.generation() || self.collector.is_none() {
+            self.rebuild().await?;
+        }
+        match self.wait(max_wait).await {
+            Err(e) if e.is_not_authenticated() => {
+                self.session.relogin().await?;
+                self.rebuild().await?;
+                self.wait(Duration::ZERO).await
+            }
+            other => other,
+        }
+    }
+
+    async fn wait(&mut self, max_wait: Duration) -> Result<bool, VimError> {
         // The HTTP request must outlive the server-side wait.
         let cap = self
             .session
-            .client()
             .request_timeout()
             .saturating_sub(Duration::from_secs(5))
             .max(Duration::from_secs(1));
         // Round up: a wait of 0.4 s must not become maxWaitSeconds=0, which returns at once and would spin.
         let secs = max_wait.min(cap).as_millis().div_ceil(1000) as u64;
-        let set = methods::wait_for_updates_ex(self.session.client(), &self.collector, &self.version, secs).await?;
-        let Some(set) = set else { return Ok(vec![]) };
+        let collector = self.collector.clone().expect("checked by next");
+        let version = self.version.clone();
+        let set = self
+            .session
+            .call_once(async |c| methods::wait_for_updates_ex(c, &collector, &version, secs).await)
+            .await?;
+        let Some(set) = set else { return Ok(false) };
         self.version = set.version.clone();
         for obj in &set.objects {
             if obj.kind == "leave" {
@@ -76,35 +116,47 @@ impl<'a> Watch<'a> {
                 }
             }
         }
-        Ok(set.objects)
+        Ok(!set.objects.is_empty())
     }
 
-    pub fn get(&self, obj: &MoRef, path: &str) -> Option<&Element> {
+    pub(crate) fn get(&self, obj: &MoRef, path: &str) -> Option<&Element> {
         self.values.get(&(obj.clone(), path.to_string()))
     }
 
-    pub fn text(&self, obj: &MoRef, path: &str) -> Option<&str> {
+    pub(crate) fn text(&self, obj: &MoRef, path: &str) -> Option<&str> {
         self.get(obj, path).map(|e| e.text.as_str())
     }
 
     /// True once the object left the filter (deleted or unregistered).
-    pub fn is_gone(&self, obj: &MoRef) -> bool {
+    pub(crate) fn is_gone(&self, obj: &MoRef) -> bool {
         self.gone.contains(obj)
     }
 
-    /// Starts over on a new collector (after a re-login, the old one is gone with the old session).
-    pub async fn rebuild(&mut self) -> Result<(), VimError> {
-        let c = self.session.client();
-        self.collector = methods::create_property_collector(c, &self.session.content().property_collector).await?;
-        methods::create_filter(c, &self.collector, &self.spec).await?;
-        self.version.clear();
-        Ok(())
+    async fn close_collector(&mut self) {
+        let Some(pc) = self.collector.take() else { return };
+        // A collector of an earlier session died with it. After a lost connection only Logout is tried:
+        // it ends the session and its collectors, and one short cleanup call keeps the exit bounded.
+        if self.generation == self.session.generation() && !self.session.is_degraded() {
+            self.session
+                .cleanup("DestroyPropertyCollector", async |c| {
+                    methods::destroy_property_collector(c, &pc).await
+                })
+                .await;
+        }
     }
 
-    /// Destroys the collector and with it the filter. Failures only matter to the log: logout cleans up too.
-    pub async fn close(self) {
-        if let Err(e) = methods::destroy_property_collector(self.session.client(), &self.collector).await {
-            tracing::debug!("DestroyPropertyCollector: {e}");
+    /// Destroys the collector, and with it the filter, within the session's cleanup budget.
+    pub(crate) async fn close(mut self) {
+        self.close_collector().await;
+    }
+}
+
+/// Drop cannot await. A watch dropped unclosed (its command was interrupted by a signal) leaves its
+/// collector to the server: Logout, which always follows, ends the session and every collector in it.
+impl Drop for Watch<'_> {
+    fn drop(&mut self) {
+        if let Some(pc) = &self.collector {
+            tracing::debug!("collector {pc} left for Logout to end with the session");
         }
     }
 }

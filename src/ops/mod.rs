@@ -1,6 +1,8 @@
-//! The commands. Each works through the client layer and reports in the step log.
+//! The commands. Each decides with a pure function (`start::plan`, `stop::plan`, `monitor::assess`)
+//! and carries the decision out through the client layer's handles; none touches the wire.
 
 pub mod check;
+pub mod error;
 pub mod migrate;
 pub mod monitor;
 pub mod start;
@@ -10,57 +12,12 @@ pub mod stop;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use crate::client::{ConnectOptions, Credentials, FoundVm, HostInfo, Inventory, Session, VmState};
-use crate::config::{ConnectionSettings, ResourceSettings};
-use crate::error::{Error, OpError};
+pub use error::OpError;
+
+use crate::client::{DatacenterInfo, FoundVm, HostInfo, Inventory, Session, Vm, VmSelector, VmState};
+use crate::config::ResourceSettings;
 use crate::log::StepLog;
-use crate::soap::TransportOptions;
-use crate::vim::{MoRef, QuestionInfo, methods};
-
-/// Connects, runs `work`, and logs out whatever happens: success, error, timeout, SIGINT or SIGTERM.
-pub async fn with_session<T, F>(conn: ConnectionSettings, work: F) -> Result<T, Error>
-where
-    F: AsyncFnOnce(&Session) -> Result<T, Error>,
-{
-    let opts = ConnectOptions {
-        transport: TransportOptions::new(&conn.url, conn.tls, conn.request_timeout),
-        credentials: Credentials {
-            user: conn.user,
-            password: conn.password,
-        },
-        record: conn.record.map(|d| (d, conn.record_label)),
-    };
-    // Connecting is bounded by the request timeout; a signal during it only ends the process.
-    let session = tokio::select! {
-        s = Session::connect(opts) => s?,
-        name = shutdown_signal() => return Err(OpError::Interrupted(name).into()),
-    };
-    let result = tokio::select! {
-        r = work(&session) => r,
-        name = shutdown_signal() => Err(OpError::Interrupted(name).into()),
-    };
-    session.logout().await;
-    result
-}
-
-async fn shutdown_signal() -> &'static str {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
-            (Ok(mut int), Ok(mut term)) => tokio::select! {
-                _ = int.recv() => "SIGINT",
-                _ = term.recv() => "SIGTERM",
-            },
-            _ => std::future::pending().await,
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-        "Ctrl-C"
-    }
-}
+use crate::vim::{MoRef, QuestionInfo};
 
 /// What a command works with once logged in.
 pub struct Ctx<'a> {
@@ -71,7 +28,11 @@ pub struct Ctx<'a> {
 }
 
 impl<'a> Ctx<'a> {
-    pub async fn new(session: &'a Session, settings: &'a ResourceSettings, log: &'a StepLog) -> Result<Ctx<'a>, Error> {
+    pub async fn new(
+        session: &'a Session,
+        settings: &'a ResourceSettings,
+        log: &'a StepLog,
+    ) -> Result<Ctx<'a>, OpError> {
         let inv = Inventory::load(session).await?;
         Ok(Ctx {
             session,
@@ -85,7 +46,7 @@ impl<'a> Ctx<'a> {
         self.session.is_vcenter()
     }
 
-    pub async fn find(&self) -> Result<FoundVm, Error> {
+    pub async fn find(&self) -> Result<FoundVm, OpError> {
         Ok(crate::client::find_vm(
             self.session,
             &self.inv,
@@ -95,46 +56,92 @@ impl<'a> Ctx<'a> {
         .await?)
     }
 
-    pub async fn state(&self, vm: &MoRef) -> Result<VmState, Error> {
-        let s = crate::client::read_state(self.session, &self.inv, vm).await?;
+    pub fn vm(&self, moref: &MoRef) -> Vm<'a> {
+        Vm::new(self.session, moref.clone())
+    }
+
+    /// The VM's state now; its name becomes the log label.
+    pub async fn state(&self, vm: &Vm<'_>) -> Result<VmState, OpError> {
+        let s = vm.state(&self.inv).await?;
         self.log.set_label(&s.name);
         Ok(s)
     }
 
+    /// Finds the VM and reads its state: `None` when it is not registered.
+    pub async fn observe(&self) -> Result<(FoundVm, Option<VmState>), OpError> {
+        let found = self.find().await?;
+        let state = match &found.vm {
+            Some(m) => Some(self.state(&self.vm(m)).await?),
+            None => None,
+        };
+        Ok((found, state))
+    }
+
     /// The host this node stands for: `--host`, required with vCenter; the connected host on ESX-direct.
-    pub fn target_host(&self, required: bool) -> Result<Option<HostInfo>, Error> {
+    pub fn node_host(&self) -> Result<HostInfo, OpError> {
         match &self.settings.host {
-            Some(name) => match self.inv.host_by_name(name) {
-                Some(h) => Ok(Some(h.clone())),
-                None => Err(OpError::Usage(format!(
-                    "no host named '{name}' on this server (known: {}); fix --host",
-                    self.inv
-                        .hosts
-                        .iter()
-                        .map(|h| h.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ))
-                .into()),
-            },
-            None if !self.vcenter() && self.inv.hosts.len() == 1 => Ok(self.inv.hosts.first().cloned()),
-            None if required && self.vcenter() => Err(OpError::Usage(
-                "vCenter mode: give --host ESXHOST, the host this cluster node stands for".into(),
-            )
-            .into()),
-            None if required => {
-                Err(OpError::Usage("give --host ESXHOST: this server has more than one host".into()).into())
-            }
-            None => Ok(None),
+            Some(name) => self.host_named(name, "--host"),
+            None if !self.vcenter() && self.inv.hosts.len() == 1 => Ok(self.inv.hosts[0].clone()),
+            None if self.vcenter() => Err(OpError::HostRequired),
+            None => Err(OpError::HostAmbiguous),
         }
     }
 
-    pub fn host_name(&self, h: &MoRef) -> String {
+    pub fn host_named(&self, name: &str, flag: &'static str) -> Result<HostInfo, OpError> {
         self.inv
-            .host(h)
-            .map(|h| h.name.clone())
-            .unwrap_or_else(|| h.value.clone())
+            .host_by_name(name)
+            .cloned()
+            .ok_or_else(|| OpError::UnknownHost {
+                name: name.to_string(),
+                known: self
+                    .inv
+                    .hosts
+                    .iter()
+                    .map(|h| h.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                flag,
+            })
     }
+
+    /// The root resource pool of the host's cluster or standalone compute resource.
+    pub fn pool_of(&self, host: &HostInfo) -> Result<MoRef, OpError> {
+        self.inv
+            .pool_for_host(&host.moref)
+            .cloned()
+            .ok_or_else(|| OpError::HostPlacement {
+                what: "resource pool",
+                host: host.name.clone(),
+            })
+    }
+
+    pub fn datacenter_of(&self, host: &HostInfo) -> Result<&DatacenterInfo, OpError> {
+        self.inv
+            .datacenter_of(&host.moref)
+            .ok_or_else(|| OpError::HostPlacement {
+                what: "datacenter",
+                host: host.name.clone(),
+            })
+    }
+
+    /// How the VM is named in messages before its inventory name is known.
+    fn vm_label(&self) -> String {
+        match &self.settings.vm {
+            VmSelector::Name(n) => n.clone(),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// An answer vmha has decided to give to a pending question.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Answer {
+    pub question_id: String,
+    pub choice_key: String,
+    /// The choice's text, for the log.
+    pub choice_text: String,
+    /// The question's first line, for the log.
+    pub question: String,
 }
 
 /// Answers to questions, from `--answer ID=CHOICE`, plus the built-in "I moved it".
@@ -144,115 +151,110 @@ pub struct AnswerPolicy {
 }
 
 impl AnswerPolicy {
-    pub fn parse(list: &[String]) -> Result<AnswerPolicy, Error> {
+    pub fn parse(list: &[String]) -> Result<AnswerPolicy, OpError> {
         let mut rules = Vec::new();
         for item in list {
             let (id, choice) = item
                 .split_once('=')
                 .filter(|(a, b)| !a.trim().is_empty() && !b.trim().is_empty())
-                .ok_or_else(|| {
-                    OpError::Usage(format!(
-                        "--answer '{item}': write QUESTION=CHOICE, e.g. msg.uuid.altered=button.uuid.movedTheVM"
-                    ))
-                })?;
+                .ok_or_else(|| OpError::BadAnswer(item.clone()))?;
             rules.push((id.trim().to_string(), choice.trim().to_string()));
         }
         Ok(AnswerPolicy { rules })
     }
 
-    /// The choice key to answer, with the choice's text, or None when vmha must not guess.
-    pub fn choose(&self, q: &QuestionInfo) -> Option<(String, String)> {
+    /// The choice to answer with, or a `Question` error when vmha must not guess. Pure.
+    pub fn decide(&self, vm: &str, q: &QuestionInfo) -> Result<Answer, OpError> {
         let norm = |s: &str| s.replace('_', "").to_lowercase();
-        for (id, choice) in &self.rules {
-            if &q.id == id || q.message_ids.iter().any(|m| m == id) {
-                return q
+        let rule = self
+            .rules
+            .iter()
+            .find(|(id, _)| &q.id == id || q.message_ids.iter().any(|m| m == id));
+        let choice = match rule {
+            Some((_, choice)) => q
+                .choices
+                .iter()
+                .find(|c| &c.label == choice || &c.key == choice || norm(&c.summary) == norm(choice)),
+            None if q.is_uuid_altered() => q.moved_choice(),
+            None => None,
+        };
+        let question = q.text.lines().next().unwrap_or("").to_string();
+        match choice {
+            Some(c) => Ok(Answer {
+                question_id: q.id.clone(),
+                choice_key: c.key.clone(),
+                choice_text: c.summary.replace('_', ""),
+                question,
+            }),
+            None => Err(OpError::Question {
+                vm: vm.to_string(),
+                id: q.id.clone(),
+                message: q.message_ids.first().cloned().unwrap_or_else(|| q.id.clone()),
+                text: question,
+                choices: q
                     .choices
                     .iter()
-                    .find(|c| &c.label == choice || &c.key == choice || norm(&c.summary) == norm(choice))
-                    .map(|c| (c.key.clone(), c.summary.replace('_', "")));
-            }
+                    .map(|c| format!("{}={} ({})", c.key, c.label, c.summary.replace('_', "")))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }),
         }
-        if q.is_uuid_altered() {
-            return q.moved_choice().map(|c| (c.key.clone(), c.summary.replace('_', "")));
-        }
-        None
     }
 }
 
-/// Answers a pending question once, or fails with its text and choices.
+/// Gives an answer once per question id (a question stays visible until the server clears it).
+pub async fn give_answer(
+    ctx: &Ctx<'_>,
+    vm: &Vm<'_>,
+    answer: &Answer,
+    answered: &mut HashSet<String>,
+) -> Result<(), OpError> {
+    if !answered.insert(answer.question_id.clone()) {
+        return Ok(());
+    }
+    vm.answer(&answer.question_id, &answer.choice_key).await?;
+    ctx.log.info(format!(
+        "answered question \"{}\" with \"{}\"",
+        answer.question, answer.choice_text
+    ));
+    Ok(())
+}
+
+/// Decides and gives the answer to a question seen while waiting.
 pub async fn answer_question(
     ctx: &Ctx<'_>,
     policy: &AnswerPolicy,
-    vm: &MoRef,
+    vm: &Vm<'_>,
     q: &QuestionInfo,
     answered: &mut HashSet<String>,
-) -> Result<(), Error> {
+) -> Result<(), OpError> {
     if answered.contains(&q.id) {
         return Ok(());
     }
-    let first_line = q.text.lines().next().unwrap_or("").to_string();
-    match policy.choose(q) {
-        Some((key, summary)) => {
-            methods::answer_vm(ctx.session.client(), vm, &q.id, &key).await?;
-            answered.insert(q.id.clone());
-            ctx.log
-                .info(format!("answered question \"{first_line}\" with \"{summary}\""));
-            Ok(())
-        }
-        None => Err(OpError::Question {
-            vm: ctx.log_label(),
-            id: q.id.clone(),
-            message: q.message_ids.first().cloned().unwrap_or_else(|| q.id.clone()),
-            text: first_line,
-            choices: q
-                .choices
-                .iter()
-                .map(|c| format!("{}={} ({})", c.key, c.label, c.summary.replace('_', "")))
-                .collect::<Vec<_>>()
-                .join(", "),
-        }
-        .into()),
-    }
-}
-
-impl Ctx<'_> {
-    fn log_label(&self) -> String {
-        match &self.settings.vm {
-            crate::client::VmSelector::Name(n) => n.clone(),
-            other => other.to_string(),
-        }
-    }
+    let answer = policy.decide(&ctx.vm_label(), q)?;
+    give_answer(ctx, vm, &answer, answered).await
 }
 
 /// Prints "waiting ... 10/240 s" lines every `every` while a wait goes on.
 pub struct Progress {
-    started: tokio::time::Instant,
     next: Duration,
     every: Duration,
 }
 
 impl Progress {
     pub fn new(every: Duration) -> Progress {
-        Progress {
-            started: tokio::time::Instant::now(),
-            next: every,
-            every,
-        }
+        Progress { next: every, every }
     }
 
-    pub fn tick(&mut self, log: &StepLog, what: &str, limit: Duration) {
-        let elapsed = self.started.elapsed();
+    pub fn tick(&mut self, log: &StepLog, what: &str, elapsed: Duration, limit: Duration) {
         if elapsed >= self.next {
             log.info(format!("{what} {}/{} s", elapsed.as_secs(), limit.as_secs()));
             self.next += self.every;
         }
     }
 
-    /// How long until the next progress line is due, so a watch can wake up for it.
-    pub fn until_next(&self) -> Duration {
-        self.next
-            .saturating_sub(self.started.elapsed())
-            .max(Duration::from_millis(100))
+    pub fn every(&self) -> Duration {
+        self.every
     }
 }
 
@@ -287,12 +289,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn moved_by_default_and_rules_override() {
-        let none = AnswerPolicy::default();
-        assert_eq!(none.choose(&question("msg.uuid.altered")).unwrap().0, "1");
-        let mut disk_full = question("msg.hbacommon.outofspace");
-        disk_full.choices = vec![
+    fn disk_full() -> QuestionInfo {
+        let mut q = question("msg.hbacommon.outofspace");
+        q.choices = vec![
             QuestionChoice {
                 key: "0".into(),
                 label: "button.retry".into(),
@@ -304,11 +303,36 @@ mod tests {
                 summary: "_Cancel".into(),
             },
         ];
-        assert!(none.choose(&disk_full).is_none());
+        q
+    }
+
+    #[test]
+    fn moved_question_is_answered_i_moved_it_by_label() {
+        let a = AnswerPolicy::default()
+            .decide("vm1", &question("msg.uuid.altered"))
+            .unwrap();
+        assert_eq!((a.choice_key.as_str(), a.choice_text.as_str()), ("1", "I moved it"));
+    }
+
+    #[test]
+    fn other_question_without_a_rule_is_refused_with_its_choices() {
+        let e = AnswerPolicy::default().decide("vm1", &disk_full()).unwrap_err();
+        assert!(matches!(&e, OpError::Question { message, .. } if message == "msg.hbacommon.outofspace"));
+        assert!(e.to_string().contains("1=button.abort (Cancel)"), "{e}");
+    }
+
+    #[test]
+    fn answer_rules_override_by_text_label_or_key() {
         let copy = AnswerPolicy::parse(&["msg.uuid.altered=I copied it".into()]).unwrap();
-        assert_eq!(copy.choose(&question("msg.uuid.altered")).unwrap().0, "2");
-        let other = AnswerPolicy::parse(&["msg.hbacommon.outofspace=button.abort".into()]).unwrap();
-        assert_eq!(other.choose(&disk_full).unwrap().0, "1");
-        assert!(AnswerPolicy::parse(&["nochoice".into()]).is_err());
+        assert_eq!(
+            copy.decide("vm1", &question("msg.uuid.altered")).unwrap().choice_key,
+            "2"
+        );
+        let abort = AnswerPolicy::parse(&["msg.hbacommon.outofspace=button.abort".into()]).unwrap();
+        assert_eq!(abort.decide("vm1", &disk_full()).unwrap().choice_key, "1");
+        assert!(matches!(
+            AnswerPolicy::parse(&["nochoice".into()]),
+            Err(OpError::BadAnswer(_))
+        ));
     }
 }

@@ -1,19 +1,32 @@
 //! `vmha monitor`: health once, or `--watch` until the VM turns unhealthy (as clpvmmon.pl did).
+//! [`assess`] is the README's monitor table; [`run`] feeds it states from the `vm_states` stream.
 
 use std::pin::pin;
-use std::time::Duration;
 
 use futures_util::StreamExt;
 
-use super::Ctx;
+use super::{Ctx, OpError};
 use crate::client::VmState;
 use crate::client::stream::{VmEvent, vm_states};
-use crate::error::{Error, ExitCode};
 use crate::vim::{HeartbeatStatus, HostConnectionState, MoRef, PowerState};
 
 pub struct MonitorOptions {
     pub watch: bool,
     pub require_heartbeat: bool,
+}
+
+/// Why the VM is not healthy on this node; `crate::error` gives each its exit code (10 to 15).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MonitorFailure {
+    NotRegistered,
+    NotPoweredOn,
+    /// Heartbeat red, or gray with `--require-heartbeat`.
+    HeartbeatRed,
+    QuestionPending,
+    /// On another host for longer than `--migration-wait`.
+    Migrated,
+    /// The VM's host is not connected to vCenter.
+    HostNotConnected,
 }
 
 /// What one look at the VM says.
@@ -22,13 +35,33 @@ pub enum Health {
     Healthy(Option<String>),
     /// On another host: reported only if it stays there past `--migration-wait`.
     Elsewhere(String),
-    Unhealthy(ExitCode, String),
+    Unhealthy(MonitorFailure, String),
 }
 
-pub fn assess(s: &VmState, want_host: Option<&MoRef>, require_heartbeat: bool) -> Health {
+/// The monitor's verdict: healthy (`failure` None) or why not, with the reason for the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MonitorReport {
+    pub failure: Option<MonitorFailure>,
+    pub why: String,
+}
+
+impl MonitorReport {
+    fn failed(failure: MonitorFailure, why: impl Into<String>) -> MonitorReport {
+        MonitorReport {
+            failure: Some(failure),
+            why: why.into(),
+        }
+    }
+}
+
+/// The README's monitor table: the VM's state (`None`: not registered) judged for this node's host.
+pub fn assess(s: Option<&VmState>, want_host: Option<&MoRef>, require_heartbeat: bool) -> Health {
+    let Some(s) = s else {
+        return Health::Unhealthy(MonitorFailure::NotRegistered, "the VM is not registered".into());
+    };
     if let Some(q) = &s.question {
         return Health::Unhealthy(
-            ExitCode::QuestionPending,
+            MonitorFailure::QuestionPending,
             format!(
                 "question pending: \"{}\" (id {})",
                 q.text.lines().next().unwrap_or(""),
@@ -40,10 +73,10 @@ pub fn assess(s: &VmState, want_host: Option<&MoRef>, require_heartbeat: bool) -
         && *c != HostConnectionState::Connected
     {
         let h = s.host_name.clone().unwrap_or_default();
-        return Health::Unhealthy(ExitCode::HostNotConnected, format!("host {h} is {c}"));
+        return Health::Unhealthy(MonitorFailure::HostNotConnected, format!("host {h} is {c}"));
     }
     if s.power_state != PowerState::PoweredOn {
-        return Health::Unhealthy(ExitCode::NotPoweredOn, format!("VM is {}", s.power_state));
+        return Health::Unhealthy(MonitorFailure::NotPoweredOn, format!("VM is {}", s.power_state));
     }
     if let (Some(want), Some(h)) = (want_host, &s.host)
         && want != h
@@ -51,9 +84,9 @@ pub fn assess(s: &VmState, want_host: Option<&MoRef>, require_heartbeat: bool) -
         return Health::Elsewhere(s.host_name.clone().unwrap_or_else(|| h.value.clone()));
     }
     match s.heartbeat {
-        HeartbeatStatus::Red => Health::Unhealthy(ExitCode::HeartbeatRed, "guest heartbeat is red".into()),
+        HeartbeatStatus::Red => Health::Unhealthy(MonitorFailure::HeartbeatRed, "guest heartbeat is red".into()),
         HeartbeatStatus::Gray if require_heartbeat => Health::Unhealthy(
-            ExitCode::HeartbeatRed,
+            MonitorFailure::HeartbeatRed,
             "guest heartbeat is gray (VMware Tools not reporting) and --require-heartbeat is set".into(),
         ),
         HeartbeatStatus::Yellow => Health::Healthy(Some("guest heartbeat is yellow (intermittent)".into())),
@@ -62,40 +95,29 @@ pub fn assess(s: &VmState, want_host: Option<&MoRef>, require_heartbeat: bool) -
     }
 }
 
-/// Returns the exit code and the reason.
-pub async fn run(ctx: &Ctx<'_>, opts: &MonitorOptions) -> Result<(ExitCode, String), Error> {
-    let want = ctx.target_host(true)?.map(|h| h.moref);
+pub async fn run(ctx: &Ctx<'_>, opts: &MonitorOptions) -> Result<MonitorReport, OpError> {
+    let want = ctx.node_host()?.moref;
     let found = ctx.find().await?;
     let Some(vm) = found.vm else {
-        return Ok((
-            ExitCode::NotRegistered,
+        return Ok(MonitorReport::failed(
+            MonitorFailure::NotRegistered,
             format!("{} is not registered", ctx.settings.vm),
         ));
     };
     let hosts: Vec<MoRef> = ctx.inv.hosts.iter().map(|h| h.moref.clone()).collect();
-    // Each wait is bounded well inside the request timeout; the calls keep the session alive.
-    let max_wait = ctx
-        .session
-        .client()
-        .request_timeout()
-        .saturating_sub(Duration::from_secs(10))
-        .clamp(Duration::from_secs(1), Duration::from_secs(60));
-    let mut states = pin!(vm_states(ctx.session, vm, hosts, max_wait));
+    let mut states = pin!(vm_states(ctx.session, vm, hosts));
     let mut elsewhere_since: Option<(tokio::time::Instant, String)> = None;
     let mut last_warning: Option<String> = None;
     let mut healthy_logged = false;
     loop {
         let next = match &elsewhere_since {
             // While the VM sits on another host, wake up when the migration wait runs out.
-            Some((since, _)) => {
-                let left =
-                    (*since + ctx.settings.migration_wait).saturating_duration_since(tokio::time::Instant::now());
-                match tokio::time::timeout(left, states.next()).await {
+            Some((since, host)) => {
+                match tokio::time::timeout_at(*since + ctx.settings.migration_wait, states.next()).await {
                     Ok(n) => n,
                     Err(_) => {
-                        let host = elsewhere_since.take().map(|(_, h)| h).unwrap_or_default();
-                        return Ok((
-                            ExitCode::Migrated,
+                        return Ok(MonitorReport::failed(
+                            MonitorFailure::Migrated,
                             format!("VM now runs on {host} (moved by someone else); follow it there"),
                         ));
                     }
@@ -104,10 +126,18 @@ pub async fn run(ctx: &Ctx<'_>, opts: &MonitorOptions) -> Result<(ExitCode, Stri
             None => states.next().await,
         };
         let state = match next {
-            None => return Ok((ExitCode::NotRegistered, "the VM left the inventory".into())),
+            None => {
+                return Ok(MonitorReport::failed(
+                    MonitorFailure::NotRegistered,
+                    "the VM left the inventory",
+                ));
+            }
             Some(Err(e)) => return Err(e.into()),
             Some(Ok(VmEvent::Gone)) => {
-                return Ok((ExitCode::NotRegistered, "the VM was unregistered".into()));
+                return Ok(MonitorReport::failed(
+                    MonitorFailure::NotRegistered,
+                    "the VM was unregistered",
+                ));
             }
             Some(Ok(VmEvent::Reconnected(note))) => {
                 ctx.log.warn(note);
@@ -116,8 +146,8 @@ pub async fn run(ctx: &Ctx<'_>, opts: &MonitorOptions) -> Result<(ExitCode, Stri
             Some(Ok(VmEvent::State(s))) => *s,
         };
         ctx.log.set_label(&state.name);
-        match assess(&state, want.as_ref(), opts.require_heartbeat) {
-            Health::Unhealthy(code, why) => return Ok((code, why)),
+        match assess(Some(&state), Some(&want), opts.require_heartbeat) {
+            Health::Unhealthy(failure, why) => return Ok(MonitorReport::failed(failure, why)),
             Health::Elsewhere(host) => {
                 if elsewhere_since.is_none() {
                     ctx.log.warn(format!(
@@ -137,18 +167,15 @@ pub async fn run(ctx: &Ctx<'_>, opts: &MonitorOptions) -> Result<(ExitCode, Stri
                     }
                     last_warning = warning;
                 }
+                let host = state.host_name.clone().unwrap_or_default();
                 if !opts.watch {
-                    let host = state.host_name.clone().unwrap_or_default();
-                    return Ok((
-                        ExitCode::Ok,
-                        format!("healthy: poweredOn on {host}, heartbeat {}", state.heartbeat),
-                    ));
+                    return Ok(MonitorReport {
+                        failure: None,
+                        why: format!("healthy: poweredOn on {host}, heartbeat {}", state.heartbeat),
+                    });
                 }
                 if !healthy_logged {
-                    ctx.log.info(format!(
-                        "healthy on {}; watching",
-                        state.host_name.clone().unwrap_or_default()
-                    ));
+                    ctx.log.info(format!("healthy on {host}; watching"));
                     healthy_logged = true;
                 }
             }
@@ -158,8 +185,13 @@ pub async fn run(ctx: &Ctx<'_>, opts: &MonitorOptions) -> Result<(ExitCode, Stri
 
 #[cfg(test)]
 mod tests {
+    //! One test per row of the README's monitor table.
     use super::*;
-    use crate::vim::VmConnectionState;
+    use crate::vim::{QuestionInfo, VmConnectionState};
+
+    fn h1() -> MoRef {
+        MoRef::new("HostSystem", "host-1")
+    }
 
     fn state() -> VmState {
         VmState {
@@ -168,7 +200,7 @@ mod tests {
             vmx: None,
             uuid: None,
             power_state: PowerState::PoweredOn,
-            host: Some(MoRef::new("HostSystem", "host-1")),
+            host: Some(h1()),
             host_name: Some("esx1".into()),
             host_connection_state: Some(HostConnectionState::Connected),
             connection_state: VmConnectionState::Connected,
@@ -177,33 +209,90 @@ mod tests {
         }
     }
 
+    fn failure(s: Option<&VmState>, require_heartbeat: bool) -> Option<MonitorFailure> {
+        match assess(s, Some(&h1()), require_heartbeat) {
+            Health::Unhealthy(f, _) => Some(f),
+            _ => None,
+        }
+    }
+
     #[test]
-    fn verdicts() {
-        let h1 = MoRef::new("HostSystem", "host-1");
-        let h2 = MoRef::new("HostSystem", "host-2");
-        assert_eq!(assess(&state(), Some(&h1), false), Health::Healthy(None));
-        assert_eq!(assess(&state(), Some(&h2), false), Health::Elsewhere("esx1".into()));
+    fn on_this_host_green_is_healthy() {
+        assert_eq!(assess(Some(&state()), Some(&h1()), false), Health::Healthy(None));
+    }
+
+    #[test]
+    fn not_registered_is_10() {
+        assert_eq!(failure(None, false), Some(MonitorFailure::NotRegistered));
+    }
+
+    #[test]
+    fn powered_off_is_11() {
+        let mut s = state();
+        s.power_state = PowerState::PoweredOff;
+        assert_eq!(failure(Some(&s), false), Some(MonitorFailure::NotPoweredOn));
+    }
+
+    #[test]
+    fn suspended_is_11() {
+        let mut s = state();
+        s.power_state = PowerState::Suspended;
+        assert_eq!(failure(Some(&s), false), Some(MonitorFailure::NotPoweredOn));
+    }
+
+    #[test]
+    fn heartbeat_red_is_12() {
         let mut s = state();
         s.heartbeat = HeartbeatStatus::Red;
-        assert!(matches!(
-            assess(&s, None, false),
-            Health::Unhealthy(ExitCode::HeartbeatRed, _)
-        ));
+        assert_eq!(failure(Some(&s), false), Some(MonitorFailure::HeartbeatRed));
+    }
+
+    #[test]
+    fn heartbeat_gray_with_require_heartbeat_is_12() {
+        let mut s = state();
         s.heartbeat = HeartbeatStatus::Gray;
-        assert!(matches!(assess(&s, None, false), Health::Healthy(Some(_))));
-        assert!(matches!(
-            assess(&s, None, true),
-            Health::Unhealthy(ExitCode::HeartbeatRed, _)
-        ));
-        s.power_state = PowerState::PoweredOff;
-        assert!(matches!(
-            assess(&s, None, false),
-            Health::Unhealthy(ExitCode::NotPoweredOn, _)
-        ));
+        assert_eq!(failure(Some(&s), true), Some(MonitorFailure::HeartbeatRed));
+    }
+
+    #[test]
+    fn heartbeat_gray_is_healthy_with_a_warning() {
+        let mut s = state();
+        s.heartbeat = HeartbeatStatus::Gray;
+        assert!(matches!(assess(Some(&s), Some(&h1()), false), Health::Healthy(Some(w)) if w.contains("gray")));
+    }
+
+    #[test]
+    fn heartbeat_yellow_is_healthy_with_a_warning_even_when_required() {
+        let mut s = state();
+        s.heartbeat = HeartbeatStatus::Yellow;
+        assert!(matches!(assess(Some(&s), Some(&h1()), true), Health::Healthy(Some(w)) if w.contains("yellow")));
+    }
+
+    #[test]
+    fn question_pending_is_13() {
+        let mut s = state();
+        s.question = Some(QuestionInfo {
+            id: "q1".into(),
+            text: "moved?".into(),
+            choices: vec![],
+            default_index: None,
+            message_ids: vec![],
+        });
+        assert_eq!(failure(Some(&s), false), Some(MonitorFailure::QuestionPending));
+    }
+
+    #[test]
+    fn on_another_host_waits_for_the_migration_wait() {
+        let mut s = state();
+        s.host = Some(MoRef::new("HostSystem", "host-2"));
+        s.host_name = Some("esx2".into());
+        assert_eq!(assess(Some(&s), Some(&h1()), false), Health::Elsewhere("esx2".into()));
+    }
+
+    #[test]
+    fn host_not_connected_is_15() {
+        let mut s = state();
         s.host_connection_state = Some(HostConnectionState::NotResponding);
-        assert!(matches!(
-            assess(&s, None, false),
-            Health::Unhealthy(ExitCode::HostNotConnected, _)
-        ));
+        assert_eq!(failure(Some(&s), false), Some(MonitorFailure::HostNotConnected));
     }
 }

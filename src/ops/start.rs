@@ -1,158 +1,201 @@
-//! `vmha start`: activate the VM on this node's host. See the decision table in the README.
+//! `vmha start`: activate the VM on this node's host. [`plan`] is the README's start table; [`run`]
+//! carries a plan out.
 
 use std::collections::HashSet;
 use std::time::Duration;
 
-use super::{AnswerPolicy, Ctx, answer_question};
-use crate::client::inventory::HostInfo;
-use crate::client::{VimError, Watch, task};
-use crate::error::{Error, OpError};
-use crate::soap::FaultKind;
-use crate::vim::methods::{self, PropertyFilterSpec, PropertySpec};
-use crate::vim::{HeartbeatStatus, HostConnectionState, MoRef, PowerState, QuestionInfo};
+use super::{AnswerPolicy, Ctx, OpError, answer_question};
+use crate::client::wait::{self, Control, Targets, VmProp, Waited};
+use crate::client::{HostInfo, VimError, Vm, VmState};
+use crate::vim::{HeartbeatStatus, HostConnectionState, MoRef, PowerState};
 
 /// Relocation of a powered-off VM on shared storage takes seconds; this bounds a stuck one.
 const RELOCATE_LIMIT: Duration = Duration::from_secs(1800);
 
-pub async fn run(ctx: &Ctx<'_>, answers: &AnswerPolicy) -> Result<(), Error> {
-    let target = ctx.target_host(true)?.expect("required host is resolved or an error");
-    if target.connection_state != HostConnectionState::Connected {
-        return Err(OpError::Failed(format!(
-            "host {} is {}; cannot start the VM there",
-            target.name, target.connection_state
-        ))
-        .into());
+/// What start observed, for [`plan`].
+pub struct StartInput<'a> {
+    /// This node's host.
+    pub target: &'a HostInfo,
+    /// The VM's state, or `None` when it is not registered.
+    pub vm: Option<&'a VmState>,
+    /// The `[datastore] path` the VM was named by, when it was named by path.
+    pub vmx: Option<&'a str>,
+    /// What the VM is called in messages before its inventory name is known.
+    pub label: &'a str,
+    pub vcenter: bool,
+}
+
+/// What start will do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StartPlan {
+    /// Already poweredOn on this host with nothing pending: change nothing.
+    AlreadyRunning,
+    /// Registered on this host (or on no host): answer what is pending, power on.
+    PowerOn { vm: MoRef },
+    /// vCenter, off on another connected host: RelocateVM_Task here, then power on.
+    Relocate { vm: MoRef, from: String },
+    /// vCenter, on a host that is not connected: unregister, register here, power on.
+    TakeOver {
+        vm: MoRef,
+        from: String,
+        from_state: HostConnectionState,
+        vmx: String,
+    },
+    /// Not registered: RegisterVM_Task here, then power on.
+    Register { vmx: String },
+}
+
+/// The README's start table, as a pure function of what start observed.
+pub fn plan(i: &StartInput<'_>) -> Result<StartPlan, OpError> {
+    if i.target.connection_state != HostConnectionState::Connected {
+        return Err(OpError::HostUnavailable {
+            host: i.target.name.clone(),
+            state: i.target.connection_state.clone(),
+            action: "start the VM",
+        });
     }
-    let found = ctx.find().await?;
-    let vm = match found.vm {
-        None => {
-            let path = found.vmx.clone().ok_or_else(|| {
-                OpError::Usage(format!(
-                    "{} is not registered, and only a .vmx path can be registered: name it with --vmx",
-                    ctx.settings.vm
-                ))
-            })?;
-            register(ctx, &path, &target).await?
-        }
-        Some(vm) => {
-            let state = ctx.state(&vm).await?;
-            let on_target = state.host.as_ref() == Some(&target.moref);
-            if on_target && state.power_state == PowerState::PoweredOn && state.question.is_none() {
-                ctx.log.info(format!("already running on {}", target.name));
-                return Ok(());
-            }
-            if on_target || state.host.is_none() {
-                vm
+    let Some(vm) = i.vm else {
+        return match i.vmx {
+            Some(vmx) => Ok(StartPlan::Register { vmx: vmx.to_string() }),
+            None => Err(OpError::NeedVmxToRegister {
+                vm: i.label.to_string(),
+            }),
+        };
+    };
+    let on_target = vm.host.as_ref() == Some(&i.target.moref);
+    if on_target || vm.host.is_none() {
+        return Ok(
+            if on_target && vm.power_state == PowerState::PoweredOn && vm.question.is_none() {
+                StartPlan::AlreadyRunning
             } else {
-                let other = state.host.clone().expect("checked above");
-                let other_name = ctx.host_name(&other);
-                let other_connected = state
-                    .host_connection_state
-                    .as_ref()
-                    .is_none_or(|c| *c == HostConnectionState::Connected);
-                if other_connected && state.power_state == PowerState::PoweredOn {
-                    return Err(OpError::RunningElsewhere {
-                        vm: state.name,
-                        host: other_name,
-                        wanted: target.name.clone(),
-                    }
-                    .into());
-                }
-                if !ctx.vcenter() {
-                    return Err(OpError::Failed(format!(
-                        "{} is registered on {other_name}, not on {}",
-                        state.name, target.name
-                    ))
-                    .into());
-                }
-                if other_connected {
-                    ctx.log.info(format!(
-                        "relocating from {other_name} to {} ({})",
-                        target.name, state.power_state
-                    ));
-                    let pool = pool_for(ctx, &target)?;
-                    let t = methods::relocate_vm_task(ctx.session.client(), &vm, &pool, &target.moref).await?;
-                    task::wait(ctx.session, &t, "RelocateVM_Task", RELOCATE_LIMIT).await?;
-                    ctx.log.info(format!("relocated to {}", target.name));
-                    vm
-                } else {
-                    // The old host is gone: its entry cannot be moved, only replaced.
-                    let path = state.vmx.clone().or(found.vmx.clone()).ok_or_else(|| {
-                        OpError::Failed(format!(
-                            "{} sits on unreachable {other_name} and its .vmx path is unknown: name it with --vmx",
-                            state.name
-                        ))
-                    })?;
-                    let why = state.host_connection_state.map(|c| c.to_string()).unwrap_or_default();
-                    ctx.log.warn(format!("host {other_name} is {why}: taking the VM over"));
-                    methods::unregister_vm(ctx.session.client(), &vm).await?;
-                    ctx.log.info(format!("unregistered from {other_name}"));
-                    register(ctx, &path, &target).await?
-                }
-            }
+                StartPlan::PowerOn { vm: vm.moref.clone() }
+            },
+        );
+    }
+    let from = vm
+        .host_name
+        .clone()
+        .unwrap_or_else(|| vm.host.as_ref().map(|h| h.value.clone()).unwrap_or_default());
+    let from_state = vm
+        .host_connection_state
+        .clone()
+        .unwrap_or(HostConnectionState::Connected);
+    if from_state == HostConnectionState::Connected && vm.power_state == PowerState::PoweredOn {
+        return Err(OpError::RunningElsewhere {
+            vm: vm.name.clone(),
+            host: from,
+            wanted: i.target.name.clone(),
+        });
+    }
+    if !i.vcenter {
+        return Err(OpError::RegisteredElsewhere {
+            vm: vm.name.clone(),
+            host: from,
+            wanted: i.target.name.clone(),
+        });
+    }
+    if from_state == HostConnectionState::Connected {
+        return Ok(StartPlan::Relocate {
+            vm: vm.moref.clone(),
+            from,
+        });
+    }
+    // The old host is gone: its entry cannot be moved, only replaced, by the path of the VM's files.
+    match vm.vmx.as_deref().or(i.vmx) {
+        Some(vmx) => Ok(StartPlan::TakeOver {
+            vm: vm.moref.clone(),
+            from,
+            from_state,
+            vmx: vmx.to_string(),
+        }),
+        None => Err(OpError::TakeoverNeedsVmx {
+            vm: vm.name.clone(),
+            host: from,
+        }),
+    }
+}
+
+pub async fn run(ctx: &Ctx<'_>, answers: &AnswerPolicy) -> Result<(), OpError> {
+    let target = ctx.node_host()?;
+    let (found, state) = ctx.observe().await?;
+    let label = ctx.vm_label();
+    let decided = plan(&StartInput {
+        target: &target,
+        vm: state.as_ref(),
+        vmx: found.vmx.as_deref(),
+        label: &label,
+        vcenter: ctx.vcenter(),
+    })?;
+    let vm = match decided {
+        StartPlan::AlreadyRunning => {
+            ctx.log.info(format!("already running on {}", target.name));
+            return Ok(());
         }
+        StartPlan::PowerOn { vm } => ctx.vm(&vm),
+        StartPlan::Relocate { vm, from } => {
+            let vm = ctx.vm(&vm);
+            let power = state.as_ref().map(|s| s.power_state.to_string()).unwrap_or_default();
+            ctx.log
+                .info(format!("relocating from {from} to {} ({power})", target.name));
+            vm.relocate(&ctx.pool_of(&target)?, &target.moref)
+                .await?
+                .wait(RELOCATE_LIMIT)
+                .await?;
+            ctx.log.info(format!("relocated to {}", target.name));
+            vm
+        }
+        StartPlan::TakeOver {
+            vm,
+            from,
+            from_state,
+            vmx,
+        } => {
+            ctx.log.warn(format!("host {from} is {from_state}: taking the VM over"));
+            ctx.vm(&vm).unregister().await?;
+            ctx.log.info(format!("unregistered from {from}"));
+            register(ctx, &vmx, &target).await?
+        }
+        StartPlan::Register { vmx } => register(ctx, &vmx, &target).await?,
     };
     power_on(ctx, &vm, &target, answers).await?;
     wait_heartbeat(ctx, &vm).await
 }
 
-fn pool_for(ctx: &Ctx<'_>, host: &HostInfo) -> Result<MoRef, Error> {
-    ctx.inv
-        .pool_for_host(&host.moref)
-        .cloned()
-        .ok_or_else(|| OpError::Failed(format!("cannot find the resource pool of host {}", host.name)).into())
-}
-
-async fn register(ctx: &Ctx<'_>, path: &str, host: &HostInfo) -> Result<MoRef, Error> {
-    let dc = ctx
-        .inv
-        .datacenter_of(&host.moref)
-        .ok_or_else(|| OpError::Failed(format!("cannot find the datacenter of host {}", host.name)))?;
-    let pool = pool_for(ctx, host)?;
-    let t = methods::register_vm_task(ctx.session.client(), &dc.vm_folder, path, &pool, Some(&host.moref)).await?;
-    let info = task::wait(
-        ctx.session,
-        &t,
-        "RegisterVM_Task",
-        ctx.session.client().request_timeout(),
-    )
-    .await?;
-    let vm = info
-        .result
-        .as_ref()
-        .and_then(|r| MoRef::from_xml(r).ok())
-        .ok_or_else(|| VimError::Unexpected("RegisterVM_Task succeeded without naming the VM".into()))?;
+async fn register<'a>(ctx: &Ctx<'a>, vmx: &str, host: &HostInfo) -> Result<Vm<'a>, OpError> {
+    let pool = ctx.pool_of(host)?;
+    let task = ctx
+        .datacenter_of(host)?
+        .register_vm(ctx.session, vmx, &pool, &host.moref)
+        .await?;
+    let moref = task.wait_for_entity(ctx.session.request_timeout()).await?;
+    let vm = ctx.vm(&moref);
     ctx.state(&vm).await?;
-    ctx.log.info(format!("registered {path} on {}", host.name));
+    ctx.log.info(format!("registered {vmx} on {}", host.name));
     Ok(vm)
 }
 
-/// Powers on, answering the move question, and retrying while another host still holds the files' lock.
-async fn power_on(ctx: &Ctx<'_>, vm: &MoRef, host: &HostInfo, answers: &AnswerPolicy) -> Result<(), Error> {
-    let deadline = tokio::time::Instant::now() + ctx.settings.start_wait;
+/// Powers on, retrying while another host still holds the files' lock, for up to `--start-wait`.
+async fn power_on(ctx: &Ctx<'_>, vm: &Vm<'_>, host: &HostInfo, answers: &AnswerPolicy) -> Result<(), OpError> {
+    let budget = ctx.settings.start_wait;
+    let started = tokio::time::Instant::now();
     let mut delay = Duration::from_millis(500);
     loop {
         match power_on_once(ctx, vm, host, answers).await {
-            Ok(()) => return Ok(()),
-            Err(Error::Vim(e)) if e.fault().is_some_and(|f| f.is_file_lock()) => {
-                let fault = e.fault().cloned().expect("matched a fault");
-                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            Err(OpError::Vim(e)) if e.is_file_lock() => {
+                let left = budget.saturating_sub(started.elapsed());
                 if left.is_zero() {
-                    return Err(OpError::Failed(format!(
-                        "the VM's files are still locked by another host after {} s ({}). If the other host is down, its lock expires on its own; then start again",
-                        ctx.settings.start_wait.as_secs(),
-                        fault
-                    ))
-                    .into());
+                    return Err(OpError::FilesLocked {
+                        secs: budget.as_secs(),
+                        cause: e,
+                    });
                 }
                 // The last line of ESXi's message names the lock; the rest is context.
-                let why = fault
-                    .message
-                    .lines()
-                    .rev()
-                    .find(|l| !l.trim().is_empty())
+                let why = e
+                    .fault()
+                    .and_then(|f| f.message.lines().rev().find(|l| !l.trim().is_empty()))
                     .unwrap_or_default()
-                    .trim();
+                    .trim()
+                    .to_string();
                 ctx.log.warn(format!(
                     "power-on refused, files locked ({why}); retrying for up to {} s",
                     left.as_secs()
@@ -161,13 +204,12 @@ async fn power_on(ctx: &Ctx<'_>, vm: &MoRef, host: &HostInfo, answers: &AnswerPo
                 tokio::time::sleep(delay.min(left)).await;
                 delay = (delay * 2).min(Duration::from_secs(5));
             }
-            Err(e) => return Err(e),
+            other => return other,
         }
     }
 }
 
-async fn power_on_once(ctx: &Ctx<'_>, vm: &MoRef, host: &HostInfo, answers: &AnswerPolicy) -> Result<(), Error> {
-    let c = ctx.session.client();
+async fn power_on_once(ctx: &Ctx<'_>, vm: &Vm<'_>, host: &HostInfo, answers: &AnswerPolicy) -> Result<(), OpError> {
     let state = ctx.state(vm).await?;
     let mut answered = HashSet::new();
     if let Some(q) = &state.question {
@@ -178,170 +220,294 @@ async fn power_on_once(ctx: &Ctx<'_>, vm: &MoRef, host: &HostInfo, answers: &Ans
         ctx.log.info(format!("running on {}", host.name));
         return Ok(());
     }
-    let host_arg = ctx.vcenter().then_some(&host.moref);
-    let t = match methods::power_on_vm_task(c, vm, host_arg).await {
+    let task = match vm.power_on(ctx.vcenter().then_some(&host.moref)).await {
         Ok(t) => t,
-        Err(e) if e.fault().is_some_and(|f| f.kind == FaultKind::TaskInProgress) => {
-            return wait_for_other_power_on(ctx, vm, answers, &mut answered).await;
-        }
-        // Someone else powered it on in between: that is the state we want.
-        Err(e) if e.fault().is_some_and(|f| f.kind == FaultKind::InvalidPowerState) => {
-            let s = ctx.state(vm).await?;
-            if s.power_state == PowerState::PoweredOn {
-                return Ok(());
-            }
-            return Err(VimError::from(e).into());
-        }
-        Err(e) => return Err(VimError::from(e).into()),
+        Err(e) => return after_refused_power_on(ctx, vm, answers, &mut answered, e).await,
     };
     ctx.log.info(format!("powering on (host {})", host.name));
-    let spec = PropertyFilterSpec {
-        props: vec![
-            PropertySpec {
-                kind: "Task".into(),
-                paths: vec!["info".into()],
-            },
-            PropertySpec {
-                kind: "VirtualMachine".into(),
-                paths: vec!["runtime.question".into()],
-            },
-        ],
-        objects: PropertyFilterSpec::of_objects(&[t.clone(), vm.clone()], &[]).objects,
-    };
-    let mut watch = Watch::new(ctx.session, spec).await?;
-    let result = follow_power_on(ctx, &mut watch, vm, &t, answers, &mut answered).await;
-    watch.close().await;
-    if let Err(Error::Vim(e)) = &result {
-        if e.fault_kind() == Some(&FaultKind::InvalidPowerState)
-            && ctx.state(vm).await?.power_state == PowerState::PoweredOn
-        {
-            // Powered on by someone else while our task queued: the state we want.
-            return Ok(());
+    let limit = ctx.session.request_timeout().max(ctx.settings.start_wait);
+    let targets = Targets::vm(vm, &[VmProp::Question]).and_task(&task);
+    let followed = wait::until(ctx.session, targets, limit, None, async |seen| {
+        if seen.task(&task)?.is_some() {
+            return Ok(Control::Done(()));
         }
-        if e.fault_kind() == Some(&FaultKind::TaskInProgress) {
-            return wait_for_other_power_on(ctx, vm, answers, &mut answered).await;
+        if let Some(q) = seen.question(vm)? {
+            answer_question(ctx, answers, vm, &q, &mut answered).await?;
         }
-    }
-    result?;
-    ctx.log.info(format!("powered on (host {})", host.name));
-    Ok(())
-}
-
-async fn follow_power_on(
-    ctx: &Ctx<'_>,
-    watch: &mut Watch<'_>,
-    vm: &MoRef,
-    t: &MoRef,
-    answers: &AnswerPolicy,
-    answered: &mut HashSet<String>,
-) -> Result<(), Error> {
-    let limit = ctx.session.client().request_timeout().max(ctx.settings.start_wait);
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        if task::finished(watch, t, "PowerOnVM_Task")?.is_some() {
-            return Ok(());
-        }
-        if let Some(q) = watch.get(vm, "runtime.question") {
-            let q = QuestionInfo::from_xml(q).map_err(|e| VimError::Unexpected(e.to_string()))?;
-            answer_question(ctx, answers, vm, &q, answered).await?;
-        }
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        if left.is_zero() {
+        Ok(Control::Continue)
+    })
+    .await;
+    match followed {
+        Ok(Waited::Done(())) => {}
+        Ok(Waited::TimedOut) => {
             return Err(VimError::Timeout {
-                what: "PowerOnVM_Task".into(),
+                what: task.method().into(),
                 secs: limit.as_secs(),
             }
             .into());
         }
-        watch.next(left.max(Duration::from_secs(1))).await?;
+        Err(OpError::Vim(e)) => return after_refused_power_on(ctx, vm, answers, &mut answered, e).await,
+        Err(e) => return Err(e),
     }
+    ctx.log.info(format!("powered on (host {})", host.name));
+    Ok(())
+}
+
+/// A power-on refused or failed: someone else's power-on won (the state we want), or one is already in
+/// flight (follow it instead of queueing a second); anything else is the error.
+async fn after_refused_power_on(
+    ctx: &Ctx<'_>,
+    vm: &Vm<'_>,
+    answers: &AnswerPolicy,
+    answered: &mut HashSet<String>,
+    e: VimError,
+) -> Result<(), OpError> {
+    if e.is_task_in_progress() {
+        return follow_other_power_on(ctx, vm, answers, answered).await;
+    }
+    if e.is_invalid_power_state() && ctx.state(vm).await?.power_state == PowerState::PoweredOn {
+        return Ok(());
+    }
+    Err(e.into())
+}
+
+/// Another power-on is in flight (typically one an earlier start left blocked on a question that is now
+/// answered): follow it to its end.
+async fn follow_other_power_on(
+    ctx: &Ctx<'_>,
+    vm: &Vm<'_>,
+    answers: &AnswerPolicy,
+    answered: &mut HashSet<String>,
+) -> Result<(), OpError> {
+    ctx.log.info("a power-on is already in progress; following it");
+    let limit = ctx.session.request_timeout().max(ctx.settings.start_wait);
+    let targets = Targets::vm(vm, &[VmProp::PowerState, VmProp::Question]);
+    let followed = wait::until(ctx.session, targets, limit, None, async |seen| {
+        if seen.power_state(vm) == Some(PowerState::PoweredOn) {
+            return Ok::<_, OpError>(Control::Done(()));
+        }
+        if let Some(q) = seen.question(vm)? {
+            answer_question(ctx, answers, vm, &q, answered).await?;
+        }
+        Ok(Control::Continue)
+    })
+    .await?;
+    if followed == Waited::TimedOut {
+        return Err(VimError::Timeout {
+            what: "the power-on already in progress".into(),
+            secs: limit.as_secs(),
+        }
+        .into());
+    }
+    ctx.log.info("powered on");
+    Ok(())
 }
 
 /// Returns once the guest heartbeat is green; after `--start-wait` without it, succeeds with a warning.
-async fn wait_heartbeat(ctx: &Ctx<'_>, vm: &MoRef) -> Result<(), Error> {
-    let wait = ctx.settings.start_wait;
-    let deadline = tokio::time::Instant::now() + wait;
-    let mut watch = Watch::objects(
-        ctx.session,
-        std::slice::from_ref(vm),
-        &["guestHeartbeatStatus", "runtime.powerState"],
-    )
+async fn wait_heartbeat(ctx: &Ctx<'_>, vm: &Vm<'_>) -> Result<(), OpError> {
+    let limit = ctx.settings.start_wait;
+    let mut last = HeartbeatStatus::Gray;
+    let targets = Targets::vm(vm, &[VmProp::Heartbeat, VmProp::PowerState]);
+    let waited = wait::until(ctx.session, targets, limit, None, async |seen| {
+        if seen.power_state(vm) == Some(PowerState::PoweredOff) {
+            return Err(OpError::PoweredOffAgain);
+        }
+        last = seen.heartbeat(vm);
+        Ok(match last {
+            HeartbeatStatus::Green => Control::Done(()),
+            _ => Control::Continue,
+        })
+    })
     .await?;
-    let outcome = loop {
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        match watch.next(left).await {
-            Ok(_) => {}
-            Err(e) => break Err(Error::from(e)),
-        }
-        let hb = HeartbeatStatus::parse(watch.text(vm, "guestHeartbeatStatus").unwrap_or("gray"));
-        if watch.text(vm, "runtime.powerState") == Some("poweredOff") {
-            break Err(OpError::Failed("the VM powered off again right after power-on".into()).into());
-        }
-        if hb == HeartbeatStatus::Green {
-            ctx.log.info("guest heartbeat green: started");
-            break Ok(());
-        }
-        if tokio::time::Instant::now() >= deadline {
-            let why = match hb {
+    match waited {
+        Waited::Done(()) => ctx.log.info("guest heartbeat green: started"),
+        Waited::TimedOut => {
+            let why = match last {
                 HeartbeatStatus::Gray => "VMware Tools is not reporting".to_string(),
                 other => format!("heartbeat is {other}"),
             };
             ctx.log.warn(format!(
                 "no green guest heartbeat after {} s ({why}); the VM is powered on: started",
-                wait.as_secs()
+                limit.as_secs()
             ));
-            break Ok(());
         }
-    };
-    watch.close().await;
-    outcome
+    }
+    Ok(())
 }
 
-/// Another power-on is in flight (typically one an earlier start left blocked on a question that is now
-/// answered): follow it to its end instead of queueing a second one.
-async fn wait_for_other_power_on(
-    ctx: &Ctx<'_>,
-    vm: &MoRef,
-    answers: &AnswerPolicy,
-    answered: &mut HashSet<String>,
-) -> Result<(), Error> {
-    ctx.log.info("a power-on is already in progress; following it");
-    let limit = ctx.session.client().request_timeout().max(ctx.settings.start_wait);
-    let deadline = tokio::time::Instant::now() + limit;
-    let mut watch = Watch::objects(
-        ctx.session,
-        std::slice::from_ref(vm),
-        &["runtime.powerState", "runtime.question"],
-    )
-    .await?;
-    let outcome = loop {
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        if let Err(e) = watch.next(left).await {
-            break Err(e.into());
+#[cfg(test)]
+mod tests {
+    //! One test per row of the README's start table.
+    use super::*;
+    use crate::vim::{QuestionInfo, VmConnectionState};
+
+    fn host(name: &str, id: &str, state: HostConnectionState) -> HostInfo {
+        HostInfo {
+            moref: MoRef::new("HostSystem", id),
+            name: name.into(),
+            connection_state: state,
+            parent: None,
         }
-        if watch.text(vm, "runtime.powerState") == Some(PowerState::PoweredOn.as_str()) {
-            break Ok(());
+    }
+
+    fn h1() -> HostInfo {
+        host("esx1", "host-1", HostConnectionState::Connected)
+    }
+
+    fn vm_on(h: &HostInfo, power: PowerState, host_state: HostConnectionState) -> VmState {
+        VmState {
+            moref: MoRef::new("VirtualMachine", "vm-1"),
+            name: "vm1".into(),
+            vmx: Some("[ds] vm1/vm1.vmx".into()),
+            uuid: None,
+            power_state: power,
+            host: Some(h.moref.clone()),
+            host_name: Some(h.name.clone()),
+            host_connection_state: Some(host_state),
+            connection_state: VmConnectionState::Connected,
+            heartbeat: HeartbeatStatus::Green,
+            question: None,
         }
-        if let Some(q) = watch.get(vm, "runtime.question") {
-            match QuestionInfo::from_xml(q) {
-                Ok(q) => {
-                    if let Err(e) = answer_question(ctx, answers, vm, &q, answered).await {
-                        break Err(e);
-                    }
-                }
-                Err(e) => break Err(VimError::Unexpected(e.to_string()).into()),
+    }
+
+    fn decide(target: &HostInfo, vm: Option<&VmState>, vmx: Option<&str>, vcenter: bool) -> Result<StartPlan, OpError> {
+        plan(&StartInput {
+            target,
+            vm,
+            vmx,
+            label: "vm1",
+            vcenter,
+        })
+    }
+
+    fn power_on() -> StartPlan {
+        StartPlan::PowerOn {
+            vm: MoRef::new("VirtualMachine", "vm-1"),
+        }
+    }
+
+    fn esx2() -> HostInfo {
+        host("esx2", "host-2", HostConnectionState::Connected)
+    }
+
+    #[test]
+    fn not_registered_with_vmx_registers_on_this_host() {
+        assert_eq!(
+            decide(&h1(), None, Some("[ds] vm1/vm1.vmx"), true).unwrap(),
+            StartPlan::Register {
+                vmx: "[ds] vm1/vm1.vmx".into()
             }
-        }
-        if tokio::time::Instant::now() >= deadline {
-            break Err(VimError::Timeout {
-                what: "the power-on already in progress".into(),
-                secs: limit.as_secs(),
+        );
+    }
+
+    #[test]
+    fn not_registered_by_name_is_refused_as_usage() {
+        assert!(matches!(
+            decide(&h1(), None, None, true),
+            Err(OpError::NeedVmxToRegister { .. })
+        ));
+    }
+
+    #[test]
+    fn running_on_this_host_changes_nothing() {
+        let vm = vm_on(&h1(), PowerState::PoweredOn, HostConnectionState::Connected);
+        assert_eq!(decide(&h1(), Some(&vm), None, true).unwrap(), StartPlan::AlreadyRunning);
+    }
+
+    #[test]
+    fn off_on_this_host_powers_on() {
+        let vm = vm_on(&h1(), PowerState::PoweredOff, HostConnectionState::Connected);
+        assert_eq!(decide(&h1(), Some(&vm), None, true).unwrap(), power_on());
+    }
+
+    #[test]
+    fn suspended_on_this_host_powers_on() {
+        let vm = vm_on(&h1(), PowerState::Suspended, HostConnectionState::Connected);
+        assert_eq!(decide(&h1(), Some(&vm), None, false).unwrap(), power_on());
+    }
+
+    #[test]
+    fn running_here_with_a_question_pending_answers_it() {
+        let mut vm = vm_on(&h1(), PowerState::PoweredOn, HostConnectionState::Connected);
+        vm.question = Some(QuestionInfo {
+            id: "q1".into(),
+            text: "t".into(),
+            choices: vec![],
+            default_index: None,
+            message_ids: vec![],
+        });
+        assert_eq!(decide(&h1(), Some(&vm), None, true).unwrap(), power_on());
+    }
+
+    #[test]
+    fn off_on_another_connected_host_relocates_with_vcenter() {
+        let vm = vm_on(&esx2(), PowerState::PoweredOff, HostConnectionState::Connected);
+        assert_eq!(
+            decide(&h1(), Some(&vm), None, true).unwrap(),
+            StartPlan::Relocate {
+                vm: vm.moref.clone(),
+                from: "esx2".into()
             }
-            .into());
-        }
-    };
-    watch.close().await;
-    outcome?;
-    ctx.log.info("powered on");
-    Ok(())
+        );
+    }
+
+    #[test]
+    fn on_a_not_responding_host_is_taken_over_by_its_vmx() {
+        let vm = vm_on(&esx2(), PowerState::PoweredOn, HostConnectionState::NotResponding);
+        assert_eq!(
+            decide(&h1(), Some(&vm), None, true).unwrap(),
+            StartPlan::TakeOver {
+                vm: vm.moref.clone(),
+                from: "esx2".into(),
+                from_state: HostConnectionState::NotResponding,
+                vmx: "[ds] vm1/vm1.vmx".into()
+            }
+        );
+    }
+
+    #[test]
+    fn on_a_disconnected_host_is_taken_over_too() {
+        let vm = vm_on(&esx2(), PowerState::PoweredOff, HostConnectionState::Disconnected);
+        assert!(matches!(
+            decide(&h1(), Some(&vm), None, true).unwrap(),
+            StartPlan::TakeOver { .. }
+        ));
+    }
+
+    #[test]
+    fn takeover_without_a_known_vmx_is_refused() {
+        let mut vm = vm_on(&esx2(), PowerState::PoweredOn, HostConnectionState::NotResponding);
+        vm.vmx = None;
+        assert!(matches!(
+            decide(&h1(), Some(&vm), None, true),
+            Err(OpError::TakeoverNeedsVmx { .. })
+        ));
+    }
+
+    #[test]
+    fn running_on_another_connected_host_is_refused_exit_5() {
+        let vm = vm_on(&esx2(), PowerState::PoweredOn, HostConnectionState::Connected);
+        assert!(matches!(
+            decide(&h1(), Some(&vm), None, true),
+            Err(OpError::RunningElsewhere { host, .. }) if host == "esx2"
+        ));
+    }
+
+    #[test]
+    fn registered_on_another_host_without_vcenter_is_refused() {
+        let vm = vm_on(&esx2(), PowerState::PoweredOff, HostConnectionState::Connected);
+        assert!(matches!(
+            decide(&h1(), Some(&vm), None, false),
+            Err(OpError::RegisteredElsewhere { .. })
+        ));
+    }
+
+    #[test]
+    fn this_host_not_connected_is_refused() {
+        let down = host("esx1", "host-1", HostConnectionState::NotResponding);
+        assert!(matches!(
+            decide(&down, None, Some("[ds] vm1/vm1.vmx"), true),
+            Err(OpError::HostUnavailable { .. })
+        ));
+    }
 }

@@ -2,9 +2,8 @@
 
 use serde::Serialize;
 
-use super::Ctx;
+use super::{Ctx, OpError};
 use crate::client::VmState;
-use crate::error::Error;
 use crate::vim::QuestionInfo;
 
 #[derive(Debug, Serialize)]
@@ -52,6 +51,10 @@ impl StatusReport {
         }
     }
 
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    }
+
     pub fn to_text(&self) -> String {
         let v = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
         let mut out = format!("registered: {}\n", if self.registered { "yes" } else { "no" });
@@ -83,10 +86,9 @@ impl StatusReport {
     }
 }
 
-pub async fn run(ctx: &Ctx<'_>) -> Result<StatusReport, Error> {
-    let found = ctx.find().await?;
-    match found.vm {
-        None => Ok(StatusReport::unregistered(found.vmx)),
-        Some(vm) => Ok(StatusReport::from_state(&ctx.state(&vm).await?)),
-    }
+pub async fn run(ctx: &Ctx<'_>) -> Result<StatusReport, OpError> {
+    Ok(match ctx.observe().await? {
+        (found, None) => StatusReport::unregistered(found.vmx),
+        (_, Some(state)) => StatusReport::from_state(&state),
+    })
 }

@@ -1,13 +1,13 @@
-//! `vmha stop`: deactivate. Guest shutdown first, power-off after `--stop-wait`, then unregister (ESX-direct).
+//! `vmha stop`: deactivate the VM on this node's host. [`plan`] is the README's stop table; [`run`]
+//! carries a plan out: guest shutdown first, power-off after `--stop-wait`, then unregister (ESX-direct).
 
 use std::collections::HashSet;
 use std::time::Duration;
 
-use super::{AnswerPolicy, Ctx, Progress, answer_question};
-use crate::client::{Watch, task};
-use crate::error::{Error, OpError};
-use crate::soap::FaultKind;
-use crate::vim::{HostConnectionState, MoRef, PowerState, methods};
+use super::{Answer, AnswerPolicy, Ctx, OpError, Progress, give_answer};
+use crate::client::wait::{self, Control, Targets, VmProp, Waited};
+use crate::client::{HostInfo, Vm, VmState};
+use crate::vim::{HostConnectionState, MoRef, PowerState};
 
 pub struct StopOptions {
     pub keep_registered: bool,
@@ -15,101 +15,367 @@ pub struct StopOptions {
     pub answers: AnswerPolicy,
 }
 
-pub async fn run(ctx: &Ctx<'_>, opts: &StopOptions) -> Result<(), Error> {
-    let found = ctx.find().await?;
-    let Some(vm) = found.vm else {
-        ctx.log.info("not registered: nothing to stop");
-        return Ok(());
+/// What stop observed, for [`plan`].
+pub struct StopInput<'a> {
+    /// This node's host.
+    pub here: &'a HostInfo,
+    /// The VM's state, or `None` when it is not registered.
+    pub vm: Option<&'a VmState>,
+    pub vcenter: bool,
+    pub opts: &'a StopOptions,
+    /// What the VM is called in messages before its inventory name is known.
+    pub label: &'a str,
+}
+
+/// How the VM is brought to poweredOff.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PowerDown {
+    AlreadyOff,
+    /// Guest shutdown, up to `--stop-wait`, then PowerOffVM_Task.
+    Shutdown,
+    /// PowerOffVM_Task at once (a suspended VM has no running guest to shut down).
+    PowerOff,
+}
+
+/// What stop will do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StopPlan {
+    /// Not registered: nothing to stop.
+    NotRegistered,
+    /// The VM is on another host: this node changes nothing there.
+    Elsewhere { host: String },
+    /// On this node's host: answer what is pending, power down, unregister if asked to.
+    Deactivate {
+        vm: MoRef,
+        answer: Option<Answer>,
+        power: PowerDown,
+        unregister: bool,
+    },
+}
+
+/// The README's stop table, as a pure function of what stop observed.
+pub fn plan(i: &StopInput<'_>) -> Result<StopPlan, OpError> {
+    let Some(vm) = i.vm else {
+        return Ok(StopPlan::NotRegistered);
     };
-    let state = ctx.state(&vm).await?;
-    if let (Some(h), Some(c)) = (&state.host_name, &state.host_connection_state)
-        && *c != HostConnectionState::Connected
+    if let Some(h) = &vm.host
+        && h != &i.here.moref
     {
-        return Err(OpError::Failed(format!(
-            "host {h} is {c}: the VM's real state cannot be seen, so it cannot be stopped from here. Fence or recover {h}, or take the VM over with start on another host"
-        ))
-        .into());
+        return Ok(StopPlan::Elsewhere {
+            host: vm.host_name.clone().unwrap_or_else(|| h.value.clone()),
+        });
     }
-    let mut answered = HashSet::new();
-    if let Some(q) = &state.question {
-        answer_question(ctx, &opts.answers, &vm, q, &mut answered).await?;
+    let host_state = vm.host_connection_state.as_ref().unwrap_or(&i.here.connection_state);
+    if *host_state != HostConnectionState::Connected {
+        return Err(OpError::CannotSeeVm {
+            host: i.here.name.clone(),
+            state: host_state.clone(),
+        });
     }
-    match state.power_state {
-        PowerState::PoweredOff => ctx.log.info("already powered off"),
-        PowerState::Suspended => power_off(ctx, &vm, "suspended").await?,
-        _ => shutdown(ctx, &vm).await?,
-    }
-    let unregister = if ctx.vcenter() {
-        opts.unregister
-    } else {
-        !opts.keep_registered
+    let answer = match &vm.question {
+        Some(q) => Some(i.opts.answers.decide(i.label, q)?),
+        None => None,
     };
+    let power = match vm.power_state {
+        PowerState::PoweredOff => PowerDown::AlreadyOff,
+        PowerState::Suspended => PowerDown::PowerOff,
+        _ => PowerDown::Shutdown,
+    };
+    Ok(StopPlan::Deactivate {
+        vm: vm.moref.clone(),
+        answer,
+        power,
+        // vCenter keeps the inventory entry unless asked; ESX-direct removes it unless asked to keep it.
+        unregister: if i.vcenter {
+            i.opts.unregister
+        } else {
+            !i.opts.keep_registered
+        },
+    })
+}
+
+pub async fn run(ctx: &Ctx<'_>, opts: &StopOptions) -> Result<(), OpError> {
+    let here = ctx.node_host()?;
+    let (_, state) = ctx.observe().await?;
+    let label = ctx.vm_label();
+    let decided = plan(&StopInput {
+        here: &here,
+        vm: state.as_ref(),
+        vcenter: ctx.vcenter(),
+        opts,
+        label: &label,
+    })?;
+    let (vm, answer, power, unregister) = match decided {
+        StopPlan::NotRegistered => {
+            ctx.log.info("not registered: nothing to stop");
+            return Ok(());
+        }
+        StopPlan::Elsewhere { host } => {
+            ctx.log.info(format!(
+                "runs on {host}, not on this node's host {}: nothing to stop here",
+                here.name
+            ));
+            return Ok(());
+        }
+        StopPlan::Deactivate {
+            vm,
+            answer,
+            power,
+            unregister,
+        } => (ctx.vm(&vm), answer, power, unregister),
+    };
+    if let Some(a) = &answer {
+        give_answer(ctx, &vm, a, &mut HashSet::new()).await?;
+    }
+    match power {
+        PowerDown::AlreadyOff => ctx.log.info("already powered off"),
+        PowerDown::PowerOff => power_off(ctx, &vm, "suspended").await?,
+        PowerDown::Shutdown => shutdown(ctx, &vm).await?,
+    }
     if unregister {
-        methods::unregister_vm(ctx.session.client(), &vm).await?;
-        ctx.log
-            .info(format!("unregistered {}", state.vmx.as_deref().unwrap_or(&state.name)));
+        vm.unregister().await?;
+        let what = state.as_ref().map(|s| s.vmx.clone().unwrap_or_else(|| s.name.clone()));
+        ctx.log.info(format!("unregistered {}", what.unwrap_or_default()));
     }
     ctx.log.info("stopped");
     Ok(())
 }
 
-async fn power_off(ctx: &Ctx<'_>, vm: &MoRef, why: &str) -> Result<(), Error> {
+async fn power_off(ctx: &Ctx<'_>, vm: &Vm<'_>, why: &str) -> Result<(), OpError> {
     ctx.log.info(format!("powering off ({why})"));
-    match methods::power_off_vm_task(ctx.session.client(), vm).await {
-        Ok(t) => match task::wait(
-            ctx.session,
-            &t,
-            "PowerOffVM_Task",
-            ctx.session.client().request_timeout(),
-        )
-        .await
-        {
-            Ok(_) => {}
-            Err(e) if e.fault_kind() == Some(&FaultKind::InvalidPowerState) => {}
-            Err(e) => return Err(e.into()),
-        },
-        // Already off by the time the call arrived: the goal is reached.
-        Err(e) if e.fault().is_some_and(|f| f.kind == FaultKind::InvalidPowerState) => {}
+    let done = match vm.power_off().await {
+        Ok(task) => task.wait(ctx.session.request_timeout()).await.map(|_| ()),
+        Err(e) => Err(e),
+    };
+    match done {
+        Ok(()) => {}
+        // Already off by the time the call arrived, or by the time the task ran: the goal is reached.
+        Err(e) if e.is_invalid_power_state() => {}
         Err(e) => return Err(e.into()),
     }
     ctx.log.info("powered off");
     Ok(())
 }
 
-async fn shutdown(ctx: &Ctx<'_>, vm: &MoRef) -> Result<(), Error> {
-    let wait = ctx.settings.stop_wait;
-    match methods::shutdown_guest(ctx.session.client(), vm).await {
+async fn shutdown(ctx: &Ctx<'_>, vm: &Vm<'_>) -> Result<(), OpError> {
+    let limit = ctx.settings.stop_wait;
+    match vm.shutdown_guest().await {
         Ok(()) => ctx
             .log
-            .info(format!("guest shutdown requested; waiting up to {} s", wait.as_secs())),
-        Err(e) => {
-            let f = e.fault().map(|f| f.to_string()).unwrap_or_else(|| e.to_string());
-            if e.fault().is_none() {
-                return Err(e.into());
-            }
-            return power_off(ctx, vm, &format!("guest shutdown refused: {f}")).await;
+            .info(format!("guest shutdown requested; waiting up to {} s", limit.as_secs())),
+        // ToolsUnavailable, or any refusal of the server's: power off at once.
+        Err(e) if e.is_fault() => {
+            let fault = e.fault().map(|f| f.to_string()).unwrap_or_default();
+            return power_off(ctx, vm, &format!("guest shutdown refused: {fault}")).await;
         }
+        Err(e) => return Err(e.into()),
     }
-    let mut watch = Watch::objects(ctx.session, std::slice::from_ref(vm), &["runtime.powerState"]).await?;
-    let deadline = tokio::time::Instant::now() + wait;
     let mut progress = Progress::new(Duration::from_secs(10));
-    let outcome = loop {
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        if let Err(e) = watch.next(left.min(progress.until_next())).await {
-            break Err(Error::from(e));
+    let targets = Targets::vm(vm, &[VmProp::PowerState]);
+    let waited = wait::until(ctx.session, targets, limit, Some(progress.every()), async |seen| {
+        if seen.power_state(vm) == Some(PowerState::PoweredOff) {
+            return Ok::<_, OpError>(Control::Done(()));
         }
-        if watch.text(vm, "runtime.powerState") == Some(PowerState::PoweredOff.as_str()) {
+        progress.tick(ctx.log, "waiting for guest shutdown", seen.elapsed(), limit);
+        Ok(Control::Continue)
+    })
+    .await?;
+    match waited {
+        Waited::Done(()) => {
             ctx.log.info("guest shut down");
-            break Ok(true);
+            Ok(())
         }
-        if tokio::time::Instant::now() >= deadline {
-            break Ok(false);
-        }
-        progress.tick(ctx.log, "waiting for guest shutdown", wait);
-    };
-    watch.close().await;
-    if !outcome? {
-        power_off(ctx, vm, &format!("guest still running after {} s", wait.as_secs())).await?;
+        Waited::TimedOut => power_off(ctx, vm, &format!("guest still running after {} s", limit.as_secs())).await,
     }
-    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    //! One test per row of the README's stop table.
+    use super::*;
+    use crate::vim::{HeartbeatStatus, QuestionChoice, QuestionInfo, VmConnectionState};
+
+    fn host(name: &str, id: &str, state: HostConnectionState) -> HostInfo {
+        HostInfo {
+            moref: MoRef::new("HostSystem", id),
+            name: name.into(),
+            connection_state: state,
+            parent: None,
+        }
+    }
+
+    fn here() -> HostInfo {
+        host("esx1", "host-1", HostConnectionState::Connected)
+    }
+
+    fn vm_on(h: &HostInfo, power: PowerState) -> VmState {
+        VmState {
+            moref: MoRef::new("VirtualMachine", "vm-1"),
+            name: "vm1".into(),
+            vmx: Some("[ds] vm1/vm1.vmx".into()),
+            uuid: None,
+            power_state: power,
+            host: Some(h.moref.clone()),
+            host_name: Some(h.name.clone()),
+            host_connection_state: Some(h.connection_state.clone()),
+            connection_state: VmConnectionState::Connected,
+            heartbeat: HeartbeatStatus::Green,
+            question: None,
+        }
+    }
+
+    fn opts(keep_registered: bool, unregister: bool) -> StopOptions {
+        StopOptions {
+            keep_registered,
+            unregister,
+            answers: AnswerPolicy::default(),
+        }
+    }
+
+    fn decide(here: &HostInfo, vm: Option<&VmState>, vcenter: bool, o: &StopOptions) -> Result<StopPlan, OpError> {
+        plan(&StopInput {
+            here,
+            vm,
+            vcenter,
+            opts: o,
+            label: "vm1",
+        })
+    }
+
+    fn deactivate(power: PowerDown, unregister: bool) -> StopPlan {
+        StopPlan::Deactivate {
+            vm: MoRef::new("VirtualMachine", "vm-1"),
+            answer: None,
+            power,
+            unregister,
+        }
+    }
+
+    #[test]
+    fn not_registered_is_success_with_nothing_to_do() {
+        assert_eq!(
+            decide(&here(), None, true, &opts(false, false)).unwrap(),
+            StopPlan::NotRegistered
+        );
+    }
+
+    #[test]
+    fn running_here_shuts_the_guest_down_and_vcenter_keeps_it_registered() {
+        let vm = vm_on(&here(), PowerState::PoweredOn);
+        assert_eq!(
+            decide(&here(), Some(&vm), true, &opts(false, false)).unwrap(),
+            deactivate(PowerDown::Shutdown, false)
+        );
+    }
+
+    #[test]
+    fn vcenter_with_unregister_removes_the_inventory_entry() {
+        let vm = vm_on(&here(), PowerState::PoweredOn);
+        assert_eq!(
+            decide(&here(), Some(&vm), true, &opts(false, true)).unwrap(),
+            deactivate(PowerDown::Shutdown, true)
+        );
+    }
+
+    #[test]
+    fn esx_direct_unregisters_after_power_off() {
+        let vm = vm_on(&here(), PowerState::PoweredOn);
+        assert_eq!(
+            decide(&here(), Some(&vm), false, &opts(false, false)).unwrap(),
+            deactivate(PowerDown::Shutdown, true)
+        );
+    }
+
+    #[test]
+    fn esx_direct_keep_registered_keeps_it() {
+        let vm = vm_on(&here(), PowerState::PoweredOn);
+        assert_eq!(
+            decide(&here(), Some(&vm), false, &opts(true, false)).unwrap(),
+            deactivate(PowerDown::Shutdown, false)
+        );
+    }
+
+    #[test]
+    fn already_off_here_is_success_without_power_calls() {
+        let vm = vm_on(&here(), PowerState::PoweredOff);
+        assert_eq!(
+            decide(&here(), Some(&vm), true, &opts(false, false)).unwrap(),
+            deactivate(PowerDown::AlreadyOff, false)
+        );
+    }
+
+    #[test]
+    fn suspended_here_is_powered_off_without_shutdown() {
+        let vm = vm_on(&here(), PowerState::Suspended);
+        assert_eq!(
+            decide(&here(), Some(&vm), true, &opts(false, false)).unwrap(),
+            deactivate(PowerDown::PowerOff, false)
+        );
+    }
+
+    #[test]
+    fn running_on_another_connected_host_is_left_alone() {
+        let other = host("esx2", "host-2", HostConnectionState::Connected);
+        let vm = vm_on(&other, PowerState::PoweredOn);
+        assert_eq!(
+            decide(&here(), Some(&vm), true, &opts(false, true)).unwrap(),
+            StopPlan::Elsewhere { host: "esx2".into() }
+        );
+    }
+
+    #[test]
+    fn on_another_unreachable_host_there_is_nothing_to_stop_here() {
+        let other = host("esx2", "host-2", HostConnectionState::NotResponding);
+        let vm = vm_on(&other, PowerState::PoweredOn);
+        assert_eq!(
+            decide(&here(), Some(&vm), true, &opts(false, false)).unwrap(),
+            StopPlan::Elsewhere { host: "esx2".into() }
+        );
+    }
+
+    #[test]
+    fn this_nodes_host_not_responding_fails_so_the_cluster_fences() {
+        let down = host("esx1", "host-1", HostConnectionState::NotResponding);
+        let vm = vm_on(&down, PowerState::PoweredOn);
+        assert!(matches!(
+            decide(&down, Some(&vm), true, &opts(false, false)),
+            Err(OpError::CannotSeeVm { .. })
+        ));
+    }
+
+    #[test]
+    fn pending_moved_question_is_answered_before_power_down() {
+        let mut vm = vm_on(&here(), PowerState::PoweredOff);
+        vm.question = Some(QuestionInfo {
+            id: "q1".into(),
+            text: "moved?".into(),
+            choices: vec![QuestionChoice {
+                key: "1".into(),
+                label: "button.uuid.movedTheVM".into(),
+                summary: "I _moved it".into(),
+            }],
+            default_index: None,
+            message_ids: vec!["msg.uuid.altered".into()],
+        });
+        let StopPlan::Deactivate { answer, .. } = decide(&here(), Some(&vm), true, &opts(false, false)).unwrap() else {
+            panic!("expected Deactivate");
+        };
+        assert_eq!(answer.map(|a| a.choice_key), Some("1".into()));
+    }
+
+    #[test]
+    fn pending_unknown_question_refuses_before_changing_anything() {
+        let mut vm = vm_on(&here(), PowerState::PoweredOn);
+        vm.question = Some(QuestionInfo {
+            id: "q2".into(),
+            text: "disk full".into(),
+            choices: vec![],
+            default_index: None,
+            message_ids: vec!["msg.hbacommon.outofspace".into()],
+        });
+        assert!(matches!(
+            decide(&here(), Some(&vm), true, &opts(false, false)),
+            Err(OpError::Question { .. })
+        ));
+    }
 }

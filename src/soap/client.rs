@@ -167,6 +167,11 @@ impl SoapClient {
         }
     }
 
+    /// True while a session cookie is held (also after a Login whose answer was lost).
+    pub fn has_session(&self) -> bool {
+        self.cookie.lock().map(|c| c.is_some()).unwrap_or(false)
+    }
+
     pub fn clear_session(&self) {
         if let Ok(mut c) = self.cookie.lock() {
             *c = None;

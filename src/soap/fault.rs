@@ -80,6 +80,8 @@ impl std::fmt::Display for Fault {
     }
 }
 
+impl std::error::Error for Fault {}
+
 impl Fault {
     fn from_detail(type_name: &str, message: String, detail: Option<&Element>) -> Fault {
         let detail_text = detail.and_then(|d| {

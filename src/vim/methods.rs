@@ -229,12 +229,6 @@ pub async fn create_filter(c: &SoapClient, pc: &MoRef, spec: &PropertyFilterSpec
     moref_result("CreateFilter", &resp)
 }
 
-pub async fn destroy_property_filter(c: &SoapClient, filter: &MoRef) -> Result<(), SoapError> {
-    c.call("DestroyPropertyFilter", Body::this(filter).as_str())
-        .await
-        .map(|_| ())
-}
-
 /// Returns `None` when `max_wait_secs` passed with no change.
 pub async fn wait_for_updates_ex(
     c: &SoapClient,
@@ -253,12 +247,6 @@ pub async fn wait_for_updates_ex(
         .transpose()
 }
 
-pub async fn cancel_wait_for_updates(c: &SoapClient, pc: &MoRef) -> Result<(), SoapError> {
-    c.call("CancelWaitForUpdates", Body::this(pc).as_str())
-        .await
-        .map(|_| ())
-}
-
 pub async fn find_by_datastore_path(
     c: &SoapClient,
     si: &MoRef,
@@ -269,13 +257,6 @@ pub async fn find_by_datastore_path(
     b.moref("datacenter", dc).text("path", path);
     let resp = c.call("FindByDatastorePath", b.as_str()).await?;
     opt_moref_result("FindByDatastorePath", &resp)
-}
-
-pub async fn find_by_inventory_path(c: &SoapClient, si: &MoRef, path: &str) -> Result<Option<MoRef>, SoapError> {
-    let mut b = Body::this(si);
-    b.text("inventoryPath", path);
-    let resp = c.call("FindByInventoryPath", b.as_str()).await?;
-    opt_moref_result("FindByInventoryPath", &resp)
 }
 
 pub async fn find_by_uuid(
@@ -347,15 +328,6 @@ pub async fn relocate_vm_task(c: &SoapClient, vm: &MoRef, pool: &MoRef, host: &M
         .text("priority", "defaultPriority");
     let resp = c.call("RelocateVM_Task", b.as_str()).await?;
     moref_result("RelocateVM_Task", &resp)
-}
-
-pub async fn migrate_vm_task(c: &SoapClient, vm: &MoRef, pool: &MoRef, host: &MoRef) -> Result<MoRef, SoapError> {
-    let mut b = Body::this(vm);
-    b.moref("pool", pool)
-        .moref("host", host)
-        .text("priority", "defaultPriority");
-    let resp = c.call("MigrateVM_Task", b.as_str()).await?;
-    moref_result("MigrateVM_Task", &resp)
 }
 
 #[cfg(test)]

@@ -82,7 +82,6 @@ pub struct AboutInfo {
     pub api_type: String,
     pub api_version: String,
     pub instance_uuid: Option<String>,
-    pub product_line_id: Option<String>,
 }
 
 impl AboutInfo {
@@ -97,7 +96,6 @@ impl AboutInfo {
             api_version: req_text(el, "apiVersion")?.to_string(),
             // ESX 4.x predates instanceUuid.
             instance_uuid: opt_text(el, "instanceUuid"),
-            product_line_id: opt_text(el, "productLineId"),
         })
     }
 
@@ -113,7 +111,6 @@ pub struct ServiceContent {
     pub about: AboutInfo,
     pub session_manager: Option<MoRef>,
     pub search_index: Option<MoRef>,
-    pub view_manager: Option<MoRef>,
 }
 
 impl ServiceContent {
@@ -127,7 +124,6 @@ impl ServiceContent {
             )?,
             session_manager: opt_moref(el, "sessionManager")?,
             search_index: opt_moref(el, "searchIndex")?,
-            view_manager: opt_moref(el, "viewManager")?,
         })
     }
 }
@@ -267,9 +263,6 @@ impl QuestionInfo {
 pub struct TaskInfo {
     pub key: String,
     pub state: TaskState,
-    pub progress: Option<i32>,
-    pub description_id: String,
-    pub entity_name: Option<String>,
     pub error: Option<Fault>,
     pub result: Option<Element>,
 }
@@ -279,9 +272,6 @@ impl TaskInfo {
         Ok(TaskInfo {
             key: opt_text(el, "key").unwrap_or_default(),
             state: TaskState::parse(req_text(el, "state")?),
-            progress: el.child_text("progress").and_then(|p| p.trim().parse().ok()),
-            description_id: opt_text(el, "descriptionId").unwrap_or_default(),
-            entity_name: opt_text(el, "entityName"),
             error: el.child("error").map(Fault::from_localized),
             result: el.child("result").cloned(),
         })

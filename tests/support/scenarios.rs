@@ -374,7 +374,7 @@ pub fn all() -> Vec<Scenario> {
             mode: Mode::VCenter,
             setup: nothing,
             steps: vec![step(
-                &["stop", "--name", VM],
+                &["stop", "--name", VM, "--host", H1],
                 0,
                 &["guest shutdown requested", "guest shut down", "stopped"],
             )],
@@ -390,7 +390,7 @@ pub fn all() -> Vec<Scenario> {
                 sim.post(&format!("/vm/{VM}/tools"), json!({"running": false}));
             },
             steps: vec![step(
-                &["stop", "--name", VM],
+                &["stop", "--name", VM, "--host", H1],
                 0,
                 &["guest shutdown refused: ToolsUnavailable", "powered off", "stopped"],
             )],
@@ -405,7 +405,7 @@ pub fn all() -> Vec<Scenario> {
                 sim.post(&format!("/vm/{VM}/ignore-shutdown"), json!({"ignore": true}));
             },
             steps: vec![step(
-                &["stop", "--name", VM, "--stop-wait", "2"],
+                &["stop", "--name", VM, "--host", H1, "--stop-wait", "2"],
                 0,
                 &["waiting up to 2 s", "guest still running after 2 s", "powered off"],
             )],
@@ -420,8 +420,16 @@ pub fn all() -> Vec<Scenario> {
                 sim.guest_shutdown(VM);
             },
             steps: vec![
-                step(&["stop", "--name", VM], 0, &["already powered off", "stopped"]),
-                step(&["stop", "--vmx", &unreg], 0, &["not registered: nothing to stop"]),
+                step(
+                    &["stop", "--name", VM, "--host", H1],
+                    0,
+                    &["already powered off", "stopped"],
+                ),
+                step(
+                    &["stop", "--vmx", &unreg, "--host", H1],
+                    0,
+                    &["not registered: nothing to stop"],
+                ),
             ],
             verify: |sim| {
                 assert_vm(sim, VM, "poweredOff", None);
@@ -432,7 +440,11 @@ pub fn all() -> Vec<Scenario> {
             name: "vc-stop-unregister",
             mode: Mode::VCenter,
             setup: nothing,
-            steps: vec![step(&["stop", "--vmx", &vmx, "--unregister"], 0, &["unregistered"])],
+            steps: vec![step(
+                &["stop", "--vmx", &vmx, "--host", H1, "--unregister"],
+                0,
+                &["unregistered"],
+            )],
             verify: |sim| assert_eq!(sim.vm(VM)["registered"], false),
         },
         Scenario {
@@ -610,7 +622,11 @@ pub fn all() -> Vec<Scenario> {
                     15,
                     &["host DC0_C0_H0 is notResponding"],
                 ),
-                fails(&["stop", "--name", VM], 1, &["cannot be stopped from here"]),
+                fails(
+                    &["stop", "--name", VM, "--host", H1],
+                    1,
+                    &["cannot be stopped from here"],
+                ),
             ],
             verify: nothing,
         },
