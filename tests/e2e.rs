@@ -116,6 +116,7 @@ scenario_tests! {
     vc_stop_ignored => "vc-stop-ignored",
     vc_stop_idempotent => "vc-stop-idempotent",
     vc_stop_unregister => "vc-stop-unregister",
+    vc_stop_elsewhere => "vc-stop-elsewhere",
     esx_start_unregistered => "esx-start-unregistered",
     esx_group_move => "esx-group-move",
     esx_stop_keep_registered => "esx-stop-keep-registered",
@@ -349,4 +350,52 @@ fn password_from_file_or_stdin() {
     let out = base(&["check"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("VMHA_PASSWORD"));
+}
+
+/// `monitor --watch` whose server is gone for good (killed, or frozen) exits 4 within the request timeout
+/// plus 2 s, saying what it could not reach and for how long it tried.
+fn watch_loses_the_server(freeze: bool) {
+    let mut sim = Sim::start(Mode::VCenter);
+    let child = spawn_vmha(
+        &sim,
+        &["monitor", "--watch", "--name", VM, "--host", H1, "--request-timeout", "5"],
+    );
+    sim.wait_vm(VM, Duration::from_secs(10), |_| sim.soap_calls("WaitForUpdatesEx") >= 2);
+    let lost_at = Instant::now();
+    let pid = sim.pid.to_string();
+    let signal = |sig: &str| {
+        let ok = std::process::Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    };
+    if freeze {
+        signal("-STOP");
+    } else {
+        sim.kill();
+    }
+    let out = child.wait_with_output().unwrap();
+    let took = lost_at.elapsed();
+    if freeze {
+        signal("-CONT");
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(
+        stderr.contains("lost the server at https://127.0.0.1") && stderr.contains("tried for 5 s"),
+        "{stderr}"
+    );
+    assert!(took < Duration::from_secs(7), "took {took:?}: {stderr}");
+    println!("server {}: exit 4 after {took:?}", if freeze { "frozen" } else { "killed" });
+}
+
+#[test]
+fn watch_exits_4_when_the_server_dies() {
+    watch_loses_the_server(false);
+}
+
+#[test]
+fn watch_exits_4_when_the_server_freezes() {
+    watch_loses_the_server(true);
 }

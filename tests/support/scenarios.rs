@@ -437,6 +437,28 @@ pub fn all() -> Vec<Scenario> {
             },
         },
         Scenario {
+            // Node-relative: the node standing for H2 neither stops nor reports as its own a VM on H1.
+            name: "vc-stop-elsewhere",
+            mode: Mode::VCenter,
+            setup: nothing,
+            steps: vec![
+                step(
+                    &["stop", "--name", VM, "--host", H2],
+                    0,
+                    &["runs on DC0_C0_H0, not on this node's host DC0_C0_H1: nothing to stop here"],
+                ),
+                step(
+                    &["monitor", "--name", VM, "--host", H2, "--migration-wait", "0"],
+                    14,
+                    &["VM now runs on DC0_C0_H0"],
+                ),
+            ],
+            verify: |sim| {
+                assert_vm(sim, VM, "poweredOn", Some(H1));
+                assert_eq!(sim.soap_calls("ShutdownGuest") + sim.soap_calls("PowerOffVM_Task"), 0);
+            },
+        },
+        Scenario {
             name: "vc-stop-unregister",
             mode: Mode::VCenter,
             setup: nothing,
