@@ -358,16 +358,22 @@ fn watch_loses_the_server(freeze: bool) {
     let mut sim = Sim::start(Mode::VCenter);
     let child = spawn_vmha(
         &sim,
-        &["monitor", "--watch", "--name", VM, "--host", H1, "--request-timeout", "5"],
+        &[
+            "monitor",
+            "--watch",
+            "--name",
+            VM,
+            "--host",
+            H1,
+            "--request-timeout",
+            "5",
+        ],
     );
     sim.wait_vm(VM, Duration::from_secs(10), |_| sim.soap_calls("WaitForUpdatesEx") >= 2);
     let lost_at = Instant::now();
     let pid = sim.pid.to_string();
     let signal = |sig: &str| {
-        let ok = std::process::Command::new("kill")
-            .args([sig, &pid])
-            .status()
-            .unwrap();
+        let ok = std::process::Command::new("kill").args([sig, &pid]).status().unwrap();
         assert!(ok.success());
     };
     if freeze {
@@ -387,7 +393,10 @@ fn watch_loses_the_server(freeze: bool) {
         "{stderr}"
     );
     assert!(took < Duration::from_secs(7), "took {took:?}: {stderr}");
-    println!("server {}: exit 4 after {took:?}", if freeze { "frozen" } else { "killed" });
+    println!(
+        "server {}: exit 4 after {took:?}",
+        if freeze { "frozen" } else { "killed" }
+    );
 }
 
 #[test]
@@ -398,4 +407,33 @@ fn watch_exits_4_when_the_server_dies() {
 #[test]
 fn watch_exits_4_when_the_server_freezes() {
     watch_loses_the_server(true);
+}
+
+/// The server expires the session in the middle of `start` (between two power-on attempts while another
+/// host's file lock runs out): the session layer logs in again once and the command carries on.
+#[test]
+fn start_carries_on_across_session_expiry() {
+    let sim = Sim::start(Mode::VCenter);
+    sim.guest_shutdown(VM);
+    sim.lock_vmx(&scenarios::vm_vmx(), Some(2500));
+    sim.reset_stats();
+    let child = spawn_vmha(&sim, &["start", "--name", VM, "--host", H1, "--start-wait", "20"]);
+    sim.wait_vm(VM, Duration::from_secs(10), |_| sim.soap_calls("PowerOnVM_Task") >= 1);
+    sim.expire_sessions();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("files locked") && stdout.contains("started"),
+        "{stdout}"
+    );
+    let stats = sim.stats();
+    assert_eq!(stats["by_method"]["Login"], 2, "{stats}");
+    assert_eq!(stats["by_method"]["Logout"], 1, "{stats}");
+    assert_eq!(sim.vm(VM)["power_state"], "poweredOn");
 }
