@@ -33,13 +33,12 @@ async fn run_vmha(base: &[String], args: &[&str], log: &'static StepLog) -> u8 {
     let mut argv = base.to_vec();
     argv.extend(args.iter().map(|s| s.to_string()));
     let cli = vmha::cli::Cli::try_parse_from(&argv).expect("drill arguments parse");
-    match vmha::app::run(cli, log).await {
-        Ok(code) => code.code(),
-        Err(e) => {
-            println!("    vmha: error: {e}");
-            e.exit_code().code()
-        }
+    let command = cli.command.name();
+    let result = vmha::app::execute(cli, log).await;
+    if let Err(e) = &result {
+        println!("    vmha: error: {e}");
     }
+    vmha::app::report(command, false, &result).code()
 }
 
 impl Drill {

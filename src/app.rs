@@ -1,17 +1,156 @@
 //! Runs one parsed command: settings, session, work, output. Returns the exit code.
 
+/// A thumbprint read needs only a TCP and TLS handshake: no reason to wait a whole request timeout.
+const CONNECT_LIMIT: Duration = Duration::from_secs(10);
+
+use std::time::Duration;
+
+use clap::CommandFactory;
+use serde_json::{Map, Value, json};
+
 use crate::cli::{Cli, Command};
-use crate::client::{ConnectOptions, Credentials, Session, VmSelector};
+use crate::client::{ConnectOptions, Credentials, Session, VmSelector, server_thumbprint};
 use crate::config::{self, ConnectionSettings, Waits};
 use crate::error::{Error, ExitCode};
 use crate::log::StepLog;
 use crate::ops::{self, AnswerPolicy, Ctx};
 
-pub async fn run(cli: Cli, log: &StepLog) -> Result<ExitCode, Error> {
+/// What a command produced: its exit code, its human output, and its own fields for `--json`.
+#[derive(Debug)]
+pub struct Outcome {
+    pub code: ExitCode,
+    /// Printed on stdout without `--json` (status's report, check's line, a completion script).
+    pub text: Option<String>,
+    pub fields: Map<String, Value>,
+}
+
+impl Outcome {
+    fn ok(text: Option<String>, fields: Value) -> Outcome {
+        Outcome {
+            code: ExitCode::Ok,
+            text,
+            fields: match fields {
+                Value::Object(m) => m,
+                _ => Map::new(),
+            },
+        }
+    }
+}
+
+/// Runs the command and reports it: human text, or exactly one JSON object on stdout with `--json`
+/// (failures included). Returns the exit code.
+pub async fn run(cli: Cli, log: &StepLog) -> ExitCode {
+    let json = wants_json(&cli.global);
+    if json {
+        log.use_stderr();
+    }
+    let command = cli.command.name();
+    let result = execute(cli, log).await;
+    report(command, json, &result)
+}
+
+/// `--json` from the flag or variable, else from the config file.
+fn wants_json(g: &crate::cli::GlobalArgs) -> bool {
+    g.json
+        .or_else(|| config::load_file(g).ok().and_then(|f| f.json))
+        .unwrap_or(false)
+}
+
+/// Prints the outcome or the error, and returns the exit code.
+pub fn report(command: &str, json: bool, result: &Result<Outcome, Error>) -> ExitCode {
+    let code = match result {
+        Ok(o) => o.code,
+        Err(e) => e.exit_code(),
+    };
+    if json {
+        println!("{}", json_report(command, result));
+        return code;
+    }
+    match result {
+        Ok(o) => {
+            if let Some(t) = &o.text {
+                print!("{t}");
+            }
+        }
+        Err(e) => {
+            eprintln!("vmha: error: {e}");
+            if let Some(h) = e.hint() {
+                eprintln!("vmha: hint: {h}");
+            }
+        }
+    }
+    code
+}
+
+/// The `--json` object: `command`, `ok`, `exit_code`, `error`, `hint`, then the command's own fields.
+pub fn json_report(command: &str, result: &Result<Outcome, Error>) -> Value {
+    let mut out = Map::new();
+    out.insert("command".into(), command.into());
+    let (code, error, hint, fields) = match result {
+        Ok(o) => {
+            let why = o.fields.get("reason").cloned().filter(|_| o.code != ExitCode::Ok);
+            (o.code, why.unwrap_or(Value::Null), Value::Null, o.fields.clone())
+        }
+        Err(e) => (
+            e.exit_code(),
+            e.to_string().into(),
+            e.hint().map_or(Value::Null, Value::from),
+            Map::new(),
+        ),
+    };
+    out.insert("ok".into(), (code == ExitCode::Ok).into());
+    out.insert("exit_code".into(), code.code().into());
+    out.insert("error".into(), error);
+    out.insert("hint".into(), hint);
+    for (k, v) in fields {
+        out.entry(k).or_insert(v);
+    }
+    Value::Object(out)
+}
+
+/// The JSON object for a command line clap refused (exit 2).
+pub fn usage_error_json(message: &str) -> Value {
+    json!({"command": null, "ok": false, "exit_code": ExitCode::Usage.code(), "error": message.trim(),
+           "hint": "see vmha --help"})
+}
+
+/// Carries out one command. Prints nothing on stdout but the step log.
+pub async fn execute(cli: Cli, log: &StepLog) -> Result<Outcome, Error> {
     let file = config::load_file(&cli.global)?;
+    match &cli.command {
+        Command::Completions { shell } => {
+            let mut buf = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "vmha", &mut buf);
+            let script = String::from_utf8_lossy(&buf).into_owned();
+            return Ok(Outcome::ok(
+                Some(script.clone()),
+                json!({"shell": shell.to_string(), "output": script}),
+            ));
+        }
+        Command::Man => {
+            let mut buf = Vec::new();
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut buf)
+                .map_err(|e| Error::Output(e.to_string()))?;
+            let page = String::from_utf8_lossy(&buf).into_owned();
+            return Ok(Outcome::ok(Some(page.clone()), json!({"output": page})));
+        }
+        Command::Thumbprint => {
+            let url = config::server_url(&cli.global, &file)?;
+            let timeout = config::request_timeout(&cli.global, &file)?.min(CONNECT_LIMIT);
+            let thumbprint = server_thumbprint(&url, timeout).await?;
+            eprintln!(
+                "vmha: warning: nothing vouches for this certificate yet: compare the thumbprint with the one the host's console (DCUI) or vCenter shows before you pin it"
+            );
+            return Ok(Outcome::ok(
+                Some(format!("{thumbprint}\n")),
+                json!({"url": url, "thumbprint": thumbprint}),
+            ));
+        }
+        _ => {}
+    }
     // Settings are checked before any connection, so a typo never touches the server.
     let resource = match &cli.command {
-        Command::Check => None,
         Command::Status { vm, .. } | Command::Migrate { vm, .. } => {
             Some(config::resource(vm, None, waits(None, None, None), &file)?)
         }
@@ -42,9 +181,17 @@ pub async fn run(cli: Cli, log: &StepLog) -> Result<ExitCode, Error> {
             waits(None, None, *migration_wait),
             &file,
         )?),
+        _ => None,
     };
     let answers = match &cli.command {
-        Command::Start { answers, .. } | Command::Stop { answers, .. } => AnswerPolicy::parse(answers)?,
+        Command::Start { answers, .. } | Command::Stop { answers, .. } => {
+            let given = if answers.is_empty() {
+                file.answer.clone().unwrap_or_default()
+            } else {
+                answers.clone()
+            };
+            AnswerPolicy::parse(&given)?
+        }
         _ => AnswerPolicy::default(),
     };
     if let Some(r) = &resource {
@@ -61,37 +208,35 @@ pub async fn run(cli: Cli, log: &StepLog) -> Result<ExitCode, Error> {
     let command = cli.command;
     with_session(conn, async move |session: &Session| {
         let Some(settings) = resource.as_ref() else {
-            println!("{}", ops::check::run(session));
-            return Ok(ExitCode::Ok);
+            let about = &session.content().about;
+            return Ok(Outcome::ok(
+                Some(format!("{}\n", ops::check::check_line(about))),
+                json!({ "about": about }),
+            ));
         };
         let ctx = Ctx::new(session, settings, log).await?;
         match command {
-            Command::Check => Ok(ExitCode::Ok),
-            Command::Status { json, .. } => {
+            Command::Status { .. } => {
                 let report = ops::status::run(&ctx).await?;
-                if json {
-                    println!("{}", report.to_json());
-                } else {
-                    print!("{}", report.to_text());
-                }
-                Ok(ExitCode::Ok)
+                Ok(Outcome::ok(Some(report.to_text()), json!(report)))
             }
-            Command::Start { .. } => {
-                ops::start::run(&ctx, &answers).await?;
-                Ok(ExitCode::Ok)
+            Command::Start { host, .. } => {
+                let plan = ops::start::run(&ctx, &answers).await?;
+                Ok(Outcome::ok(None, json!({"host": host.host, "plan": plan})))
             }
             Command::Stop {
                 keep_registered,
                 unregister,
+                host,
                 ..
             } => {
                 let opts = ops::stop::StopOptions {
-                    keep_registered,
-                    unregister,
+                    keep_registered: keep_registered.or(file.keep_registered).unwrap_or(false),
+                    unregister: unregister.or(file.unregister).unwrap_or(false),
                     answers,
                 };
-                ops::stop::run(&ctx, &opts).await?;
-                Ok(ExitCode::Ok)
+                let plan = ops::stop::run(&ctx, &opts).await?;
+                Ok(Outcome::ok(None, json!({"host": host.host, "plan": plan})))
             }
             Command::Monitor {
                 watch,
@@ -99,25 +244,31 @@ pub async fn run(cli: Cli, log: &StepLog) -> Result<ExitCode, Error> {
                 ..
             } => {
                 let opts = ops::monitor::MonitorOptions {
-                    watch,
-                    require_heartbeat,
+                    watch: watch.or(file.watch).unwrap_or(false),
+                    require_heartbeat: require_heartbeat.or(file.require_heartbeat).unwrap_or(false),
                 };
                 let report = ops::monitor::run(&ctx, &opts).await?;
-                Ok(match report.failure {
-                    None => {
-                        log.info(report.why);
-                        ExitCode::Ok
-                    }
-                    Some(failure) => {
-                        let code = ExitCode::from(failure);
-                        log.error(format!("{} (exit {})", report.why, code.code()));
-                        code
-                    }
+                let code = report.failure.map_or(ExitCode::Ok, ExitCode::from);
+                if code == ExitCode::Ok {
+                    log.info(&report.why);
+                } else {
+                    log.error(format!("{} (exit {})", report.why, code.code()));
+                }
+                Ok(Outcome {
+                    code,
+                    text: None,
+                    fields: match json!({"healthy": report.failure.is_none(), "failure": report.failure, "reason": report.why}) {
+                        Value::Object(m) => m,
+                        _ => Map::new(),
+                    },
                 })
             }
             Command::Migrate { to_host, .. } => {
                 ops::migrate::run(&ctx, &to_host).await?;
-                Ok(ExitCode::Ok)
+                Ok(Outcome::ok(None, json!({"to_host": to_host})))
+            }
+            Command::Check | Command::Thumbprint | Command::Completions { .. } | Command::Man => {
+                Ok(Outcome::ok(None, json!({})))
             }
         }
     })

@@ -60,11 +60,14 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = "VMHA_CONFIG")]
     pub config: Option<PathBuf>,
     /// Write every SOAP exchange to this directory (secrets redacted)
-    #[arg(long, global = true)]
+    #[arg(long, global = true, env = "VMHA_RECORD")]
     pub record: Option<PathBuf>,
     /// Label written into recordings (e.g. "simulated: vcsim")
     #[arg(long, global = true, hide = true, default_value = "recorded by vmha")]
     pub record_label: String,
+    /// Print exactly one JSON object on stdout (failures included); progress lines go to stderr
+    #[arg(long, global = true, env = "VMHA_JSON", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+    pub json: Option<bool>,
     /// More detail on stderr (-v, -vv)
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -101,9 +104,6 @@ pub enum Command {
     Status {
         #[command(flatten)]
         vm: VmArgs,
-        /// One JSON object instead of text
-        #[arg(long)]
-        json: bool,
     },
     /// Activate the VM on --host: register, relocate, power on, answer the move question
     Start {
@@ -114,8 +114,14 @@ pub enum Command {
         /// Seconds to wait for the guest heartbeat, and for locked files to be released [default: 30]
         #[arg(long, env = "VMHA_START_WAIT")]
         start_wait: Option<u64>,
-        /// Answer a question: QUESTION=CHOICE (message id or question id = choice label, key or text)
-        #[arg(long = "answer", value_name = "ID=CHOICE")]
+        /// Answer a question: QUESTION=CHOICE (message id or question id = choice label, key or text; repeat,
+        /// or comma-separate in VMHA_ANSWER)
+        #[arg(
+            long = "answer",
+            value_name = "ID=CHOICE",
+            env = "VMHA_ANSWER",
+            value_delimiter = ','
+        )]
         answers: Vec<String>,
     },
     /// Deactivate the VM on --host: guest shutdown, power off after --stop-wait, unregister (ESX-direct)
@@ -128,13 +134,18 @@ pub enum Command {
         #[arg(long, env = "VMHA_STOP_WAIT")]
         stop_wait: Option<u64>,
         /// ESX-direct: leave the VM registered after power-off
-        #[arg(long)]
-        keep_registered: bool,
+        #[arg(long, env = "VMHA_KEEP_REGISTERED", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+        keep_registered: Option<bool>,
         /// vCenter: remove the VM from the inventory after power-off
-        #[arg(long)]
-        unregister: bool,
-        /// Answer a question: QUESTION=CHOICE
-        #[arg(long = "answer", value_name = "ID=CHOICE")]
+        #[arg(long, env = "VMHA_UNREGISTER", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+        unregister: Option<bool>,
+        /// Answer a question: QUESTION=CHOICE (repeat, or comma-separate in VMHA_ANSWER)
+        #[arg(
+            long = "answer",
+            value_name = "ID=CHOICE",
+            env = "VMHA_ANSWER",
+            value_delimiter = ','
+        )]
         answers: Vec<String>,
     },
     /// Check the VM's health once, or with --watch until it turns unhealthy
@@ -144,15 +155,24 @@ pub enum Command {
         #[command(flatten)]
         host: HostArg,
         /// Keep watching; exit only when the VM turns unhealthy
-        #[arg(long)]
-        watch: bool,
+        #[arg(long, env = "VMHA_WATCH", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+        watch: Option<bool>,
         /// Seconds to wait before reporting a migration to another host [default: 15]
         #[arg(long, env = "VMHA_MIGRATION_WAIT")]
         migration_wait: Option<u64>,
         /// Treat a gray heartbeat (no VMware Tools) as a failure
-        #[arg(long)]
-        require_heartbeat: bool,
+        #[arg(long, env = "VMHA_REQUIRE_HEARTBEAT", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+        require_heartbeat: Option<bool>,
     },
+    /// Print the server's SHA-256 certificate thumbprint in the form --thumbprint takes (verify it out of band)
+    Thumbprint,
+    /// Print a shell completion script: vmha completions bash > /etc/bash_completion.d/vmha
+    Completions {
+        /// bash, zsh, fish, elvish or powershell
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): vmha man > vmha.1 && man -l vmha.1
+    Man,
     /// Live-migrate the VM to another host (vCenter only)
     Migrate {
         #[command(flatten)]
@@ -161,4 +181,21 @@ pub enum Command {
         #[arg(long, env = "VMHA_TO_HOST")]
         to_host: String,
     },
+}
+
+impl Command {
+    /// The subcommand's name, as typed.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Check => "check",
+            Command::Status { .. } => "status",
+            Command::Start { .. } => "start",
+            Command::Stop { .. } => "stop",
+            Command::Monitor { .. } => "monitor",
+            Command::Thumbprint => "thumbprint",
+            Command::Completions { .. } => "completions",
+            Command::Man => "man",
+            Command::Migrate { .. } => "migrate",
+        }
+    }
 }

@@ -48,6 +48,12 @@ pub struct FileSettings {
     pub start_wait: Option<u64>,
     pub stop_wait: Option<u64>,
     pub migration_wait: Option<u64>,
+    pub json: Option<bool>,
+    pub watch: Option<bool>,
+    pub require_heartbeat: Option<bool>,
+    pub keep_registered: Option<bool>,
+    pub unregister: Option<bool>,
+    pub answer: Option<Vec<String>>,
 }
 
 impl FileSettings {
@@ -201,14 +207,31 @@ pub fn load_file(g: &GlobalArgs) -> Result<FileSettings, ConfigError> {
     }
 }
 
-pub fn connection(g: &GlobalArgs, file: &FileSettings) -> Result<ConnectionSettings, ConfigError> {
-    let mut warnings = Vec::new();
+/// The server's URL from `--url` or the file, normalised.
+pub fn server_url(g: &GlobalArgs, file: &FileSettings) -> Result<String, ConfigError> {
     let url = g
         .url
         .clone()
         .or_else(|| file.url.clone())
         .ok_or_else(|| invalid("no server: give --url https://HOST/sdk (or VMHA_URL)"))?;
-    let url = normalize_url(&url)?;
+    normalize_url(&url)
+}
+
+/// The request timeout from `--request-timeout`, the file, or the default: 1 to 3600 s.
+pub fn request_timeout(g: &GlobalArgs, file: &FileSettings) -> Result<Duration, ConfigError> {
+    let secs = g
+        .request_timeout
+        .or(file.request_timeout)
+        .unwrap_or(DEFAULT_REQUEST_TIMEOUT);
+    if secs == 0 || secs > 3600 {
+        return Err(invalid(format!("--request-timeout {secs}: give 1 to 3600 seconds")));
+    }
+    Ok(Duration::from_secs(secs))
+}
+
+pub fn connection(g: &GlobalArgs, file: &FileSettings) -> Result<ConnectionSettings, ConfigError> {
+    let mut warnings = Vec::new();
+    let url = server_url(g, file)?;
     let user = g
         .user
         .clone()
@@ -241,22 +264,14 @@ pub fn connection(g: &GlobalArgs, file: &FileSettings) -> Result<ConnectionSetti
             TlsPolicy::Verify { extra_roots_pem: extra }
         }
     };
-    let request_timeout = g
-        .request_timeout
-        .or(file.request_timeout)
-        .unwrap_or(DEFAULT_REQUEST_TIMEOUT);
-    if request_timeout == 0 || request_timeout > 3600 {
-        return Err(invalid(format!(
-            "--request-timeout {request_timeout}: give 1 to 3600 seconds"
-        )));
-    }
+    let request_timeout = request_timeout(g, file)?;
     let password = password(g, file, &mut warnings)?;
     Ok(ConnectionSettings {
         url,
         user,
         password,
         tls,
-        request_timeout: Duration::from_secs(request_timeout),
+        request_timeout,
         record: g.record.clone(),
         record_label: g.record_label.clone(),
         warnings,

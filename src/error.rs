@@ -57,6 +57,9 @@ pub enum Error {
     /// SIGINT or SIGTERM ended the command; the session was logged out.
     #[error("interrupted by {0}; the session was logged out")]
     Interrupted(&'static str),
+    /// Writing the command's output failed (the man page renderer).
+    #[error("cannot write the output: {0}")]
+    Output(String),
 }
 
 impl From<SoapError> for Error {
@@ -116,7 +119,7 @@ impl Error {
             Error::Config(_) => ExitCode::Usage,
             Error::Vim(v) => vim_code(v),
             Error::Op(o) => op_code(o),
-            Error::Interrupted(_) => ExitCode::Failure,
+            Error::Interrupted(_) | Error::Output(_) => ExitCode::Failure,
         }
     }
 

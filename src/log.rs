@@ -2,6 +2,7 @@
 
 use std::io::Write;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use time::macros::format_description;
 use time::{OffsetDateTime, UtcOffset};
@@ -9,6 +10,8 @@ use time::{OffsetDateTime, UtcOffset};
 pub struct StepLog {
     offset: UtcOffset,
     label: Mutex<String>,
+    /// With `--json`, stdout carries only the JSON object: the step log moves to stderr.
+    to_stderr: AtomicBool,
 }
 
 impl StepLog {
@@ -17,7 +20,13 @@ impl StepLog {
         StepLog {
             offset,
             label: Mutex::new(label.to_string()),
+            to_stderr: AtomicBool::new(false),
         }
+    }
+
+    /// Sends the step lines to stderr from now on (for `--json`).
+    pub fn use_stderr(&self) {
+        self.to_stderr.store(true, Ordering::SeqCst);
     }
 
     pub fn set_label(&self, label: &str) {
@@ -32,9 +41,14 @@ impl StepLog {
             .format(format_description!("[year]-[month]-[day] [hour]:[minute]:[second]"))
             .unwrap_or_default();
         let label = self.label.lock().map(|l| l.clone()).unwrap_or_default();
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{stamp} [{level}] [{label}] {msg}");
-        let _ = out.flush();
+        let line = format!("{stamp} [{level}] [{label}] {msg}");
+        if self.to_stderr.load(Ordering::SeqCst) {
+            let _ = writeln!(std::io::stderr().lock(), "{line}");
+        } else {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{line}");
+            let _ = out.flush();
+        }
     }
 
     pub fn info(&self, msg: impl AsRef<str>) {

@@ -5,14 +5,7 @@ fn main() -> std::process::ExitCode {
     let offset = time::UtcOffset::current_local_offset().unwrap_or(time::UtcOffset::UTC);
     let cli = match vmha::cli::Cli::try_parse() {
         Ok(c) => c,
-        Err(e) => {
-            let _ = e.print();
-            return std::process::ExitCode::from(if e.use_stderr() {
-                vmha::error::ExitCode::Usage.code()
-            } else {
-                0
-            });
-        }
+        Err(e) => return usage(e),
     };
     let filter = match cli.global.verbose {
         0 => "warn",
@@ -36,15 +29,24 @@ fn main() -> std::process::ExitCode {
         }
     };
     let log = vmha::log::StepLog::new(offset, "vmha");
-    match runtime.block_on(vmha::app::run(cli, &log)) {
-        Ok(code) => std::process::ExitCode::from(code.code()),
-        Err(e) => {
-            let code = e.exit_code();
-            eprintln!("vmha: error: {e}");
-            if let Some(h) = e.hint() {
-                eprintln!("vmha: hint: {h}");
-            }
-            std::process::ExitCode::from(code.code())
-        }
+    let code = runtime.block_on(vmha::app::run(cli, &log));
+    std::process::ExitCode::from(code.code())
+}
+
+/// clap refused the command line (exit 2), or printed --help or --version (exit 0). With `--json`
+/// (or VMHA_JSON) a refusal is one JSON object on stdout too.
+fn usage(e: clap::Error) -> std::process::ExitCode {
+    if !e.use_stderr() {
+        let _ = e.print();
+        return std::process::ExitCode::from(0);
     }
+    let json_flag = std::env::args().any(|a| a == "--json" || a == "--json=true");
+    let json_env = std::env::var("VMHA_JSON").is_ok_and(|v| matches!(v.as_str(), "1" | "true" | "yes" | "on"));
+    if json_flag || json_env {
+        println!("{}", vmha::app::usage_error_json(&e.kind().to_string()));
+        eprintln!("{}", e.render());
+    } else {
+        let _ = e.print();
+    }
+    std::process::ExitCode::from(vmha::error::ExitCode::Usage.code())
 }

@@ -17,6 +17,8 @@ pub use session::{ConnectOptions, Credentials, Session};
 pub use task::Task;
 pub use vm::{Vm, VmState};
 
+use std::time::Duration;
+
 use crate::soap::{Fault, FaultKind, SoapError};
 use crate::vim::{DecodeError, MoRef};
 
@@ -127,6 +129,13 @@ impl VimError {
     pub fn is_connection_loss(&self) -> bool {
         matches!(self, VimError::Soap(s) if s.is_connection_loss())
     }
+}
+
+/// The SHA-256 thumbprint of the certificate the server presents, as `--thumbprint` takes it. Nothing
+/// vouches for it: the caller must say so.
+pub async fn server_thumbprint(url: &str, timeout: Duration) -> Result<String, VimError> {
+    let digest = crate::soap::probe::server_certificate_sha256(url, timeout).await?;
+    Ok(crate::soap::tls::format_thumbprint(&digest))
 }
 
 impl From<(&'static str, DecodeError)> for VimError {

@@ -16,7 +16,8 @@ pub struct MonitorOptions {
 }
 
 /// Why the VM is not healthy on this node; `crate::error` gives each its exit code (10 to 15).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum MonitorFailure {
     NotRegistered,
     NotPoweredOn,
@@ -39,7 +40,7 @@ pub enum Health {
 }
 
 /// The monitor's verdict: healthy (`failure` None) or why not, with the reason for the log.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct MonitorReport {
     pub failure: Option<MonitorFailure>,
     pub why: String,

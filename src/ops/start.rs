@@ -45,6 +45,19 @@ pub enum StartPlan {
     Register { vmx: String },
 }
 
+impl StartPlan {
+    /// The plan's name in `--json` output.
+    pub fn name(&self) -> &'static str {
+        match self {
+            StartPlan::AlreadyRunning => "already_running",
+            StartPlan::PowerOn { .. } => "power_on",
+            StartPlan::Relocate { .. } => "relocate",
+            StartPlan::TakeOver { .. } => "take_over",
+            StartPlan::Register { .. } => "register",
+        }
+    }
+}
+
 /// The README's start table, as a pure function of what start observed.
 pub fn plan(i: &StartInput<'_>) -> Result<StartPlan, OpError> {
     if i.target.connection_state != HostConnectionState::Connected {
@@ -115,7 +128,8 @@ pub fn plan(i: &StartInput<'_>) -> Result<StartPlan, OpError> {
     }
 }
 
-pub async fn run(ctx: &Ctx<'_>, answers: &AnswerPolicy) -> Result<(), OpError> {
+/// Starts the VM; returns the name of the plan carried out.
+pub async fn run(ctx: &Ctx<'_>, answers: &AnswerPolicy) -> Result<&'static str, OpError> {
     let target = ctx.node_host()?;
     let (found, state) = ctx.observe().await?;
     let label = ctx.vm_label();
@@ -126,10 +140,11 @@ pub async fn run(ctx: &Ctx<'_>, answers: &AnswerPolicy) -> Result<(), OpError> {
         label: &label,
         vcenter: ctx.vcenter(),
     })?;
+    let name = decided.name();
     let vm = match decided {
         StartPlan::AlreadyRunning => {
             ctx.log.info(format!("already running on {}", target.name));
-            return Ok(());
+            return Ok(name);
         }
         StartPlan::PowerOn { vm } => ctx.vm(&vm),
         StartPlan::Relocate { vm, from } => {
@@ -158,7 +173,8 @@ pub async fn run(ctx: &Ctx<'_>, answers: &AnswerPolicy) -> Result<(), OpError> {
         StartPlan::Register { vmx } => register(ctx, &vmx, &target).await?,
     };
     power_on(ctx, &vm, &target, answers).await?;
-    wait_heartbeat(ctx, &vm).await
+    wait_heartbeat(ctx, &vm).await?;
+    Ok(name)
 }
 
 async fn register<'a>(ctx: &Ctx<'a>, vmx: &str, host: &HostInfo) -> Result<Vm<'a>, OpError> {

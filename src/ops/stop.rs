@@ -53,6 +53,17 @@ pub enum StopPlan {
     },
 }
 
+impl StopPlan {
+    /// The plan's name in `--json` output.
+    pub fn name(&self) -> &'static str {
+        match self {
+            StopPlan::NotRegistered => "not_registered",
+            StopPlan::Elsewhere { .. } => "elsewhere",
+            StopPlan::Deactivate { .. } => "deactivate",
+        }
+    }
+}
+
 /// The README's stop table, as a pure function of what stop observed.
 pub fn plan(i: &StopInput<'_>) -> Result<StopPlan, OpError> {
     let Some(vm) = i.vm else {
@@ -94,7 +105,8 @@ pub fn plan(i: &StopInput<'_>) -> Result<StopPlan, OpError> {
     })
 }
 
-pub async fn run(ctx: &Ctx<'_>, opts: &StopOptions) -> Result<(), OpError> {
+/// Stops the VM; returns the name of the plan carried out.
+pub async fn run(ctx: &Ctx<'_>, opts: &StopOptions) -> Result<&'static str, OpError> {
     let here = ctx.node_host()?;
     let (_, state) = ctx.observe().await?;
     let label = ctx.vm_label();
@@ -105,17 +117,18 @@ pub async fn run(ctx: &Ctx<'_>, opts: &StopOptions) -> Result<(), OpError> {
         opts,
         label: &label,
     })?;
+    let name = decided.name();
     let (vm, answer, power, unregister) = match decided {
         StopPlan::NotRegistered => {
             ctx.log.info("not registered: nothing to stop");
-            return Ok(());
+            return Ok(name);
         }
         StopPlan::Elsewhere { host } => {
             ctx.log.info(format!(
                 "runs on {host}, not on this node's host {}: nothing to stop here",
                 here.name
             ));
-            return Ok(());
+            return Ok(name);
         }
         StopPlan::Deactivate {
             vm,
@@ -138,7 +151,7 @@ pub async fn run(ctx: &Ctx<'_>, opts: &StopOptions) -> Result<(), OpError> {
         ctx.log.info(format!("unregistered {}", what.unwrap_or_default()));
     }
     ctx.log.info("stopped");
-    Ok(())
+    Ok(name)
 }
 
 async fn power_off(ctx: &Ctx<'_>, vm: &Vm<'_>, why: &str) -> Result<(), OpError> {

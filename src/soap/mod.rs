@@ -2,6 +2,7 @@
 
 pub mod client;
 pub mod fault;
+pub mod probe;
 pub mod record;
 pub mod tls;
 pub mod xml;

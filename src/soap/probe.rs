@@ -1,0 +1,147 @@
+//! Reads a server's TLS certificate without trusting it, for `vmha thumbprint`: the SHA-256 digest that
+//! `--thumbprint` takes. Nothing is sent over the connection; the printed value must be checked out of
+//! band, since no one vouched for it.
+
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
+use sha2::{Digest, Sha256};
+
+use super::client::SoapError;
+
+/// Keeps the server's end-entity certificate and accepts the handshake: this connection carries no data.
+#[derive(Debug)]
+struct Capture {
+    cert: Mutex<Option<Vec<u8>>>,
+    schemes: Vec<SignatureScheme>,
+}
+
+impl ServerCertVerifier for Capture {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if let Ok(mut c) = self.cert.lock() {
+            *c = Some(end_entity.to_vec());
+        }
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Ok(HandshakeSignatureValid::assertion())
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Ok(HandshakeSignatureValid::assertion())
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.schemes.clone()
+    }
+}
+
+/// `https://host[:port]/path` to `(host, port)`.
+fn host_port(url: &str) -> Option<(String, u16)> {
+    let rest = url.strip_prefix("https://")?;
+    let authority = rest.split('/').next()?;
+    if let Some(v6) = authority.strip_prefix('[') {
+        let (host, tail) = v6.split_once(']')?;
+        let port = match tail.strip_prefix(':') {
+            Some(p) => p.parse().ok()?,
+            None => 443,
+        };
+        return Some((host.to_string(), port));
+    }
+    match authority.rsplit_once(':') {
+        Some((h, p)) => Some((h.to_string(), p.parse().ok()?)),
+        None => Some((authority.to_string(), 443)),
+    }
+}
+
+/// The SHA-256 digest of the certificate the server at `url` presents.
+pub async fn server_certificate_sha256(url: &str, timeout: Duration) -> Result<[u8; 32], SoapError> {
+    let url = url.to_string();
+    let task_url = url.clone();
+    tokio::task::spawn_blocking(move || handshake(&task_url, timeout))
+        .await
+        .map_err(|e| SoapError::Connect {
+            url: url.clone(),
+            cause: e.to_string(),
+        })?
+}
+
+fn handshake(url: &str, timeout: Duration) -> Result<[u8; 32], SoapError> {
+    let fail = |cause: String| SoapError::Connect {
+        url: url.to_string(),
+        cause,
+    };
+    let (host, port) = host_port(url).ok_or_else(|| fail("thumbprint needs an https:// URL".into()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let capture = Arc::new(Capture {
+        cert: Mutex::new(None),
+        schemes: provider.signature_verification_algorithms.supported_schemes(),
+    });
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| fail(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(capture.clone())
+        .with_no_client_auth();
+    let name = ServerName::try_from(host.clone()).map_err(|e| fail(e.to_string()))?;
+    let mut conn = rustls::ClientConnection::new(Arc::new(config), name).map_err(|e| fail(e.to_string()))?;
+    let addr = (host.as_str(), port)
+        .to_socket_addrs()
+        .map_err(|e| fail(e.to_string()))?
+        .next()
+        .ok_or_else(|| fail(format!("{host} has no address")))?;
+    let mut sock = TcpStream::connect_timeout(&addr, timeout).map_err(|e| fail(e.to_string()))?;
+    sock.set_read_timeout(Some(timeout)).map_err(|e| fail(e.to_string()))?;
+    sock.set_write_timeout(Some(timeout)).map_err(|e| fail(e.to_string()))?;
+    while conn.is_handshaking() {
+        conn.complete_io(&mut sock).map_err(|e| fail(e.to_string()))?;
+    }
+    // Close politely; the certificate is all this connection was for.
+    conn.send_close_notify();
+    let _ = conn.complete_io(&mut sock);
+    let _ = sock.flush();
+    let _ = sock.read(&mut [0u8; 1]);
+    let der = capture
+        .cert
+        .lock()
+        .ok()
+        .and_then(|c| c.clone())
+        .ok_or_else(|| fail("the server sent no certificate".into()))?;
+    Ok(Sha256::digest(&der).into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_port;
+
+    #[test]
+    fn host_and_port_from_the_url() {
+        assert_eq!(host_port("https://vc1/sdk"), Some(("vc1".into(), 443)));
+        assert_eq!(host_port("https://vc1:8443/sdk"), Some(("vc1".into(), 8443)));
+        assert_eq!(host_port("https://[::1]:9/sdk"), Some(("::1".into(), 9)));
+        assert_eq!(host_port("http://vc1/sdk"), None);
+    }
+}
