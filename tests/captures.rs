@@ -192,9 +192,11 @@ fn bad_password_capture_is_invalid_login() -> Result<Checked, String> {
     }
 }
 
+type Check = fn() -> Result<Checked, String>;
+
 /// Runs without libtest's harness, so that a skip is printed where `cargo test` shows it, not captured.
 fn main() {
-    let checks: [(&str, fn() -> Result<Checked, String>); 2] = [
+    let checks: [(&str, Check); 2] = [
         ("every_capture_parses", every_capture_parses),
         (
             "bad_password_capture_is_invalid_login",
