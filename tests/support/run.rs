@@ -1,53 +1,88 @@
-//! Runs the built `vmha` binary against a server, with a clean `VMHA_*` environment.
+//! The one way tests, benches and examples run the `vmha` binary.
+//!
+//! Every run starts from a clean slate: inherited `VMHA_*` variables are removed, so a developer's own
+//! settings never leak into a test. The server, user and password go in through the environment
+//! (`VMHA_URL`, `VMHA_USER`, `VMHA_PASSWORD`), never the password in argv.
 
-#![allow(dead_code)]
+use std::ffi::OsStr;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
 
-use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+/// How to run vmha against one server.
+pub struct Vmha {
+    /// The binary: `env!("CARGO_BIN_EXE_vmha")` in tests and benches.
+    pub bin: PathBuf,
+    pub url: String,
+    pub user: String,
+    /// Given as `VMHA_PASSWORD`; `None` to exercise the other password sources (or none at all).
+    pub password: Option<String>,
+    /// Flags before the command: trust (`--ca-file`, `--thumbprint`, `--insecure`), `--record`, ...
+    pub flags: Vec<String>,
+    /// Written to vmha's stdin, which is then closed; `None`: stdin is empty.
+    pub stdin: Option<String>,
+}
 
+/// What a finished run produced.
 #[derive(Debug)]
 pub struct Run {
     pub code: i32,
     pub stdout: String,
     pub stderr: String,
-    pub elapsed: Duration,
 }
 
-/// Where and how to connect.
-pub struct Target<'a> {
-    pub url: &'a str,
-    pub user: &'a str,
-    pub password: &'a str,
-    /// Extra flags for trust (`--ca-file X`, `--thumbprint Y`) or nothing.
-    pub trust: Vec<String>,
-    pub record: Option<&'a Path>,
+/// A vmha started in the background (e.g. `monitor --watch`), output captured.
+pub struct Running {
+    pub child: Child,
 }
 
-pub fn vmha(t: &Target<'_>, args: &[String]) -> Run {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vmha"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("VMHA_") {
-            cmd.env_remove(k);
+impl Vmha {
+    /// Runs `vmha FLAGS ARGS` to the end.
+    pub fn run<S: AsRef<OsStr>>(&self, args: &[S]) -> Run {
+        self.spawn(args).wait()
+    }
+
+    /// Starts `vmha FLAGS ARGS` and returns at once.
+    pub fn spawn<S: AsRef<OsStr>>(&self, args: &[S]) -> Running {
+        let mut cmd = Command::new(&self.bin);
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("VMHA_") {
+                cmd.env_remove(k);
+            }
         }
+        cmd.env("VMHA_URL", &self.url).env("VMHA_USER", &self.user);
+        if let Some(pw) = &self.password {
+            cmd.env("VMHA_PASSWORD", pw);
+        }
+        cmd.args(&self.flags)
+            .args(args)
+            .stdin(if self.stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", self.bin.display()));
+        if let Some(input) = &self.stdin {
+            // Dropping the handle closes stdin, so vmha sees the end of its input.
+            let mut pipe = child.stdin.take().expect("piped stdin");
+            pipe.write_all(input.as_bytes()).expect("write vmha's stdin");
+        }
+        Running { child }
     }
-    cmd.env("VMHA_URL", t.url)
-        .env("VMHA_USER", t.user)
-        .env("VMHA_PASSWORD", t.password);
-    cmd.args(&t.trust);
-    if let Some(dir) = t.record {
-        cmd.arg("--record")
-            .arg(dir)
-            .arg("--record-label")
-            .arg("simulated: vcsim (govmomi 0.24.2) with tests/vcsim extensions");
-    }
-    cmd.args(args).stdin(Stdio::null());
-    let started = Instant::now();
-    let out = cmd.output().expect("run vmha");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        elapsed: started.elapsed(),
+}
+
+impl Running {
+    /// Waits for the exit and collects the output.
+    pub fn wait(self) -> Run {
+        let out = self.child.wait_with_output().expect("wait for vmha");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
     }
 }
