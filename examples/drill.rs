@@ -33,7 +33,8 @@ struct Drill {
 }
 
 /// The vmha binary of this build. `cargo run --example` builds no binaries, so build it (a no-op when it is
-/// up to date) with the cargo that built this example, into the same target directory and profile.
+/// up to date) with the cargo that built this example, into the same target directory and profile, and
+/// together with this example so that the library is built with the same features (not a second time).
 fn vmha_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("the drill's own path");
     // <target dir>/<profile dir>/examples/drill
@@ -46,12 +47,32 @@ fn vmha_binary() -> PathBuf {
         Some("debug") | None => "dev",
         Some(p) => p,
     };
-    let built = Command::new(env!("CARGO"))
+    let mut cargo = Command::new(env!("CARGO"));
+    // `cargo run` describes this example in the environment (CARGO_MANIFEST_DIR, ...); a build script
+    // that watches one of those variables would otherwise rebuild on every run.
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy();
+        if [
+            "CARGO_MANIFEST_",
+            "CARGO_PKG_",
+            "CARGO_CRATE_",
+            "CARGO_BIN_",
+            "CARGO_PRIMARY_",
+        ]
+        .iter()
+        .any(|p| k.starts_with(p))
+        {
+            cargo.env_remove(k.as_ref());
+        }
+    }
+    let built = cargo
         .args([
             "build",
             "--quiet",
             "--bin",
             "vmha",
+            "--example",
+            "drill",
             "--profile",
             profile,
             "--target-dir",
