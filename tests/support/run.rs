@@ -5,9 +5,11 @@
 //! (`VMHA_URL`, `VMHA_USER`, `VMHA_PASSWORD`), never the password in argv.
 
 use std::ffi::OsStr;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 /// How to run vmha against one server.
 pub struct Vmha {
@@ -75,14 +77,43 @@ impl Vmha {
     }
 }
 
+/// No vmha run in the tests takes nearly this long; past it, vmha hangs, and the run fails instead of
+/// hanging the tests.
+const NO_HANG: Duration = Duration::from_secs(120);
+
 impl Running {
-    /// Waits for the exit and collects the output.
-    pub fn wait(self) -> Run {
-        let out = self.child.wait_with_output().expect("wait for vmha");
+    /// Waits for the exit (at most `NO_HANG`, then kills it and panics) and collects the output.
+    pub fn wait(mut self) -> Run {
+        // Drain both pipes while waiting, so a chatty vmha never blocks on a full pipe.
+        let out = self.child.stdout.take().map(drain);
+        let err = self.child.stderr.take().map(drain);
+        let deadline = Instant::now() + NO_HANG;
+        let status = loop {
+            match self.child.try_wait().expect("wait for vmha") {
+                Some(status) => break status,
+                None if Instant::now() >= deadline => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    panic!("vmha did not exit within {NO_HANG:?}: killed");
+                }
+                None => std::thread::sleep(Duration::from_millis(10)),
+            }
+        };
+        let text = |h: Option<JoinHandle<Vec<u8>>>| {
+            String::from_utf8_lossy(&h.map(|h| h.join().expect("read vmha's output")).unwrap_or_default()).into_owned()
+        };
         Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            code: status.code().unwrap_or(-1),
+            stdout: text(out),
+            stderr: text(err),
         }
     }
+}
+
+fn drain(mut pipe: impl Read + Send + 'static) -> JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = pipe.read_to_end(&mut buf);
+        buf
+    })
 }

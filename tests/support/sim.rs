@@ -344,8 +344,8 @@ impl Sim {
     }
 
     /// Powers the VM off as if its guest OS had shut down by itself.
-    pub fn guest_shutdown(&self, vm: &str) -> Value {
-        self.post(&format!("/vm/{}/guest-shutdown", encode(vm)), Value::Null)
+    pub fn guest_shutdown(&self, vm: &str) {
+        self.post(&format!("/vm/{}/guest-shutdown", encode(vm)), Value::Null);
     }
 
     /// Waits until the simulator has counted `n` SOAP calls of `method` (e.g. a watch is in place).
