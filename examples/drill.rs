@@ -2,8 +2,8 @@
 //! start on H1; move the group (stop on H1, start on H2); live-migrate; the guest shuts down by itself and
 //! `monitor --watch` catches it; H2 stops responding and start on H1 takes the VM over.
 //!
-//! Each step runs the vmha binary (built first if needed) and prints its log, then its outcome, its time, the SOAP requests it made and the VM's
-//! state as the simulator itself reports it. Needs golang-go and golang-github-vmware-govmomi-dev
+//! Each step runs the vmha binary (built first if needed) and prints its log, then its outcome, its time,
+//! the SOAP requests it made and the VM's state as the simulator itself reports it. Needs golang-go and golang-github-vmware-govmomi-dev
 //! (`.ci/deps` installs them). Run: `cargo run --example drill`.
 
 #[path = "../tests/support/run.rs"]
