@@ -2,31 +2,31 @@
 //! extended vcsim, and how fast `monitor --watch` exits after a power-off.
 //! Run: `cargo bench --bench figures` (needs the simulator's Debian packages, as the tests do).
 
+#[path = "../tests/support/run.rs"]
+mod run;
 #[path = "../tests/support/sim.rs"]
 mod sim;
 
-use std::process::{Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use sim::{Mode, Sim};
+use sim::Sim;
 
 const VM: &str = "DC0_C0_RP0_VM0";
 const H1: &str = "DC0_C0_H0";
 const RUNS: usize = 7;
 
-fn vmha(sim: &Sim, args: &[&str]) -> (i32, Duration) {
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_vmha"))
+}
+
+/// Runs vmha to the end and returns its wall time; its output is shown if it exits other than `want`.
+fn vmha(sim: &Sim, args: &[&str], want: i32) -> Duration {
     let started = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_vmha"))
-        .env("VMHA_URL", &sim.url)
-        .env("VMHA_USER", &sim.user)
-        .env("VMHA_PASSWORD", &sim.password)
-        .env("VMHA_CA_FILE", &sim.ca_file)
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("run vmha");
-    (out.code().unwrap_or(-1), started.elapsed())
+    let r = sim.vmha(bin()).run(args);
+    let took = started.elapsed();
+    assert_eq!(r.code, want, "vmha {}:\n{}{}", args.join(" "), r.stdout, r.stderr);
+    took
 }
 
 fn report(what: &str, mut times: Vec<Duration>, requests: &[u64]) {
@@ -47,9 +47,7 @@ fn measure(sim: &Sim, what: &str, args: &[&str], want: i32, prepare: impl Fn(&Si
     for _ in 0..RUNS {
         prepare(sim);
         sim.reset_stats();
-        let (code, t) = vmha(sim, args);
-        assert_eq!(code, want, "{what}");
-        times.push(t);
+        times.push(vmha(sim, args, want));
         reqs.push(sim.stats()["total"].as_u64().unwrap_or(0));
     }
     report(what, times, &reqs);
@@ -59,7 +57,7 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let sim = Sim::start(Mode::VCenter);
+    let sim = Sim::start("vcenter");
     println!("vmha figures against the extended vcsim (vCenter mode), {RUNS} runs each; the simulator's guest");
     println!("turns its heartbeat green 300 ms after power-on and shuts down 200 ms after ShutdownGuest.\n");
     let vm = ["--name", VM];
@@ -98,7 +96,7 @@ fn main() {
         0,
         |s| {
             if s.vm(VM)["power_state"] != "poweredOn" {
-                assert_eq!(vmha(s, &with(&["start", "--host", H1])).0, 0);
+                vmha(s, &with(&["start", "--host", H1]), 0);
             }
         },
     );
@@ -107,25 +105,17 @@ fn main() {
     let mut lat = vec![];
     for _ in 0..RUNS {
         if sim.vm(VM)["power_state"] != "poweredOn" {
-            assert_eq!(vmha(&sim, &with(&["start", "--host", H1])).0, 0);
+            vmha(&sim, &with(&["start", "--host", H1]), 0);
         }
         sim.reset_stats();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_vmha"))
-            .env("VMHA_URL", &sim.url)
-            .env("VMHA_USER", &sim.user)
-            .env("VMHA_PASSWORD", &sim.password)
-            .env("VMHA_CA_FILE", &sim.ca_file)
-            .args(with(&["monitor", "--watch", "--host", H1]))
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        sim.wait_vm(VM, Duration::from_secs(10), |_| sim.soap_calls("WaitForUpdatesEx") >= 2);
+        let watch = sim.vmha(bin()).spawn(&with(&["monitor", "--watch", "--host", H1]));
+        sim.wait_for_calls("WaitForUpdatesEx", 2, Duration::from_secs(10));
         std::thread::sleep(Duration::from_millis(300));
         let at = Instant::now();
         sim.guest_shutdown(VM);
-        let status = child.wait().unwrap();
+        let r = watch.wait();
         lat.push(at.elapsed());
-        assert_eq!(status.code(), Some(11));
+        assert_eq!(r.code, 11, "{}{}", r.stdout, r.stderr);
     }
     report("monitor --watch: exit after guest power-off", lat, &[]);
 }

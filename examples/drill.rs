@@ -2,50 +2,97 @@
 //! start on H1; move the group (stop on H1, start on H2); live-migrate; the guest shuts down by itself and
 //! `monitor --watch` catches it; H2 stops responding and start on H1 takes the VM over.
 //!
-//! Each step prints vmha's own log, then its outcome, its time, the SOAP requests it made and the VM's
-//! state as the simulator itself reports it. Needs golang-go and golang-github-vmware-govmomi-dev
+//! Each step runs the vmha binary (built first if needed) and prints its log, then its outcome, its time,
+//! the SOAP requests it made and the VM's state as the simulator itself reports it. Needs golang-go and golang-github-vmware-govmomi-dev
 //! (`.ci/deps` installs them). Run: `cargo run --example drill`.
 
+#[path = "../tests/support/run.rs"]
+mod run;
 #[path = "../tests/support/sim.rs"]
 mod sim;
 
 use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use clap::Parser;
-use sim::{Mode, Sim};
-use vmha::error::ExitCode;
-use vmha::log::StepLog;
+use run::{Run, Vmha};
+use serde_json::json;
+use sim::{Sim, encode};
 
 const VM: &str = "DC0_C0_RP0_VM0";
 const H1: &str = "DC0_C0_H0";
 const H2: &str = "DC0_C0_H1";
+/// `monitor`'s exit code for a VM that is not powered on (README).
+const EXIT_NOT_POWERED_ON: i32 = 11;
 
 struct Drill {
     sim: Sim,
-    base: Vec<String>,
-    log: &'static StepLog,
+    vmha: Vmha,
     results: Vec<(String, bool, Duration, u64)>,
 }
 
-/// Runs one vmha command in-process, as the cluster would run the binary; returns its exit code.
-async fn run_vmha(base: &[String], args: &[&str], log: &'static StepLog) -> u8 {
-    let mut argv = base.to_vec();
-    argv.extend(args.iter().map(|s| s.to_string()));
-    let cli = vmha::cli::Cli::try_parse_from(&argv).expect("drill arguments parse");
-    let command = cli.command.name();
-    let result = vmha::app::execute(cli, log).await;
-    if let Err(e) = &result {
-        println!("    vmha: error: {e}");
+/// The vmha binary of this build. `cargo run --example` builds no binaries, so build it (a no-op when it is
+/// up to date) with the cargo that built this example, into the same target directory and profile, and
+/// together with this example so that the library is built with the same features (not a second time).
+fn vmha_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("the drill's own path");
+    // <target dir>/<profile dir>/examples/drill
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("the drill runs from <target>/<profile>/examples");
+    let target_dir = profile_dir.parent().expect("a target directory");
+    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") | None => "dev",
+        Some(p) => p,
+    };
+    let mut cargo = Command::new(env!("CARGO"));
+    // `cargo run` describes this example in the environment (CARGO_MANIFEST_DIR, ...); a build script
+    // that watches one of those variables would otherwise rebuild on every run.
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy();
+        if [
+            "CARGO_MANIFEST_",
+            "CARGO_PKG_",
+            "CARGO_CRATE_",
+            "CARGO_BIN_",
+            "CARGO_PRIMARY_",
+        ]
+        .iter()
+        .any(|p| k.starts_with(p))
+        {
+            cargo.env_remove(k.as_ref());
+        }
     }
-    vmha::app::report(command, false, &result).code()
+    let built = cargo
+        .args([
+            "build",
+            "--quiet",
+            "--bin",
+            "vmha",
+            "--example",
+            "drill",
+            "--profile",
+            profile,
+            "--target-dir",
+        ])
+        .arg(target_dir)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("run cargo to build vmha");
+    assert!(built.success(), "building vmha failed");
+    profile_dir.join("vmha")
+}
+
+/// Shows what vmha printed, indented under the step.
+fn show(r: &Run) {
+    for line in r.stdout.lines().chain(r.stderr.lines()) {
+        println!("    {line}");
+    }
 }
 
 impl Drill {
-    async fn vmha(&self, args: &[&str]) -> u8 {
-        run_vmha(&self.base, args, self.log).await
-    }
-
     fn vm_line(&self) -> String {
         let v = self.sim.vm(VM);
         format!(
@@ -61,7 +108,7 @@ impl Drill {
         )
     }
 
-    fn record(&mut self, title: &str, code: u8, want: u8, started: Instant, check: bool) {
+    fn record(&mut self, title: &str, code: i32, want: i32, started: Instant, check: bool) {
         let elapsed = started.elapsed();
         let requests = self.sim.stats()["total"].as_u64().unwrap_or(0);
         let ok = code == want && check;
@@ -74,14 +121,15 @@ impl Drill {
         self.results.push((title.to_string(), ok, elapsed, requests));
     }
 
-    async fn step(&mut self, title: &str, args: &[&str], want: u8, check: impl Fn(&serde_json::Value) -> bool) {
+    fn step(&mut self, title: &str, args: &[&str], want: i32, check: impl Fn(&serde_json::Value) -> bool) {
         println!("== {title}\n   $ vmha {}", args.join(" "));
         let _ = std::io::stdout().flush();
         self.sim.reset_stats();
         let started = Instant::now();
-        let code = self.vmha(args).await;
+        let r = self.vmha.run(args);
+        show(&r);
         let ok = check(&self.sim.vm(VM));
-        self.record(title, code, want, started, ok);
+        self.record(title, r.code, want, started, ok);
     }
 }
 
@@ -93,42 +141,18 @@ fn off(v: &serde_json::Value) -> bool {
     v["power_state"] == "poweredOff"
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
+    let bin = vmha_binary();
     println!("vmha drill: starting the simulated vCenter (tests/vcsim; the first build takes ~20 s)");
-    let sim = tokio::task::spawn_blocking(|| Sim::start(Mode::VCenter)).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let pw = dir.path().join("password");
-    std::fs::write(&pw, format!("{}\n", sim.password)).unwrap();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
+    let sim = Sim::start("vcenter");
     println!(
         "simulator at {} (hosts {H1}, {H2}; VM {VM}; TLS verified against its CA)\n",
-        sim.url
+        sim.ready("url")
     );
-    let base = [
-        "vmha",
-        "--url",
-        &sim.url,
-        "--user",
-        &sim.user,
-        "--password-file",
-        pw.to_str().unwrap(),
-        "--ca-file",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain([sim.ca_file.display().to_string()])
-    .collect();
-    let offset = time::UtcOffset::UTC;
-    let log: &'static StepLog = Box::leak(Box::new(StepLog::new(offset, VM)));
+    let vmha = sim.vmha(&bin);
     let mut d = Drill {
         sim,
-        base,
-        log,
+        vmha,
         results: vec![],
     };
     let sel = ["--name", VM];
@@ -139,28 +163,22 @@ async fn main() -> std::process::ExitCode {
         &with(&["stop", "--host", H1]),
         0,
         off,
-    )
-    .await;
-    d.step("1. start the group on H1", &with(&["start", "--host", H1]), 0, on(H1))
-        .await;
-    d.step("2. monitor on H1", &with(&["monitor", "--host", H1]), 0, on(H1))
-        .await;
-    d.step("3a. move the group: stop on H1", &with(&["stop", "--host", H1]), 0, off)
-        .await;
+    );
+    d.step("1. start the group on H1", &with(&["start", "--host", H1]), 0, on(H1));
+    d.step("2. monitor on H1", &with(&["monitor", "--host", H1]), 0, on(H1));
+    d.step("3a. move the group: stop on H1", &with(&["stop", "--host", H1]), 0, off);
     d.step(
         "3b. move the group: start on H2",
         &with(&["start", "--host", H2]),
         0,
         on(H2),
-    )
-    .await;
+    );
     d.step(
         "4. live-migrate the group back to H1",
         &with(&["migrate", "--to-host", H1]),
         0,
         on(H1),
-    )
-    .await;
+    );
 
     // 5: the guest shuts down by itself while monitor --watch runs.
     println!(
@@ -168,36 +186,24 @@ async fn main() -> std::process::ExitCode {
     );
     d.sim.reset_stats();
     let started = Instant::now();
-    let base = d.base.clone();
-    // Its own thread and runtime: the command runs while this one drives the simulator.
-    let watch = std::thread::spawn(move || {
-        let log: &'static StepLog = Box::leak(Box::new(StepLog::new(offset, VM)));
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
-        rt.expect("a runtime for the watch").block_on(run_vmha(
-            &base,
-            &["monitor", "--watch", "--name", VM, "--host", H1],
-            log,
-        ))
-    });
-    let shutdown_at = {
-        let sim = &d.sim;
-        sim.wait_vm(VM, Duration::from_secs(10), |_| sim.soap_calls("WaitForUpdatesEx") >= 2);
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        println!("    (simulator: guest OS shuts down)");
-        let at = Instant::now();
-        sim.guest_shutdown(VM);
-        at
-    };
-    let code = watch.join().expect("the watch thread");
+    let watch = d.vmha.spawn(&["monitor", "--watch", "--name", VM, "--host", H1]);
+    d.sim.wait_for_calls("WaitForUpdatesEx", 2, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(500));
+    println!("    (simulator: guest OS shuts down)");
+    let shutdown_at = Instant::now();
+    d.sim.guest_shutdown(VM);
+    let r = watch.wait();
+    let exited_after = shutdown_at.elapsed();
+    show(&r);
     println!(
         "    monitor --watch exited {:.3} s after the guest powered off",
-        shutdown_at.elapsed().as_secs_f64()
+        exited_after.as_secs_f64()
     );
     let ok = off(&d.sim.vm(VM));
     d.record(
         "5. guest shutdown caught by monitor --watch",
-        code,
-        ExitCode::NotPoweredOn.code(),
+        r.code,
+        EXIT_NOT_POWERED_ON,
         started,
         ok,
     );
@@ -207,26 +213,25 @@ async fn main() -> std::process::ExitCode {
         &with(&["start", "--host", H2]),
         0,
         on(H2),
-    )
-    .await;
+    );
 
     // 7: H2 stops responding; its lock on the files lasts a few seconds more; the VM comes up on H1.
     println!(
         "   (simulator: {H2} stops responding; its lock on the VM's files expires after 3 s; ESX will ask \"moved or copied?\")"
     );
-    d.sim.set_host_connection(H2, "notResponding");
-    let vmx = sim::vmx_path(VM);
-    d.sim.lock_vmx(&vmx, Some(3000));
-    d.sim.arm_question_vmx(&vmx);
+    let vmx = encode(&format!("[LocalDS_0] {VM}/{VM}.vmx"));
+    d.sim
+        .post(&format!("/host/{H2}/connection"), json!({"state": "notResponding"}));
+    d.sim
+        .post(&format!("/lock?vmx={vmx}"), json!({"held": true, "expire_ms": 3000}));
+    d.sim.post(&format!("/vmx/question?vmx={vmx}"), json!({"once": true}));
     d.step(
         "7. H2 fails: start on H1 takes the VM over",
         &with(&["start", "--host", H1]),
         0,
         on(H1),
-    )
-    .await;
-    d.step("8. monitor on H1", &with(&["monitor", "--host", H1]), 0, on(H1))
-        .await;
+    );
+    d.step("8. monitor on H1", &with(&["monitor", "--host", H1]), 0, on(H1));
 
     println!("== summary");
     let mut failed = 0;

@@ -2,33 +2,31 @@
 //! for every outcome (each exit code), `thumbprint` reads the server's certificate, completions load in
 //! bash and the man page renders.
 
-mod support;
+#[path = "support/run.rs"]
+pub mod run;
+#[path = "support/sim.rs"]
+pub mod sim;
 
 use serde_json::Value;
-use support::run::{Run, Target, vmha};
-use support::scenarios::{H1, H2, VM};
-use support::sim::{Mode, Sim, UNREGISTERED_VM, vmx_path};
 
-fn target(sim: &Sim) -> Target<'_> {
-    Target {
-        url: &sim.url,
-        user: &sim.user,
-        password: &sim.password,
-        trust: vec!["--ca-file".into(), sim.ca_file.display().to_string()],
-        record: None,
-    }
-}
+use run::{Run, Vmha};
+use sim::Sim;
 
-fn args(a: &[&str]) -> Vec<String> {
-    a.iter().map(|s| s.to_string()).collect()
+const VM: &str = "DC0_C0_RP0_VM0";
+const H1: &str = "DC0_C0_H0";
+const H2: &str = "DC0_C0_H1";
+const UNREGISTERED_VMX: &str = "[LocalDS_0] vmha-unreg/vmha-unreg.vmx";
+
+fn bin() -> &'static std::path::Path {
+    std::path::Path::new(env!("CARGO_BIN_EXE_vmha"))
 }
 
 /// Runs with `--json` and checks the contract: one JSON object on stdout, `exit_code` equal to the
 /// process's, `ok` true exactly for 0, `error` set exactly on failure. Returns the object.
-fn json_run(t: &Target<'_>, a: &[&str], want: i32) -> Value {
-    let mut argv = args(a);
-    argv.push("--json".into());
-    let r: Run = vmha(t, &argv);
+fn json_run(v: &Vmha, a: &[&str], want: i32) -> Value {
+    let mut argv: Vec<&str> = a.to_vec();
+    argv.push("--json");
+    let r: Run = v.run(&argv);
     assert_eq!(r.code, want, "{a:?}: {r:?}");
     let mut lines = r.stdout.lines().filter(|l| !l.trim().is_empty());
     let line = lines
@@ -39,128 +37,143 @@ fn json_run(t: &Target<'_>, a: &[&str], want: i32) -> Value {
         "{a:?}: more than one line on stdout: {}",
         r.stdout
     );
-    let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{a:?}: not JSON ({e}): {line}"));
-    assert!(v.is_object(), "{a:?}: {v}");
-    assert_eq!(v["exit_code"], want, "{a:?}: {v}");
-    assert_eq!(v["ok"], want == 0, "{a:?}: {v}");
-    assert_eq!(v["error"].is_null(), want == 0, "{a:?}: {v}");
-    assert!(v.get("hint").is_some(), "{a:?}: {v}");
-    assert!(
-        !r.stdout.contains(t.password) && !r.stderr.contains(t.password),
-        "password leaked"
-    );
-    v
+    let o: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{a:?}: not JSON ({e}): {line}"));
+    assert!(o.is_object(), "{a:?}: {o}");
+    assert_eq!(o["exit_code"], want, "{a:?}: {o}");
+    assert_eq!(o["ok"], want == 0, "{a:?}: {o}");
+    assert_eq!(o["error"].is_null(), want == 0, "{a:?}: {o}");
+    assert!(o.get("hint").is_some(), "{a:?}: {o}");
+    if let Some(pw) = &v.password {
+        assert!(
+            !r.stdout.contains(pw.as_str()) && !r.stderr.contains(pw.as_str()),
+            "password leaked"
+        );
+    }
+    o
 }
 
 #[test]
 fn json_on_every_command_and_every_exit_code() {
-    let sim = Sim::start(Mode::VCenter);
-    let t = target(&sim);
+    let sim = Sim::start("vcenter");
+    let v = sim.vmha(bin());
     let name = ["--name", VM];
     let with = |cmd: &[&'static str]| -> Vec<&str> { cmd.iter().copied().chain(name).collect() };
+    let post = |path: &str, body: Value| {
+        sim.post(path, body);
+    };
 
-    let v = json_run(&t, &["check"], 0);
-    assert_eq!(v["about"]["api_type"], "VirtualCenter", "{v}");
-    let v = json_run(&t, &with(&["status"]), 0);
+    let o = json_run(&v, &["check"], 0);
+    assert_eq!(o["about"]["api_type"], "VirtualCenter", "{o}");
+    let o = json_run(&v, &with(&["status"]), 0);
     assert_eq!(
-        (v["registered"].clone(), v["host"].clone()),
+        (o["registered"].clone(), o["host"].clone()),
         (true.into(), H1.into()),
-        "{v}"
+        "{o}"
     );
-    let v = json_run(&t, &with(&["start", "--host", H2]), 5);
+    let o = json_run(&v, &with(&["start", "--host", H2]), 5);
     assert!(
-        v["error"].as_str().unwrap().contains("start on DC0_C0_H1 refused"),
-        "{v}"
+        o["error"].as_str().unwrap().contains("start on DC0_C0_H1 refused"),
+        "{o}"
     );
-    let v = json_run(&t, &with(&["monitor", "--host", H2, "--migration-wait", "0"]), 14);
-    assert_eq!(v["failure"], "migrated", "{v}");
-    let v = json_run(&t, &with(&["monitor", "--host", H1]), 0);
-    assert_eq!(v["healthy"], true, "{v}");
-    sim.set_heartbeat(VM, "red");
-    json_run(&t, &with(&["monitor", "--host", H1]), 12);
-    sim.set_heartbeat(VM, "green");
-    json_run(&t, &["monitor", "--vmx", &vmx_path(UNREGISTERED_VM), "--host", H1], 10);
-    sim.set_host_connection(H1, "notResponding");
-    json_run(&t, &with(&["monitor", "--host", H1]), 15);
-    sim.set_host_connection(H1, "connected");
-    let v = json_run(&t, &with(&["migrate", "--to-host", H2]), 0);
-    assert_eq!(v["to_host"], H2, "{v}");
-    json_run(&t, &with(&["migrate", "--to-host", H1]), 0);
-    let v = json_run(&t, &with(&["stop", "--host", H1]), 0);
-    assert_eq!(v["plan"], "deactivate", "{v}");
-    json_run(&t, &with(&["monitor", "--host", H1]), 11);
+    let o = json_run(&v, &with(&["monitor", "--host", H2, "--migration-wait", "0"]), 14);
+    assert_eq!(o["failure"], "migrated", "{o}");
+    let o = json_run(&v, &with(&["monitor", "--host", H1]), 0);
+    assert_eq!(o["healthy"], true, "{o}");
+    post(&format!("/vm/{VM}/heartbeat"), serde_json::json!({"status": "red"}));
+    json_run(&v, &with(&["monitor", "--host", H1]), 12);
+    post(&format!("/vm/{VM}/heartbeat"), serde_json::json!({"status": "green"}));
+    json_run(&v, &["monitor", "--vmx", UNREGISTERED_VMX, "--host", H1], 10);
+    post(
+        &format!("/host/{H1}/connection"),
+        serde_json::json!({"state": "notResponding"}),
+    );
+    json_run(&v, &with(&["monitor", "--host", H1]), 15);
+    post(
+        &format!("/host/{H1}/connection"),
+        serde_json::json!({"state": "connected"}),
+    );
+    let o = json_run(&v, &with(&["migrate", "--to-host", H2]), 0);
+    assert_eq!(o["to_host"], H2, "{o}");
+    json_run(&v, &with(&["migrate", "--to-host", H1]), 0);
+    let o = json_run(&v, &with(&["stop", "--host", H1]), 0);
+    assert_eq!(o["plan"], "deactivate", "{o}");
+    json_run(&v, &with(&["monitor", "--host", H1]), 11);
     // A question vmha may not answer: start fails (1), and monitor reports it (13).
-    sim.post(
+    post(
         &format!("/vm/{VM}/question"),
         serde_json::json!({"once": true, "text": "The disk is full. Retry or cancel?", "message_id": "msg.hbacommon.outofspace",
                "choices": [{"key": "0", "label": "button.retry", "summary": "_Retry"},
                            {"key": "1", "label": "button.abort", "summary": "_Cancel"}],
                "default": 0, "cancel_key": "1"}),
     );
-    let v = json_run(&t, &with(&["start", "--host", H1]), 1);
-    assert!(v["error"].as_str().unwrap().contains("The disk is full"), "{v}");
-    json_run(&t, &with(&["monitor", "--host", H1]), 13);
+    let o = json_run(&v, &with(&["start", "--host", H1]), 1);
+    assert!(o["error"].as_str().unwrap().contains("The disk is full"), "{o}");
+    json_run(&v, &with(&["monitor", "--host", H1]), 13);
 
-    let mut wrong = target(&sim);
-    wrong.password = "not-the-password";
-    let v = json_run(&wrong, &["check"], 3);
-    assert!(v["hint"].as_str().unwrap().contains("--user"), "{v}");
+    let wrong = Vmha {
+        password: Some("not-the-password".into()),
+        ..sim.vmha(bin())
+    };
+    let o = json_run(&wrong, &["check"], 3);
+    assert!(o["hint"].as_str().unwrap().contains("--user"), "{o}");
     // Configuration errors (2) are reported before connecting, as JSON too; so is clap's refusal.
-    let v = json_run(&t, &["status"], 2);
-    assert!(v["error"].as_str().unwrap().contains("which VM?"), "{v}");
-    json_run(&t, &["no-such-command"], 2);
-    assert_eq!(sim.soap_calls("Login"), sim.soap_calls("Logout") + 1, "{}", sim.stats());
+    let o = json_run(&v, &["status"], 2);
+    assert!(o["error"].as_str().unwrap().contains("which VM?"), "{o}");
+    json_run(&v, &["no-such-command"], 2);
+    // Every session was logged out; the refused login opened none.
+    let stats = sim.stats();
+    let count = |m: &str| stats["by_method"][m].as_u64().unwrap_or(0);
+    assert_eq!(count("Login"), count("Logout") + 1, "{stats}");
 }
 
-#[test]
-fn json_when_the_server_cannot_be_reached() {
+/// A launcher for a server that is not there.
+fn nowhere(password: &str) -> Vmha {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("https://127.0.0.1:{}/sdk", listener.local_addr().unwrap().port());
     drop(listener);
-    let t = Target {
-        url: &url,
-        user: "u",
-        password: "unreachable-secret-pw",
-        trust: vec![],
-        record: None,
-    };
-    let v = json_run(&t, &["check", "--request-timeout", "5"], 4);
-    assert!(v["error"].as_str().unwrap().contains("cannot connect"), "{v}");
-}
-
-#[test]
-fn thumbprint_matches_the_servers_certificate() {
-    let sim = Sim::start(Mode::Esx);
-    let t = Target {
-        trust: vec![],
-        ..target(&sim)
-    };
-    let r = vmha(&t, &args(&["thumbprint"]));
-    assert_eq!(r.code, 0, "{r:?}");
-    assert_eq!(r.stdout.trim(), sim.thumbprint, "{r:?}");
-    assert!(r.stderr.contains("compare the thumbprint"), "{}", r.stderr);
-    // What it prints is what --thumbprint takes: pinned, the same server is accepted.
-    let pinned = Target {
-        trust: vec!["--thumbprint".into(), r.stdout.trim().into()],
-        ..target(&sim)
-    };
-    assert_eq!(vmha(&pinned, &args(&["check"])).code, 0);
-    assert_eq!(sim.soap_calls("Login"), 1, "thumbprint itself must not log in");
-}
-
-fn offline() -> Target<'static> {
-    Target {
-        url: "https://127.0.0.1:9/sdk",
-        user: "u",
-        password: "offline-secret-pw",
-        trust: vec![],
-        record: None,
+    Vmha {
+        bin: bin().to_path_buf(),
+        url,
+        user: "u".into(),
+        password: Some(password.into()),
+        flags: vec![],
+        stdin: None,
     }
 }
 
 #[test]
+fn json_when_the_server_cannot_be_reached() {
+    let o = json_run(
+        &nowhere("unreachable-secret-pw"),
+        &["check", "--request-timeout", "5"],
+        4,
+    );
+    assert!(o["error"].as_str().unwrap().contains("cannot connect"), "{o}");
+}
+
+#[test]
+fn thumbprint_matches_the_servers_certificate() {
+    let sim = Sim::start("esx");
+    let untrusting = Vmha {
+        flags: vec![],
+        ..sim.vmha(bin())
+    };
+    let r = untrusting.run(&["thumbprint"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.stdout.trim(), sim.ready("thumbprint"), "{r:?}");
+    assert!(r.stderr.contains("compare the thumbprint"), "{}", r.stderr);
+    // What it prints is what --thumbprint takes: pinned, the same server is accepted.
+    let pinned = Vmha {
+        flags: vec!["--thumbprint".into(), r.stdout.trim().into()],
+        ..sim.vmha(bin())
+    };
+    assert_eq!(pinned.run(&["check"]).code, 0);
+    assert_eq!(sim.soap_calls("Login"), 1, "thumbprint itself must not log in");
+}
+
+#[test]
 fn bash_completion_loads_and_completes_subcommands() {
-    let r = vmha(&offline(), &args(&["completions", "bash"]));
+    let r = nowhere("offline-secret-pw").run(&["completions", "bash"]);
     assert_eq!(r.code, 0, "{r:?}");
     let dir = tempfile::tempdir().unwrap();
     let script = dir.path().join("vmha.bash");
@@ -184,10 +197,10 @@ fn bash_completion_loads_and_completes_subcommands() {
 
 #[test]
 fn man_page_renders() {
-    let r = vmha(&offline(), &args(&["man"]));
+    let r = nowhere("offline-secret-pw").run(&["man"]);
     assert_eq!(r.code, 0, "{r:?}");
     assert!(
-        r.stdout.starts_with(".ie") || r.stdout.contains(".TH vmha"),
+        r.stdout.contains(".TH vmha"),
         "not roff: {}",
         &r.stdout[..200.min(r.stdout.len())]
     );

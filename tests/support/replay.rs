@@ -2,7 +2,8 @@
 //!
 //! Each exchange is mounted once, in recorded order, and matched on the SOAP method plus the request's key
 //! elements: every leaf element's name and text, except the password (redacted in recordings) and
-//! `maxWaitSeconds` (it depends on how much of a wait was left when the request went out).
+//! `maxWaitSeconds` (it depends on how much of a wait was left when the request went out). Each must be
+//! asked for exactly once (`MockServer::verify`), and a request that is in no recording is an error too.
 
 use std::path::Path;
 
@@ -49,8 +50,9 @@ impl wiremock::Match for KeyMatcher {
     }
 }
 
-/// Starts a mock server holding every exchange of `dir`, in order. Returns it and the exchange count.
-pub async fn mount_recording(dir: &Path) -> (MockServer, usize) {
+/// Starts a mock server holding every exchange of `dir`, in order, each expected exactly once. Returns it
+/// and the recorded SOAP methods, in order.
+pub async fn mount_recording(dir: &Path) -> (MockServer, Vec<String>) {
     let server = MockServer::start().await;
     let mut files: Vec<_> = std::fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("recording {}: {e}", dir.display()))
@@ -60,6 +62,7 @@ pub async fn mount_recording(dir: &Path) -> (MockServer, usize) {
         .collect();
     files.sort();
     assert!(!files.is_empty(), "recording {} is empty", dir.display());
+    let mut methods = Vec::new();
     for (i, f) in files.iter().enumerate() {
         let text = std::fs::read_to_string(f).unwrap();
         let ex = parse_exchange(&text).unwrap_or_else(|| panic!("{} is not a vmha recording", f.display()));
@@ -79,24 +82,35 @@ pub async fn mount_recording(dir: &Path) -> (MockServer, usize) {
                 "vmware_soap_session=\"replayed-session\"; Path=/; HttpOnly",
             );
         }
+        methods.push(method.clone());
         Mock::given(wiremock::matchers::method("POST"))
             .and(KeyMatcher(method, Some(leaves)))
             .respond_with(resp)
             .up_to_n_times(1)
+            .expect(1)
             .with_priority(u8::try_from(1 + i.min(200)).unwrap())
             .named(f.file_name().unwrap().to_string_lossy().to_string())
             .mount(&server)
             .await;
     }
     // A wait the command abandoned (its own timer fired first) got no answer, so it was not recorded:
-    // answer such a wait never, as a server with nothing to report would.
+    // answer such a wait never, as a server with nothing to report would. It is the one exemption.
     Mock::given(wiremock::matchers::method("POST"))
         .and(KeyMatcher::method_only("WaitForUpdatesEx"))
         .respond_with(ResponseTemplate::new(200).set_delay(std::time::Duration::from_secs(600)))
-        .with_priority(255)
+        .with_priority(254)
+        .named("an abandoned WaitForUpdatesEx")
         .mount(&server)
         .await;
-    (server, files.len())
+    // Anything else the recording does not hold (or holds fewer times) fails `verify`.
+    Mock::given(wiremock::matchers::any())
+        .respond_with(ResponseTemplate::new(500).set_body_string("not in the recording"))
+        .with_priority(255)
+        .expect(0)
+        .named("a request that is not in the recording")
+        .mount(&server)
+        .await;
+    (server, methods)
 }
 
 fn leaves_max_wait(request: &str) -> u64 {

@@ -1,53 +1,119 @@
-//! Runs the built `vmha` binary against a server, with a clean `VMHA_*` environment.
+//! The one way tests, benches and examples run the `vmha` binary.
+//!
+//! Every run starts from a clean slate: inherited `VMHA_*` variables are removed, so a developer's own
+//! settings never leak into a test. The server, user and password go in through the environment
+//! (`VMHA_URL`, `VMHA_USER`, `VMHA_PASSWORD`), never the password in argv.
 
-#![allow(dead_code)]
-
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::ffi::OsStr;
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+/// How to run vmha against one server.
+pub struct Vmha {
+    /// The binary: `env!("CARGO_BIN_EXE_vmha")` in tests and benches.
+    pub bin: PathBuf,
+    pub url: String,
+    pub user: String,
+    /// Given as `VMHA_PASSWORD`; `None` to exercise the other password sources (or none at all).
+    pub password: Option<String>,
+    /// Flags before the command: trust (`--ca-file`, `--thumbprint`, `--insecure`), `--record`, ...
+    pub flags: Vec<String>,
+    /// Written to vmha's stdin, which is then closed; `None`: stdin is empty.
+    pub stdin: Option<String>,
+}
+
+/// What a finished run produced.
 #[derive(Debug)]
 pub struct Run {
     pub code: i32,
     pub stdout: String,
     pub stderr: String,
-    pub elapsed: Duration,
 }
 
-/// Where and how to connect.
-pub struct Target<'a> {
-    pub url: &'a str,
-    pub user: &'a str,
-    pub password: &'a str,
-    /// Extra flags for trust (`--ca-file X`, `--thumbprint Y`) or nothing.
-    pub trust: Vec<String>,
-    pub record: Option<&'a Path>,
+/// A vmha started in the background (e.g. `monitor --watch`), output captured.
+pub struct Running {
+    pub child: Child,
 }
 
-pub fn vmha(t: &Target<'_>, args: &[String]) -> Run {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vmha"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("VMHA_") {
-            cmd.env_remove(k);
+impl Vmha {
+    /// Runs `vmha FLAGS ARGS` to the end.
+    pub fn run<S: AsRef<OsStr>>(&self, args: &[S]) -> Run {
+        self.spawn(args).wait()
+    }
+
+    /// Starts `vmha FLAGS ARGS` and returns at once.
+    pub fn spawn<S: AsRef<OsStr>>(&self, args: &[S]) -> Running {
+        let mut cmd = Command::new(&self.bin);
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("VMHA_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.env("VMHA_URL", &self.url).env("VMHA_USER", &self.user);
+        if let Some(pw) = &self.password {
+            cmd.env("VMHA_PASSWORD", pw);
+        }
+        cmd.args(&self.flags)
+            .args(args)
+            .stdin(if self.stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", self.bin.display()));
+        if let Some(input) = &self.stdin {
+            // Dropping the handle closes stdin, so vmha sees the end of its input.
+            let mut pipe = child.stdin.take().expect("piped stdin");
+            pipe.write_all(input.as_bytes()).expect("write vmha's stdin");
+        }
+        Running { child }
+    }
+}
+
+/// No vmha run in the tests takes nearly this long; past it, vmha hangs, and the run fails instead of
+/// hanging the tests.
+const NO_HANG: Duration = Duration::from_secs(120);
+
+impl Running {
+    /// Waits for the exit (at most `NO_HANG`, then kills it and panics) and collects the output.
+    pub fn wait(mut self) -> Run {
+        // Drain both pipes while waiting, so a chatty vmha never blocks on a full pipe.
+        let out = self.child.stdout.take().map(drain);
+        let err = self.child.stderr.take().map(drain);
+        let deadline = Instant::now() + NO_HANG;
+        let status = loop {
+            match self.child.try_wait().expect("wait for vmha") {
+                Some(status) => break status,
+                None if Instant::now() >= deadline => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    panic!("vmha did not exit within {NO_HANG:?}: killed");
+                }
+                None => std::thread::sleep(Duration::from_millis(10)),
+            }
+        };
+        let text = |h: Option<JoinHandle<Vec<u8>>>| {
+            String::from_utf8_lossy(&h.map(|h| h.join().expect("read vmha's output")).unwrap_or_default()).into_owned()
+        };
+        Run {
+            code: status.code().unwrap_or(-1),
+            stdout: text(out),
+            stderr: text(err),
         }
     }
-    cmd.env("VMHA_URL", t.url)
-        .env("VMHA_USER", t.user)
-        .env("VMHA_PASSWORD", t.password);
-    cmd.args(&t.trust);
-    if let Some(dir) = t.record {
-        cmd.arg("--record")
-            .arg(dir)
-            .arg("--record-label")
-            .arg("simulated: vcsim (govmomi 0.24.2) with tests/vcsim extensions");
-    }
-    cmd.args(args).stdin(Stdio::null());
-    let started = Instant::now();
-    let out = cmd.output().expect("run vmha");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        elapsed: started.elapsed(),
-    }
+}
+
+fn drain(mut pipe: impl Read + Send + 'static) -> JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = pipe.read_to_end(&mut buf);
+        buf
+    })
 }

@@ -1,42 +1,20 @@
-//! End-to-end test harness for the vSphere simulator in `tests/vcsim`
-//! (a Go program built on govmomi's vcsim; see `tests/vcsim/README.md` for the
-//! inventory and the control API).
+//! The extended vSphere simulator in `tests/vcsim` (a Go program built on govmomi's vcsim; its README
+//! documents the inventory and the control API), started from Rust.
 //!
-//! Use it from an integration test with
-//!
-//! ```ignore
-//! #[path = "support/sim.rs"]
-//! mod sim;
-//!
-//! use sim::{Mode, Sim};
-//!
-//! #[test]
-//! fn powers_on() {
-//!     let sim = Sim::start(Mode::VCenter);
-//!     let vm = sim.vm("DC0_H0_VM0");
-//!     assert_eq!(vm["power_state"], "poweredOn");
-//!     // point vmha at sim.url / sim.user / sim.password / sim.ca_file (or sim.thumbprint)
-//! }
-//! ```
-//!
-//! * The Go program is built once per `cargo test` process (and shared by all
-//!   test binaries) into `target/vcsim-ext` (`$CARGO_TARGET_DIR` if set). A
-//!   lock file `target/vcsim-ext.lock` serialises concurrent builds; the
-//!   binary is rebuilt when a `tests/vcsim/*.go` file is newer than it.
-//!   `VMHA_VCSIM_BIN=/path/to/vcsim-ext` skips the build;
-//!   `VMHA_SIM_GOPATH` overrides the GOPATH (default `/usr/share/gocode`,
-//!   where Debian's golang-github-vmware-govmomi-dev installs govmomi).
-//! * Without `go`, or if the build fails, this PANICS: the end-to-end tier
-//!   must never pass silently.
-//! * Every `Sim` runs in its own temporary directory (datastore, CA, log);
-//!   its stderr goes to `vcsim.log` there. `Drop` closes the simulator's stdin
-//!   (it exits on EOF), kills it by pid if it is still alive after 3 s and
-//!   waits for it. If the test is panicking, the log tail is printed and the
+//! * The Go program is built once per `cargo test` process (and shared by all test binaries) into
+//!   `target/vcsim-ext` (`$CARGO_TARGET_DIR` if set). A lock file `target/vcsim-ext.lock` serialises
+//!   concurrent builds; the binary is rebuilt when a `tests/vcsim/*.go` file is newer than it.
+//!   `VMHA_VCSIM_BIN=/path/to/vcsim-ext` skips the build; `VMHA_SIM_GOPATH` overrides the GOPATH
+//!   (default `/usr/share/gocode`, where Debian's golang-github-vmware-govmomi-dev installs govmomi).
+//! * Without `go`, or if the build fails, this PANICS: the end-to-end tier must never pass silently.
+//! * Every `Sim` runs in its own temporary directory (datastore, CA, log); its stderr goes to
+//!   `vcsim.log` there. `Drop` closes the simulator's stdin (it exits on EOF), kills it if it is still
+//!   alive after 3 s and waits for it. If the test is panicking, the log tail is printed and the
 //!   directory is kept.
-//! * Only std and `serde_json` are used; the control surface is spoken with
-//!   a tiny blocking HTTP/1.1 client over `std::net::TcpStream`.
-
-#![allow(dead_code)]
+//! * The control surface is spoken with a tiny blocking HTTP/1.1 client over `std::net::TcpStream`.
+//!
+//! Include it next to `run.rs` (it hands out a configured launcher):
+//! `#[path = "support/run.rs"] mod run;` and `#[path = "support/sim.rs"] mod sim;`.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -50,16 +28,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::Value;
 
-/// Credentials the simulator accepts (anything else: `InvalidLogin`).
-pub const USER: &str = "vmha";
-pub const PASSWORD: &str = "vmha-sim-password";
-
-/// Datastore shared by all hosts in both modes.
-pub const DATASTORE: &str = "LocalDS_0";
-
-/// The VM whose files exist on the datastore but which is not registered at
-/// start-up (both modes).
-pub const UNREGISTERED_VM: &str = "vmha-unreg";
+use crate::run::Vmha;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 const BUILD_LOCK_TIMEOUT: Duration = Duration::from_secs(900);
@@ -67,73 +36,6 @@ const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
 
 const INSTALL_HINT: &str = "end-to-end tier needs golang-go and golang-github-vmware-govmomi-dev; \
      run .ci/run or `apt-get install golang-go golang-github-vmware-govmomi-dev`";
-
-/// `[LocalDS_0] name/name.vmx`, the vmx path of every simulator VM.
-pub fn vmx_path(vm_name: &str) -> String {
-    format!("[{DATASTORE}] {vm_name}/{vm_name}.vmx")
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
-    /// vCenter (VPX) inventory: datacenter DC0, standalone host DC0_H0 and
-    /// cluster DC0_C0 with hosts DC0_C0_H0..H2.
-    VCenter,
-    /// Standalone ESXi inventory: ha-datacenter, host localhost.localdomain.
-    Esx,
-}
-
-/// Names in the simulator's inventory (see tests/vcsim/README.md).
-#[derive(Clone, Debug)]
-pub struct Inventory {
-    pub datacenter: &'static str,
-    pub vm_folder: &'static str,
-    pub cluster: Option<&'static str>,
-    pub hosts: &'static [&'static str],
-    /// (VM name, host name); all powered on at start-up.
-    pub vms: &'static [(&'static str, &'static str)],
-    pub datastore: &'static str,
-    pub unregistered_vm: &'static str,
-}
-
-impl Mode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::VCenter => "vcenter",
-            Mode::Esx => "esx",
-        }
-    }
-
-    pub fn inventory(self) -> Inventory {
-        match self {
-            Mode::VCenter => Inventory {
-                datacenter: "DC0",
-                vm_folder: "DC0/vm",
-                cluster: Some("DC0_C0"),
-                hosts: &["DC0_H0", "DC0_C0_H0", "DC0_C0_H1", "DC0_C0_H2"],
-                vms: &[
-                    ("DC0_H0_VM0", "DC0_H0"),
-                    ("DC0_H0_VM1", "DC0_H0"),
-                    ("DC0_C0_RP0_VM0", "DC0_C0_H0"),
-                    ("DC0_C0_RP0_VM1", "DC0_C0_H1"),
-                ],
-                datastore: DATASTORE,
-                unregistered_vm: UNREGISTERED_VM,
-            },
-            Mode::Esx => Inventory {
-                datacenter: "ha-datacenter",
-                vm_folder: "ha-datacenter/vm",
-                cluster: None,
-                hosts: &["localhost.localdomain"],
-                vms: &[
-                    ("ha-host_VM0", "localhost.localdomain"),
-                    ("ha-host_VM1", "localhost.localdomain"),
-                ],
-                datastore: DATASTORE,
-                unregistered_vm: UNREGISTERED_VM,
-            },
-        }
-    }
-}
 
 // ---- building the Go program ---------------------------------------------------
 
@@ -156,7 +58,7 @@ fn target_dir() -> PathBuf {
 }
 
 /// Path of the simulator binary, building it first if needed (once per process).
-pub fn binary() -> &'static Path {
+fn binary() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(build_binary)
 }
@@ -304,22 +206,10 @@ impl Drop for BuildLock {
 
 /// A running simulator. Dropping it stops the process.
 pub struct Sim {
-    /// SOAP endpoint, `https://127.0.0.1:PORT/sdk`.
-    pub url: String,
-    pub user: String,
-    pub password: String,
-    /// SHA-256 of the server certificate, `AB:CD:...` (uppercase, colons).
-    pub thumbprint: String,
-    /// SHA-1 of the server certificate, same format.
-    pub thumbprint_sha1: String,
-    /// PEM file with the CA that signed the server certificate.
-    pub ca_file: PathBuf,
-    /// Control surface base URL, `http://127.0.0.1:PORT`.
-    pub control: String,
-    pub mode: Mode,
-    pub pid: u32,
+    /// The simulator's ready line (tests/vcsim/README.md: url, user, password, thumbprint, ca_file, ...).
+    ready: Value,
     /// The simulator's stderr.
-    pub log_file: PathBuf,
+    log_file: PathBuf,
     dir: PathBuf,
     child: Child,
     stdin: Option<ChildStdin>,
@@ -328,8 +218,8 @@ pub struct Sim {
 static SIM_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 impl Sim {
-    /// Builds (if needed) and starts a simulator; waits for its ready line.
-    pub fn start(mode: Mode) -> Sim {
+    /// Builds (if needed) and starts a simulator in `mode` (`vcenter` or `esx`); waits for its ready line.
+    pub fn start(mode: &str) -> Sim {
         let bin = binary();
         let dir = std::env::temp_dir().join(format!(
             "vmha-sim-{}-{}-{}",
@@ -347,7 +237,7 @@ impl Sim {
 
         let mut child = Command::new(bin)
             .arg("--mode")
-            .arg(mode.as_str())
+            .arg(mode)
             .arg("--ca-out")
             .arg(&ca_out)
             .env("TMPDIR", &dir) // datastore directories land in our dir
@@ -381,32 +271,25 @@ impl Sim {
                     Err(_) => format!("no ready line within {READY_TIMEOUT:?}"),
                 };
                 panic!(
-                    "vSphere simulator ({} --mode {}) did not start: {why}\n--- {} ---\n{}",
+                    "vSphere simulator ({} --mode {mode}) did not start: {why}\n--- {} ---\n{}",
                     bin.display(),
-                    mode.as_str(),
                     log_file.display(),
                     log_tail(&log_file, 60)
                 );
             }
         };
-        let ready: Value = serde_json::from_str(line.trim())
+        let mut ready: Value = serde_json::from_str(line.trim())
             .unwrap_or_else(|e| panic!("bad ready line from the simulator ({e}): {line}"));
-        let field = |name: &str| -> String {
-            ready[name]
-                .as_str()
-                .unwrap_or_else(|| panic!("ready line lacks {name:?}: {line}"))
-                .to_string()
-        };
+        // Every field reads as text through ready(), the pid included.
+        if let Some(fields) = ready.as_object_mut() {
+            for v in fields.values_mut() {
+                if let Some(n) = v.as_u64() {
+                    *v = Value::String(n.to_string());
+                }
+            }
+        }
         Sim {
-            url: field("url"),
-            user: field("user"),
-            password: field("password"),
-            thumbprint: field("thumbprint"),
-            thumbprint_sha1: field("thumbprint_sha1"),
-            ca_file: PathBuf::from(field("ca_file")),
-            control: field("control"),
-            mode,
-            pid: ready["pid"].as_u64().unwrap_or(0) as u32,
+            ready,
             log_file,
             dir,
             child,
@@ -414,80 +297,49 @@ impl Sim {
         }
     }
 
-    pub fn inventory(&self) -> Inventory {
-        self.mode.inventory()
+    /// A field of the ready line, e.g. `url`, `password`, `thumbprint`, `ca_file`.
+    pub fn ready(&self, field: &str) -> &str {
+        self.ready[field]
+            .as_str()
+            .unwrap_or_else(|| panic!("the simulator's ready line lacks {field:?}: {}", self.ready))
     }
 
-    /// `127.0.0.1:PORT` of the SOAP endpoint.
-    pub fn host_port(&self) -> &str {
-        let rest = self.url.trim_start_matches("https://");
-        rest.split('/').next().unwrap_or(rest)
-    }
-
-    /// The last `lines` lines of the simulator's stderr.
-    pub fn log_tail(&self, lines: usize) -> String {
-        log_tail(&self.log_file, lines)
-    }
-
-    /// Kills the simulator at once (SIGKILL), e.g. to test "vCenter went away".
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    /// A vmha launcher for this simulator: its URL and credentials, TLS verified against its CA.
+    pub fn vmha(&self, bin: &Path) -> Vmha {
+        Vmha {
+            bin: bin.to_path_buf(),
+            url: self.ready("url").to_string(),
+            user: self.ready("user").to_string(),
+            password: Some(self.ready("password").to_string()),
+            flags: vec!["--ca-file".into(), self.ready("ca_file").to_string()],
+            stdin: None,
+        }
     }
 
     // ---- control surface --------------------------------------------------------
 
-    /// Raw request to the control surface: (HTTP status, JSON body or Null).
-    pub fn request(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
-        http_request(&self.control, method, path, body)
-            .unwrap_or_else(|e| panic!("control {method} {path}: {e}\n{}", self.log_tail(30)))
-    }
-
-    fn expect_ok(&self, method: &str, path: &str, body: Option<&Value>) -> Value {
-        let (code, value) = self.request(method, path, body);
+    fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Value {
+        let (code, value) = http_request(self.ready("control"), method, path, body)
+            .unwrap_or_else(|e| panic!("control {method} {path}: {e}\n{}", log_tail(&self.log_file, 30)));
         if !(200..300).contains(&code) {
             panic!("control {method} {path} -> HTTP {code}: {value}");
         }
         value
     }
 
-    pub fn get(&self, path: &str) -> Value {
-        self.expect_ok("GET", path, None)
-    }
-
+    /// `POST` to the control surface (routes in tests/vcsim/README.md); returns the JSON answer.
     pub fn post(&self, path: &str, body: Value) -> Value {
-        self.expect_ok("POST", path, Some(&body))
+        self.call("POST", path, Some(&body))
     }
 
-    pub fn delete(&self, path: &str) -> Value {
-        self.expect_ok("DELETE", path, None)
-    }
-
-    /// `GET /vm/{name}` (also works for the unregistered VM).
+    /// `GET /vm/{name}` (also works for an unregistered VM).
     pub fn vm(&self, name: &str) -> Value {
-        self.get(&format!("/vm/{}", encode(name)))
-    }
-
-    /// `GET /vmx?vmx=...`
-    pub fn vm_by_vmx(&self, vmx: &str) -> Value {
-        self.get(&format!("/vmx?vmx={}", encode(vmx)))
-    }
-
-    pub fn vms(&self) -> Value {
-        self.get("/vms")
-    }
-
-    pub fn hosts(&self) -> Value {
-        self.get("/hosts")
-    }
-
-    pub fn host(&self, name: &str) -> Value {
-        self.get(&format!("/host/{}", encode(name)))
+        self.call("GET", &format!("/vm/{}", encode(name)), None)
     }
 
     /// `{"total": N, "by_method": {"Login": 1, ...}}` since start or last reset.
     pub fn stats(&self) -> Value {
-        self.get("/stats")
+        self.call("GET", "/stats", None)
     }
 
     pub fn reset_stats(&self) {
@@ -499,72 +351,20 @@ impl Sim {
         self.stats()["by_method"][method].as_u64().unwrap_or(0)
     }
 
-    /// Arms the real "moved or copied" question for the VM's next power-on.
-    pub fn arm_question(&self, vm: &str) -> Value {
-        self.post(
-            &format!("/vm/{}/question", encode(vm)),
-            serde_json::json!({"once": true}),
-        )
-    }
-
-    /// Arms the "moved or copied" question by vmx path (survives re-registration).
-    pub fn arm_question_vmx(&self, vmx: &str) -> Value {
-        self.post(
-            &format!("/vmx/question?vmx={}", encode(vmx)),
-            serde_json::json!({"once": true}),
-        )
-    }
-
-    pub fn set_heartbeat(&self, vm: &str, status: &str) -> Value {
-        self.post(
-            &format!("/vm/{}/heartbeat", encode(vm)),
-            serde_json::json!({ "status": status }),
-        )
-    }
-
-    /// "connected", "disconnected" or "notResponding".
-    pub fn set_host_connection(&self, host: &str, state: &str) -> Value {
-        self.post(
-            &format!("/host/{}/connection", encode(host)),
-            serde_json::json!({ "state": state }),
-        )
-    }
-
-    /// Holds the .vmx lock ("another host has the files open"), optionally
-    /// releasing itself after `expire_ms`.
-    pub fn lock_vmx(&self, vmx: &str, expire_ms: Option<u64>) -> Value {
-        let body = match expire_ms {
-            Some(ms) => serde_json::json!({"held": true, "expire_ms": ms}),
-            None => serde_json::json!({"held": true}),
-        };
-        self.post(&format!("/lock?vmx={}", encode(vmx)), body)
-    }
-
-    pub fn unlock_vmx(&self, vmx: &str) -> Value {
-        self.delete(&format!("/lock?vmx={}", encode(vmx)))
-    }
-
     /// Powers the VM off as if its guest OS had shut down by itself.
-    pub fn guest_shutdown(&self, vm: &str) -> Value {
-        self.post(&format!("/vm/{}/guest-shutdown", encode(vm)), Value::Null)
+    pub fn guest_shutdown(&self, vm: &str) {
+        self.post(&format!("/vm/{}/guest-shutdown", encode(vm)), Value::Null);
     }
 
-    /// Terminates every SOAP session; the next call gets NotAuthenticated.
-    pub fn expire_sessions(&self) -> Value {
-        self.post("/sessions/expire", Value::Null)
-    }
-
-    /// Polls `GET /vm/{name}` until `pred` holds; returns the last view.
-    /// Panics after `timeout`.
-    pub fn wait_vm(&self, name: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+    /// Waits until the simulator has counted `n` SOAP calls of `method` (e.g. a watch is in place).
+    pub fn wait_for_calls(&self, method: &str, n: u64, timeout: Duration) {
         let deadline = Instant::now() + timeout;
-        loop {
-            let v = self.vm(name);
-            if pred(&v) {
-                return v;
-            }
+        while self.soap_calls(method) < n {
             if Instant::now() >= deadline {
-                panic!("timed out after {timeout:?} waiting for VM {name}; last state: {v}");
+                panic!(
+                    "timed out after {timeout:?} waiting for {n} {method} calls: {}",
+                    self.stats()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }

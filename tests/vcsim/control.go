@@ -508,6 +508,26 @@ func (x *Ext) actionGuestShutdown(r *http.Request, t *target) error {
 	return err
 }
 
+// actionSuspend suspends a powered-on VM, as SuspendVM_Task does, so tests can start and stop a suspended VM.
+func (x *Ext) actionSuspend(r *http.Request, t *target) error {
+	if r.Method != http.MethodPost {
+		return errf(http.StatusMethodNotAllowed, "use POST")
+	}
+	ref := t.ref()
+	if ref == nil {
+		return errf(http.StatusConflict, "VM is not registered")
+	}
+	var err error
+	withVM(*ref, func(vm *VM) {
+		if vm.Runtime.PowerState != types.VirtualMachinePowerStatePoweredOn {
+			err = errf(http.StatusConflict, "VM is %s", vm.Runtime.PowerState)
+			return
+		}
+		x.applySuspend(vm, "control surface")
+	})
+	return err
+}
+
 func (x *Ext) actionLock(r *http.Request, t *target) error {
 	release := func() {
 		x.mu.Lock()
@@ -555,6 +575,7 @@ var vmActions = map[string]func(*Ext, *http.Request, *target) error{
 	"tools":                   (*Ext).actionTools,
 	"ignore-shutdown":         (*Ext).actionIgnoreShutdown,
 	"guest-shutdown":          (*Ext).actionGuestShutdown,
+	"suspend":                 (*Ext).actionSuspend,
 	"lock":                    (*Ext).actionLock,
 }
 
@@ -713,7 +734,7 @@ func (x *Ext) route(r *http.Request) (interface{}, error) {
 		}
 		if len(parts) == 2 {
 			if f, ok := vmActions[parts[1]]; ok {
-				t, err := x.resolveVmx(r, parts[1] == "heartbeat" || parts[1] == "guest-shutdown")
+				t, err := x.resolveVmx(r, parts[1] == "heartbeat" || parts[1] == "guest-shutdown" || parts[1] == "suspend")
 				if err != nil {
 					return nil, err
 				}

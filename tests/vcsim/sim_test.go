@@ -171,6 +171,36 @@ func TestSimulator(t *testing.T) {
 		}
 	})
 
+	t.Run("suspend, resume, power off a suspended VM", func(t *testing.T) {
+		ref := types.ManagedObjectReference{Type: "VirtualMachine", Value: control("GET", "/vm/DC0_H0_VM1", "")["moref"].(string)}
+		svm := object.NewVirtualMachine(c, ref)
+		state := func() types.VirtualMachinePowerState {
+			var m mo.VirtualMachine
+			if err := svm.Properties(ctx, ref, []string{"runtime.powerState"}, &m); err != nil {
+				t.Fatal(err)
+			}
+			return m.Runtime.PowerState
+		}
+		if v := control("POST", "/vm/DC0_H0_VM1/suspend", ""); v["power_state"] != "suspended" || v["heartbeat"] != "gray" {
+			t.Fatalf("control suspend: %v", v)
+		}
+		if err := svm.ShutdownGuest(ctx); !isFault(err, "InvalidPowerState") {
+			t.Fatalf("ShutdownGuest of a suspended VM: %v", err)
+		}
+		tk, _ := svm.PowerOn(ctx)
+		if err := tk.Wait(ctx); err != nil || state() != "poweredOn" {
+			t.Fatalf("resume: %v, %s", err, state())
+		}
+		tk, _ = svm.Suspend(ctx)
+		if err := tk.Wait(ctx); err != nil || state() != "suspended" {
+			t.Fatalf("SuspendVM_Task: %v, %s", err, state())
+		}
+		tk, _ = svm.PowerOff(ctx)
+		if err := tk.Wait(ctx); err != nil || state() != "poweredOff" {
+			t.Fatalf("power off a suspended VM: %v, %s", err, state())
+		}
+	})
+
 	t.Run("host not responding", func(t *testing.T) {
 		control("POST", "/host/DC0_H0/connection", `{"state":"notResponding"}`)
 		defer control("POST", "/host/DC0_H0/connection", `{"state":"connected"}`)

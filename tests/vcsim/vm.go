@@ -210,6 +210,18 @@ func (x *Ext) applyPowerOff(vm *VM, why string) {
 	log.Printf("%s (%s) powered off (%s)", vm.Name, vm.Self.Value, why)
 }
 
+// applySuspend suspends the VM: the guest stops where it is (no heartbeat, no Tools) until a power-on resumes it.
+func (x *Ext) applySuspend(vm *VM, why string) {
+	x.bumpGen(vm.Self)
+	st := types.VirtualMachinePowerStateSuspended
+	changes := []types.PropertyChange{
+		{Name: "runtime.powerState", Val: st},
+		{Name: "summary.runtime.powerState", Val: st},
+	}
+	simulator.Map.Update(vm, append(changes, guestDownChanges()...))
+	log.Printf("%s (%s) suspended (%s)", vm.Name, vm.Self.Value, why)
+}
+
 // moveVM re-homes the VM on host (and pool if non-nil), keeping the host and
 // pool "vm" lists and the VM's runtime.host / resourcePool consistent.
 func (x *Ext) moveVM(vm *VM, host types.ManagedObjectReference, pool *types.ManagedObjectReference) {
@@ -499,13 +511,7 @@ func (vm *VM) SuspendVMTask(ctx *simulator.Context, req *types.SuspendVM_Task) s
 			f, m := powerStateFault(types.VirtualMachinePowerStateSuspended, vm.Runtime.PowerState)
 			return nil, f, m
 		}
-		X.bumpGen(vm.Self)
-		st := types.VirtualMachinePowerStateSuspended
-		changes := []types.PropertyChange{
-			{Name: "runtime.powerState", Val: st},
-			{Name: "summary.runtime.powerState", Val: st},
-		}
-		simulator.Map.Update(vm, append(changes, guestDownChanges()...))
+		X.applySuspend(vm, "SuspendVM_Task")
 		return nil, nil, ""
 	})
 	return &methods.SuspendVM_TaskBody{Res: &types.SuspendVM_TaskResponse{Returnval: task.Self}}
