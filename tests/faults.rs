@@ -34,9 +34,13 @@ const TIMEOUT: u64 = 5;
 const BOUND: u64 = TIMEOUT + 2;
 const WORKERS: usize = 6;
 
-const VM_ON: &str = "DC0_H0_VM0";
-const VM_OFF: &str = "DC0_H0_VM1";
-const HOST: &str = "DC0_H0";
+/// (a VM powered on, a VM the case powers off first, their host) in each mode.
+fn vms(mode: Mode) -> (&'static str, &'static str, &'static str) {
+    match mode {
+        Mode::VCenter => ("DC0_H0_VM0", "DC0_H0_VM1", "DC0_H0"),
+        Mode::Esx => ("ha-host_VM0", "ha-host_VM1", "localhost.localdomain"),
+    }
+}
 
 const TIMED_OUT: &[&str] = &["timed out", "no answer within"];
 const CUT: &[&str] = &[
@@ -65,14 +69,15 @@ enum Cmd {
 }
 
 impl Cmd {
-    fn args(self) -> Vec<&'static str> {
+    fn args(self, mode: Mode) -> Vec<&'static str> {
+        let (on, off, host) = vms(mode);
         match self {
             Cmd::Check => vec!["check"],
-            Cmd::Status => vec!["status", "--name", VM_ON],
-            Cmd::Monitor => vec!["monitor", "--name", VM_ON, "--host", HOST],
-            Cmd::Start => vec!["start", "--name", VM_OFF, "--host", HOST, "--start-wait", "10"],
-            Cmd::Stop => vec!["stop", "--name", VM_ON, "--stop-wait", "10"],
-            Cmd::Watch { .. } => vec!["monitor", "--watch", "--name", VM_ON, "--host", HOST],
+            Cmd::Status => vec!["status", "--name", on],
+            Cmd::Monitor => vec!["monitor", "--name", on, "--host", host],
+            Cmd::Start => vec!["start", "--name", off, "--host", host, "--start-wait", "10"],
+            Cmd::Stop => vec!["stop", "--name", on, "--stop-wait", "10"],
+            Cmd::Watch { .. } => vec!["monitor", "--watch", "--name", on, "--host", host],
         }
     }
 }
@@ -110,6 +115,7 @@ enum Balance {
 #[derive(Clone)]
 struct Case {
     name: &'static str,
+    mode: Mode,
     cmd: Cmd,
     inject: Vec<Inject>,
     code: i32,
@@ -118,8 +124,10 @@ struct Case {
     /// None of these.
     forbid: &'static [&'static str],
     balance: Balance,
-    /// Seconds from the fault (or from the watch's shutdown) to exit.
+    /// Seconds from the fault (or from the watch's shutdown) to exit; without a fault, from the start.
     bound: u64,
+    /// At most this many TCP connections to the server.
+    connections: Option<u64>,
 }
 
 fn case(
@@ -133,6 +141,7 @@ fn case(
 ) -> Case {
     Case {
         name,
+        mode: Mode::VCenter,
         cmd,
         inject: vec![Inject {
             method,
@@ -145,6 +154,16 @@ fn case(
         forbid: &[],
         balance: Balance::Check,
         bound: BOUND,
+        connections: None,
+    }
+}
+
+/// No fault at all: the command's own figures (exit, time, sessions, connections).
+fn clean(name: &'static str, cmd: Cmd, code: i32, cause: &'static [&'static str], bound: u64) -> Case {
+    Case {
+        inject: Vec::new(),
+        bound,
+        ..case(name, cmd, "-", 1, Act::Fault(Fault::Pass), code, cause)
     }
 }
 
@@ -155,6 +174,15 @@ impl Case {
     }
     fn no_balance(mut self) -> Case {
         self.balance = Balance::Skip;
+        self
+    }
+    /// Against the simulator's ESXi (HostAgent) model instead of vCenter.
+    fn esx(mut self) -> Case {
+        self.mode = Mode::Esx;
+        self
+    }
+    fn connections(mut self, n: u64) -> Case {
+        self.connections = Some(n);
         self
     }
     fn times(mut self, times: u64) -> Case {
@@ -178,6 +206,11 @@ fn cases() -> Vec<Case> {
     let watch = Watch { shutdown: true };
     let watch_dies = Watch { shutdown: false };
     vec![
+        // ---- no fault: the figures every fault case is compared with ----
+        clean("check/no fault", Check, 0, &["apiType="], BOUND).connections(1),
+        clean("status/no fault", Status, 0, &["poweredOn"], BOUND).connections(1),
+        clean("monitor/no fault", Monitor, 0, &["healthy"], BOUND).connections(1),
+        clean("stop/no fault", Stop, 0, &["stopped", "powered off"], 10 + 2).connections(1),
         // ---- check: transport faults on the first call (nothing logged in yet) ----
         case("check/refuse RSC", Check, RSC, 1, f(Fault::Refuse), 4, &["connect", "closed"]),
         case("check/stall RSC", Check, RSC, 1, f(Fault::Stall), 4, TIMED_OUT),
@@ -267,6 +300,18 @@ fn cases() -> Vec<Case> {
         case("watch/503 html WFU#2", watch_dies, WFU, 2, f(Fault::Html503), 1, &["503"]),
         case("watch/oversize chunked WFU#2", watch_dies, WFU, 2, f(Fault::OversizeChunked), 1, &["larger than"]),
         case("watch/unknown fault WFU#2", watch_dies, WFU, 2, f(Fault::soap("VmhaMysteryFault")), 1, &["VmhaMysteryFault"]),
+        // ---- ESXi direct (HostAgent): its own flows (stop unregisters, start registers) ----
+        clean("esx/status/no fault", Status, 0, &["poweredOn"], BOUND).connections(1).esx(),
+        case("esx/check/stall RSC", Check, RSC, 1, f(Fault::Stall), 4, TIMED_OUT).esx(),
+        case("esx/check/entity bomb RSC", Check, RSC, 1, f(Fault::EntityBomb), 1, &["document type", "DTD"]).esx(),
+        case("esx/status/deep nesting RPX#1", Status, RPX, 1, f(Fault::DeepNesting), 1, &["deeper than", "nesting"]).esx(),
+        case("esx/start/unknown fault PowerOn", Start, "PowerOnVM_Task", 1, f(Fault::soap("VmhaMysteryFault")), 1, &["VmhaMysteryFault"]).esx(),
+        case("esx/start/stall PowerOn", Start, "PowerOnVM_Task", 1, f(Fault::Stall), 4, TIMED_OUT).esx(),
+        case("esx/stop/stall UnregisterVM", Stop, "UnregisterVM", 1, f(Fault::Stall), 4, TIMED_OUT).esx(),
+        case("esx/stop/503 html UnregisterVM", Stop, "UnregisterVM", 1, f(Fault::Html503), 1, &["503"]).esx(),
+        case("esx/stop/kill at ShutdownGuest", Stop, "ShutdownGuest", 1, Kill, 4, &["connect", "closed", "connection"]).no_balance().esx(),
+        case("esx/watch/reset WFU#2", watch, WFU, 2, f(Fault::Reset), 11, &["poweredOff", "not powered on", "powered off"]).esx(),
+        case("esx/watch/session expired WFU#2", watch, WFU, 2, Expire, 11, &["poweredOff", "not powered on", "powered off"]).esx(),
     ]
 }
 
@@ -280,6 +325,10 @@ fn pending() -> Vec<Case> {
     const WFU: &str = "WaitForUpdatesEx";
     let watch_dies = Watch { shutdown: false };
     vec![
+        // exit 1, 0.0 s, "PowerOnVM_Task failed: NotAuthenticated" (no re-login), as in vCenter mode
+        case("esx/start/session expired at PowerOn", Start, "PowerOnVM_Task", 1, Expire, 0, &["powered on", "poweredOn"]).esx(),
+        // exit 0, 0.9 s, powered on, but over 2 TCP connections (the issue: one per one-shot command)
+        clean("start/no fault", Start, 0, &["powered on", "poweredOn"], 10 + 2).connections(1),
         // exit 4, 0.1 s, "cannot connect to ...: error decoding response body: ... Connection reset by peer"
         case("check/reset RSC", Check, RSC, 1, f(Fault::Reset), 4, CUT).forbid(&["cannot connect"]),
         // exit 4, 0.0 s, "cannot connect to ...: error decoding response body: ... end of file before message length reached"
@@ -424,7 +473,10 @@ struct Outcome {
 }
 
 fn category(c: &Case) -> String {
-    match &c.inject[0].act {
+    let Some(first) = c.inject.first() else {
+        return "no fault".into();
+    };
+    match &first.act {
         Act::Fault(f) => f.name().split(' ').next().unwrap_or("").to_string(),
         Act::Kill => "server killed".into(),
         Act::Freeze(Some(_)) => "server frozen briefly".into(),
@@ -452,10 +504,11 @@ fn files_containing(dir: &Path, needle: &str) -> Vec<String> {
 }
 
 fn run_case(c: &Case) -> Outcome {
-    let sim = Sim::start(Mode::VCenter);
+    let sim = Sim::start(c.mode);
+    let (vm_on, vm_off, _) = vms(c.mode);
     if c.cmd == Cmd::Start {
-        sim.guest_shutdown(VM_OFF);
-        sim.wait_vm(VM_OFF, Duration::from_secs(10), |v| v["power_state"] == "poweredOff");
+        sim.guest_shutdown(vm_off);
+        sim.wait_vm(vm_off, Duration::from_secs(10), |v| v["power_state"] == "poweredOff");
     }
     sim.reset_stats();
     let proxy = FaultProxy::start(&sim.url, &sim.ca_file, Vec::new());
@@ -475,7 +528,7 @@ fn run_case(c: &Case) -> Outcome {
     let record_path = record.path().to_path_buf();
     let proxy_url = proxy.url.clone();
     let mut args: Vec<String> = vec!["-vv".into(), "--request-timeout".into(), TIMEOUT.to_string()];
-    args.extend(c.cmd.args().iter().map(|s| s.to_string()));
+    args.extend(c.cmd.args(c.mode).iter().map(|s| s.to_string()));
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let t = Target {
@@ -502,7 +555,7 @@ fn run_case(c: &Case) -> Outcome {
         }
         let sim = server.sim.lock().unwrap();
         shutdown_at = Some(Instant::now());
-        sim.guest_shutdown(VM_ON);
+        sim.guest_shutdown(vm_on);
     }
     let (run, ended) = match rx.recv_timeout(Duration::from_secs(90)) {
         Ok(r) => r,
@@ -523,6 +576,7 @@ fn run_case(c: &Case) -> Outcome {
     let from = shutdown_at.or(proxy.first_fault());
     let after_fault = match from {
         Some(t) => ended.saturating_duration_since(t).as_secs_f64(),
+        None if c.inject.is_empty() => run.elapsed.as_secs_f64(),
         None => {
             failures.push("the fault never fired".to_string());
             run.elapsed.as_secs_f64()
@@ -547,6 +601,14 @@ fn run_case(c: &Case) -> Outcome {
             failures.push(format!("message says {w:?}"));
         }
     }
+    if let Some(max) = c.connections
+        && proxy.connections() > max
+    {
+        failures.push(format!(
+            "{} connections to the server (at most {max})",
+            proxy.connections()
+        ));
+    }
     if text.contains(PASSWORD) {
         failures.push("the password is on stdout/stderr".into());
     }
@@ -557,9 +619,12 @@ fn run_case(c: &Case) -> Outcome {
     if matches!(c.balance, Balance::Check) && server.alive.load(Ordering::SeqCst) {
         let stats = server.sim.lock().unwrap().stats();
         let n = |m: &str| stats["by_method"][m].as_u64().unwrap_or(0);
-        if n("Login") != n("Logout") {
+        let expired = u64::from(server.expired.load(Ordering::SeqCst));
+        // A Logout sent with an expired session's cookie is harmless, so the expired ones may or may not
+        // have one.
+        if n("Logout") + expired < n("Login") || n("Logout") > n("Login") {
             failures.push(format!(
-                "Login {} / Logout {} on the simulator",
+                "Login {} / Logout {} on the simulator ({expired} session(s) expired by the simulator)",
                 n("Login"),
                 n("Logout")
             ));

@@ -153,6 +153,8 @@ struct Upstream {
 struct Counters {
     by_method: HashMap<String, u64>,
     total: u64,
+    /// TCP connections accepted.
+    connections: u64,
     /// Every call in order: (method, nth of that method, fault applied).
     log: Vec<(String, u64, String)>,
     /// When the first rule fired.
@@ -219,6 +221,7 @@ impl FaultProxy {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
+                accept_shared.counters.lock().unwrap().connections += 1;
                 let s = accept_shared.clone();
                 tokio::spawn(async move {
                     let _ = serve(stream, s).await;
@@ -265,6 +268,11 @@ impl FaultProxy {
             .get(method)
             .copied()
             .unwrap_or(0)
+    }
+
+    /// TCP connections vmha opened to the proxy so far.
+    pub fn connections(&self) -> u64 {
+        self.shared.counters.lock().unwrap().connections
     }
 
     /// When the first rule fired (None: no rule fired).
