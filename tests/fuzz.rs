@@ -94,7 +94,7 @@ fn capture_files(dir: &Path, out: &mut Vec<PathBuf>) {
 fn captures() -> Vec<Seed> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/vcenter-captures");
     if !dir.is_dir() {
-        println!(
+        eprintln!(
             "SKIPPED the real captures: {} does not exist here; fuzzing the recordings only",
             dir.display()
         );
