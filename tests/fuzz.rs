@@ -16,7 +16,7 @@ use vmha::vim::{
     AboutInfo, MoRef, ObjectContent, QuestionInfo, RetrieveResult, ServiceContent, TaskInfo, UpdateSet, UserSession,
 };
 
-const CASES: u64 = 120_000;
+const CASES: u64 = 106_000;
 const THREADS: u64 = 2;
 /// Mutants of large documents cost more; the seed corpus is clipped at this size per document so the
 /// case count fits the time budget of a debug build (the unclipped documents are still decoded once).
