@@ -13,6 +13,11 @@ use super::{Session, VimError, VmState, vm::VM_PATHS};
 use crate::vim::methods::{PropertyFilterSpec, PropertySpec};
 use crate::vim::{HostConnectionState, MoRef};
 
+/// How long a reconnect may take after the loss was noticed, even when the server has already been
+/// silent for the whole request timeout (a stalled request then still gets one fresh attempt). Kept short:
+/// with the cleanup after it, the exit stays within the request timeout plus 2 s.
+const RECONNECT_GRACE: Duration = Duration::from_millis(500);
+
 /// One observation of the VM.
 #[derive(Clone, Debug, PartialEq)]
 pub enum VmEvent {
@@ -111,7 +116,9 @@ impl<'a> Watcher<'a> {
             }
             Phase::Reconnecting { cause } => {
                 let window = self.session.request_timeout();
-                match tokio::time::timeout_at(self.last_contact + window, self.reconnect()).await {
+                // One stalled request is not yet a lost server: a quick reconnect is always tried.
+                let until = (self.last_contact + window).max(Instant::now() + RECONNECT_GRACE);
+                match tokio::time::timeout_at(until, self.reconnect()).await {
                     Ok(Ok(watch)) => {
                         self.last_contact = Instant::now();
                         self.phase = Phase::Watching { watch, fresh: true };
