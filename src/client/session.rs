@@ -18,7 +18,7 @@ use super::VimError;
 
 /// After a timeout or a broken connection the server is probably gone: cleanup calls (destroying a
 /// collector, Logout) then get this long, so a command still ends within its documented bound.
-const DEGRADED_CLEANUP: Duration = Duration::from_secs(1);
+const DEGRADED_CLEANUP: Duration = Duration::from_millis(750);
 /// Cleanup on a healthy connection: generous, but never a whole request timeout.
 const HEALTHY_CLEANUP: Duration = Duration::from_secs(10);
 
