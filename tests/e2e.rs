@@ -158,7 +158,7 @@ fn tls_trust_rules() {
     t.trust = vec!["--thumbprint".into(), wrong];
     let r = vmha(&t, &check);
     assert_eq!(r.code, 4, "{r:?}");
-    assert!(r.stderr.contains("does not match the pinned one"), "{}", r.stderr);
+    assert!(r.stderr.contains("differs from the pinned one"), "{}", r.stderr);
     // Self-signed CA, no pin, no --insecure: refused.
     t.trust = vec![];
     let r = vmha(&t, &check);

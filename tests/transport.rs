@@ -178,12 +178,12 @@ async fn oversized_deep_and_slow_responses_are_errors() {
         c.call("Big", "").await,
         Err(SoapError::TooLarge { limit: 100_000, .. })
     ));
-    assert!(matches!(c.call("Deep", "").await, Err(SoapError::Parse { .. })));
+    assert!(matches!(c.call("Deep", "").await, Err(SoapError::Malformed { .. })));
     assert!(matches!(
         c.call("Slow", "").await,
         Err(SoapError::Timeout { secs: 1, .. })
     ));
-    assert!(matches!(c.call("Dtd", "").await, Err(SoapError::Parse { .. })));
+    assert!(matches!(c.call("Dtd", "").await, Err(SoapError::Malformed { .. })));
 }
 
 #[tokio::test]
@@ -198,4 +198,121 @@ async fn non_soap_error_pages_are_http_errors() {
         Err(SoapError::Http { status: 503, .. }) => {}
         other => panic!("{other:?}"),
     }
+}
+
+/// A one-shot HTTP server on loopback that answers every connection with `answer` and then closes it.
+async fn raw_server(answer: &'static [u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                // Read the request head (and whatever body came with it), then answer and hang up.
+                let mut buf = vec![0u8; 65536];
+                let _ = tokio::time::timeout(Duration::from_millis(300), sock.read(&mut buf)).await;
+                let _ = sock.write_all(answer).await;
+                let _ = sock.shutdown().await;
+            });
+        }
+    });
+    format!("http://{addr}/sdk")
+}
+
+fn raw_opts(url: &str, tls: TlsPolicy) -> TransportOptions {
+    TransportOptions::new(url, tls, Duration::from_secs(5))
+}
+
+#[tokio::test]
+async fn a_cut_answer_is_connection_lost_not_cannot_connect() {
+    let url =
+        raw_server(b"HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: 5000\r\n\r\n<soapenv:Envelope").await;
+    let c = SoapClient::new(raw_opts(&url, TlsPolicy::Insecure), None).unwrap();
+    let e = c.call("RetrieveServiceContent", "").await.unwrap_err();
+    assert!(matches!(e, SoapError::ConnectionLost { .. }), "{e:?}");
+    assert!(e.is_connection_loss());
+    let text = e.to_string();
+    assert!(
+        text.contains("broke before the answer was complete") && !text.contains("cannot connect"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_refused_port_is_connect_with_its_cause() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let url = format!("http://127.0.0.1:{port}/sdk");
+    let c = SoapClient::new(raw_opts(&url, TlsPolicy::Insecure), None).unwrap();
+    let e = c.call("RetrieveServiceContent", "").await.unwrap_err();
+    assert!(matches!(e, SoapError::Connect { .. }), "{e:?}");
+    assert!(e.to_string().contains("connection refused"), "{e}");
+    // The cause stays typed: reqwest's error is the source.
+    let src = std::error::Error::source(&e).expect("a source");
+    assert!(src.downcast_ref::<reqwest::Error>().is_some());
+}
+
+#[tokio::test]
+async fn plain_http_answered_over_tls_says_so() {
+    let server = MockServer::start().await;
+    let url = format!("{}/sdk", server.uri().replace("http://", "https://"));
+    let c = SoapClient::new(raw_opts(&url, TlsPolicy::Insecure), None).unwrap();
+    let e = c.call("RetrieveServiceContent", "").await.unwrap_err();
+    match &e {
+        SoapError::Tls {
+            reason: vmha::soap::client::TlsFailure::PlainHttp,
+            source,
+            ..
+        } => assert!(matches!(source, rustls::Error::InvalidMessage(_))),
+        other => panic!("{other:?}"),
+    }
+    assert!(e.to_string().contains("plain HTTP"), "{e}");
+}
+
+#[tokio::test]
+async fn an_html_page_is_not_an_sdk_endpoint_and_a_redirect_shows_its_location() {
+    let server = MockServer::start().await;
+    Mock::given(body_string_contains("<RetrieveServiceContent"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("Content-Type", "text/html")
+                .set_body_string("<!DOCTYPE html><html><body>vSphere Client</body></html>"),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(body_string_contains("<Login"))
+        .respond_with(ResponseTemplate::new(302).insert_header("Location", "https://vc.example/ui/"))
+        .mount(&server)
+        .await;
+    let c = SoapClient::new(opts(&server, 5), None).unwrap();
+    let e = c.call("RetrieveServiceContent", "").await.unwrap_err();
+    assert!(matches!(e, SoapError::NotSdk { status: 200, .. }), "{e:?}");
+    let text = e.to_string();
+    assert!(
+        text.contains("not a vSphere SDK endpoint") && text.contains("URL path"),
+        "{text}"
+    );
+    assert!(!text.contains("document type"), "{text}");
+    let e = c.call("Login", "").await.unwrap_err();
+    assert!(matches!(e, SoapError::Redirect { status: 302, .. }), "{e:?}");
+    assert!(e.to_string().contains("https://vc.example/ui/"), "{e}");
+}
+
+#[tokio::test]
+async fn a_connect_that_gives_up_names_the_connect_timeout() {
+    // 192.0.2.1 (TEST-NET-1) is never routed: the SYN goes unanswered or is refused by the kernel at once.
+    let mut o = raw_opts("http://192.0.2.1:9/sdk", TlsPolicy::Insecure);
+    o.connect_timeout = Duration::from_secs(1);
+    let c = SoapClient::new(o, None).unwrap();
+    let started = std::time::Instant::now();
+    let e = c.call("RetrieveServiceContent", "").await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
+    match &e {
+        SoapError::ConnectTimeout { secs: 1, .. } => assert!(e.to_string().contains("within 1 s"), "{e}"),
+        // Without a default route the kernel refuses at once; that is a Connect, never "no answer within 5 s".
+        SoapError::Connect { .. } => {}
+        other => panic!("{other:?}"),
+    }
+    assert!(!e.to_string().contains("within 5 s"), "{e}");
 }

@@ -6,8 +6,8 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::fault::Fault;
-use super::record::{Exchange, Recorder};
-use super::tls::{TlsPolicy, TlsSetupError, client_config};
+use super::record::{Exchange, REDACTED, Recorder};
+use super::tls::{PinMismatch, TlsPolicy, TlsSetupError, WeakServerKey, client_config, format_thumbprint};
 use super::xml::{self, Element, XmlError};
 
 /// API version sent before the server has told us its own. RetrievePropertiesEx and WaitForUpdatesEx need
@@ -18,28 +18,87 @@ pub const NEWEST_KNOWN_VERSION: &str = "8.0.3.0";
 pub const DEFAULT_MAX_BODY: usize = 64 * 1024 * 1024;
 pub const SESSION_COOKIE: &str = "vmware_soap_session";
 
+/// Everything the transport can fail with. Causes stay typed (`#[source]`); `Display` is one line an operator
+/// can act on, and `error.rs` maps each variant to an exit code.
 #[derive(Debug, thiserror::Error)]
 pub enum SoapError {
-    #[error("cannot connect to {url}: {cause}")]
-    Connect { url: String, cause: String },
-    #[error("TLS handshake with {url} rejected: {cause}")]
-    Tls { url: String, cause: String },
+    /// No TCP connection could be made (refused, unreachable, name not resolved).
+    #[error("cannot connect to {url}: {}", io_cause(source))]
+    Connect {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The TCP and TLS connection was not up within the connect timeout.
+    #[error("cannot connect to {url}: no connection within {secs} s")]
+    ConnectTimeout { url: String, secs: u64 },
+    /// The TLS handshake failed; `reason` says why in an operator's terms.
+    #[error("TLS handshake with {url} failed: {reason}")]
+    Tls {
+        url: String,
+        reason: TlsFailure,
+        #[source]
+        source: rustls::Error,
+    },
+    /// `--thumbprint` was given and the server presented another certificate.
+    #[error("TLS handshake with {url} refused: {source}")]
+    PinMismatch {
+        url: String,
+        #[source]
+        source: PinMismatch,
+    },
+    /// The request was sent but the connection broke before the whole answer arrived.
+    #[error(
+        "{method}: the connection to the server broke before the answer was complete: {}",
+        io_cause(source)
+    )]
+    ConnectionLost {
+        method: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The server accepted the request and did not finish answering within the request timeout.
     #[error("{method} got no answer within {secs} s")]
     Timeout { method: String, secs: u64 },
+    /// An HTTP error status with a body that is not a SOAP fault.
     #[error("{method}: the server answered HTTP {status}: {snippet}")]
     Http {
         method: String,
         status: u16,
         snippet: String,
     },
+    /// A redirect: the SDK endpoint is elsewhere (vmha does not follow redirects, they could leak the session).
+    #[error("{method}: the server redirects (HTTP {status}) to {location}; give that address as --url")]
+    Redirect {
+        method: String,
+        status: u16,
+        location: String,
+    },
+    /// An HTML page with a success status where a SOAP answer was expected: the URL is a web page, not the SDK.
+    #[error(
+        "{method}: the server answered with an HTML page (HTTP {status}), not SOAP: this is not a vSphere SDK endpoint; check the URL path (usually https://HOST/sdk)"
+    )]
+    NotSdk { method: String, status: u16 },
+    /// The answer exceeded the body cap.
     #[error("{method}: response larger than {limit} bytes")]
     TooLarge { method: String, limit: usize },
+    /// The answer is not well-formed XML, or XML vmha refuses (DTDs, nesting past the cap).
+    #[error("{method}: unreadable response: {source}")]
+    Malformed {
+        method: String,
+        #[source]
+        source: XmlError,
+    },
+    /// Well-formed XML without what the method's answer must hold (also raised by the typed decoders above).
     #[error("{method}: unreadable response: {cause}")]
     Parse { method: String, cause: String },
+    /// A SOAP fault.
     #[error("{method} failed: {fault}")]
     Fault { method: String, fault: Fault },
+    /// The TLS settings could not be built (bad `--ca-file`, no roots).
     #[error("TLS setup: {0}")]
     TlsSetup(#[from] TlsSetupError),
+    /// `--record` could not write its file.
     #[error("cannot write recording: {0}")]
     Record(String),
 }
@@ -54,8 +113,172 @@ impl SoapError {
 
     /// Errors after which a retry on a fresh connection may succeed.
     pub fn is_connection_loss(&self) -> bool {
-        matches!(self, SoapError::Connect { .. } | SoapError::Timeout { .. })
+        matches!(
+            self,
+            SoapError::Connect { .. }
+                | SoapError::ConnectTimeout { .. }
+                | SoapError::ConnectionLost { .. }
+                | SoapError::Timeout { .. }
+        )
     }
+}
+
+/// Why a TLS handshake failed, decided from rustls's error types.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TlsFailure {
+    /// The chain leads to no trusted root (self-signed, or a CA that is not in the store or `--ca-file`).
+    Untrusted,
+    /// The certificate expired.
+    Expired { not_after: String, now: String },
+    /// The certificate is not valid yet.
+    NotYetValid { not_before: String, now: String },
+    /// The certificate does not name the host in `--url`.
+    WrongName { presented: Vec<String> },
+    /// The server's RSA key is shorter than 2048 bits and nothing pins it.
+    WeakKey { bits: usize, server_sha256: String },
+    /// The server offers only TLS 1.0 or 1.1.
+    LegacyProtocol,
+    /// The server answered in plain HTTP.
+    PlainHttp,
+    /// Anything else, in rustls's words.
+    Other(String),
+}
+
+impl std::fmt::Display for TlsFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TlsFailure::Untrusted => write!(f, "the server's certificate is not trusted (no trusted CA signed it)"),
+            TlsFailure::Expired { not_after, now } => {
+                write!(f, "the server's certificate expired on {not_after} (now {now})")
+            }
+            TlsFailure::NotYetValid { not_before, now } => {
+                write!(
+                    f,
+                    "the server's certificate is valid only from {not_before} (now {now}); check the clocks"
+                )
+            }
+            TlsFailure::WrongName { presented } if presented.is_empty() => {
+                write!(f, "the server's certificate is not issued for this host name")
+            }
+            TlsFailure::WrongName { presented } => write!(
+                f,
+                "the server's certificate is not issued for this host name; it names {}",
+                presented.join(", ")
+            ),
+            TlsFailure::WeakKey { bits, server_sha256 } => write!(
+                f,
+                "the server's certificate has a {bits}-bit RSA key, too weak to verify against a CA (its SHA-256 is {server_sha256})"
+            ),
+            TlsFailure::LegacyProtocol => write!(
+                f,
+                "the server offers only TLS 1.0/1.1, which vmha does not speak (it needs TLS 1.2: ESXi 5.5 U3 / 6.0 U1 or later)"
+            ),
+            TlsFailure::PlainHttp => write!(f, "the server speaks plain HTTP, not HTTPS, on this port"),
+            TlsFailure::Other(text) => write!(f, "{text}"),
+        }
+    }
+}
+
+/// A UNIX time as an operator reads it.
+fn date(t: rustls::pki_types::UnixTime) -> String {
+    let secs = i64::try_from(t.as_secs()).unwrap_or(i64::MAX);
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .ok()
+        .and_then(|d| {
+            d.format(time::macros::format_description!(
+                "[year]-[month]-[day] [hour]:[minute]:[second] UTC"
+            ))
+            .ok()
+        })
+        .unwrap_or_else(|| format!("{secs} s after 1970"))
+}
+
+impl TlsFailure {
+    /// Classifies a rustls error; `None` for a pin mismatch, which is its own [`SoapError`] variant.
+    fn from_rustls(e: &rustls::Error) -> TlsFailure {
+        use rustls::{AlertDescription, CertificateError as C, Error as E, InvalidMessage, PeerIncompatible};
+        match e {
+            E::InvalidCertificate(c) => match c {
+                C::UnknownIssuer => TlsFailure::Untrusted,
+                C::ExpiredContext { time, not_after } => TlsFailure::Expired {
+                    not_after: date(*not_after),
+                    now: date(*time),
+                },
+                C::NotValidYetContext { time, not_before } => TlsFailure::NotYetValid {
+                    not_before: date(*not_before),
+                    now: date(*time),
+                },
+                C::NotValidForNameContext { presented, .. } => TlsFailure::WrongName {
+                    presented: presented.clone(),
+                },
+                C::NotValidForName => TlsFailure::WrongName { presented: vec![] },
+                C::Other(other) => {
+                    if let Some(weak) = other.0.downcast_ref::<WeakServerKey>() {
+                        TlsFailure::WeakKey {
+                            bits: weak.bits,
+                            server_sha256: format_thumbprint(&weak.server_sha256),
+                        }
+                    } else if let Some(webpki::Error::CaUsedAsEndEntity) = other.0.downcast_ref::<webpki::Error>() {
+                        // A self-signed CA:TRUE certificate that is not in --ca-file.
+                        TlsFailure::Untrusted
+                    } else {
+                        TlsFailure::Other(e.to_string())
+                    }
+                }
+                _ => TlsFailure::Other(e.to_string()),
+            },
+            E::InvalidMessage(InvalidMessage::InvalidContentType) => TlsFailure::PlainHttp,
+            E::AlertReceived(AlertDescription::ProtocolVersion)
+            | E::PeerIncompatible(PeerIncompatible::ServerTlsVersionIsDisabledByOurConfig)
+            | E::PeerIncompatible(PeerIncompatible::SupportedVersionsExtensionRequired) => TlsFailure::LegacyProtocol,
+            _ => TlsFailure::Other(e.to_string()),
+        }
+    }
+}
+
+/// Finds an error of type `T` along a source chain. `io::Error` hides its payload from `source()` (it returns
+/// the payload's own source), so the payload is looked into explicitly.
+fn find_in_chain<'a, T: std::error::Error + 'static>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a T> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(t) = err.downcast_ref::<T>() {
+            return Some(t);
+        }
+        // io::Error payloads nest (hyper wraps rustls's io::Error in another): walk into the payload itself.
+        if let Some(inner) = err.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+            cur = Some(inner);
+            continue;
+        }
+        cur = err.source();
+    }
+    None
+}
+
+/// The innermost cause of a connection failure, said plainly for the common `io::ErrorKind`s.
+fn io_cause(e: &reqwest::Error) -> String {
+    use std::io::ErrorKind as K;
+    if let Some(io) = find_in_chain::<std::io::Error>(e) {
+        let plain = match io.kind() {
+            K::ConnectionRefused => Some("connection refused (nothing listens on that port)"),
+            K::ConnectionReset => Some("connection reset by the server"),
+            K::ConnectionAborted => Some("connection aborted"),
+            K::UnexpectedEof => Some("the server closed the connection"),
+            K::BrokenPipe => Some("the server closed the connection"),
+            K::HostUnreachable => Some("host unreachable"),
+            K::NetworkUnreachable => Some("network unreachable"),
+            _ => None,
+        };
+        if let Some(p) = plain {
+            return p.to_string();
+        }
+    }
+    let mut last = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        last = s.to_string();
+        src = s.source();
+    }
+    last
 }
 
 #[derive(Clone, Debug)]
@@ -87,6 +310,11 @@ pub struct SoapClient {
     opts: TransportOptions,
     version: Mutex<String>,
     cookie: Mutex<Option<SecretString>>,
+    /// Secrets this client has sent (the Login password, as sent and unescaped), scrubbed from every text the
+    /// server sends back before it is shown, logged or recorded: a server may quote the request in a fault.
+    secrets: Mutex<Vec<SecretString>>,
+    /// `/sdk/vimServiceVersions.xml` is read once, before the first call.
+    versions_read: tokio::sync::OnceCell<()>,
     recorder: Option<Recorder>,
     requests: std::sync::atomic::AtomicU64,
 }
@@ -109,6 +337,9 @@ const ENVELOPE_HEAD: &str = concat!(
 );
 const ENVELOPE_TAIL: &str = "</soapenv:Body></soapenv:Envelope>";
 
+/// The versions file is small; anything bigger is not it.
+const VERSIONS_FILE_LIMIT: usize = 64 * 1024;
+
 impl SoapClient {
     pub fn new(opts: TransportOptions, recorder: Option<Recorder>) -> Result<SoapClient, SoapError> {
         let tls = client_config(&opts.tls)?;
@@ -123,13 +354,15 @@ impl SoapClient {
             .build()
             .map_err(|e| SoapError::Connect {
                 url: opts.url.clone(),
-                cause: e.to_string(),
+                source: e,
             })?;
         Ok(SoapClient {
             http,
             opts,
             version: Mutex::new(BASELINE_VERSION.to_string()),
             cookie: Mutex::new(None),
+            secrets: Mutex::new(Vec::new()),
+            versions_read: tokio::sync::OnceCell::new(),
             recorder,
             requests: std::sync::atomic::AtomicU64::new(0),
         })
@@ -173,9 +406,82 @@ impl SoapClient {
         }
     }
 
+    /// Replaces every secret this client has sent with `(redacted)`.
+    pub fn scrub(&self, text: &str) -> String {
+        let secrets = match self.secrets.lock() {
+            Ok(s) => s,
+            Err(_) => return text.to_string(),
+        };
+        let mut out = text.to_string();
+        for secret in secrets.iter() {
+            let secret = secret.expose_secret();
+            if !secret.is_empty() && out.contains(secret) {
+                out = out.replace(secret, REDACTED);
+            }
+        }
+        out
+    }
+
+    /// Remembers the `<password>` of an outgoing body, both as sent (escaped) and as the server may quote it.
+    fn learn_secrets(&self, body: &str) {
+        let Some(start) = body.find("<password>") else {
+            return;
+        };
+        let rest = &body[start + "<password>".len()..];
+        let Some(end) = rest.find("</password>") else {
+            return;
+        };
+        let escaped = &rest[..end];
+        let plain = quick_xml::escape::unescape(escaped)
+            .map(|c| c.into_owned())
+            .unwrap_or_else(|_| escaped.to_string());
+        if let Ok(mut secrets) = self.secrets.lock() {
+            // Longest first, so that a secret containing another is replaced whole.
+            for s in [escaped.to_string(), plain] {
+                if !s.is_empty() && !secrets.iter().any(|k| k.expose_secret() == s) {
+                    secrets.push(SecretString::from(s));
+                }
+            }
+            secrets.sort_by_key(|s| std::cmp::Reverse(s.expose_secret().len()));
+        }
+    }
+
+    /// Reads `vimServiceVersions.xml` next to the SDK URL, as pyVmomi does, and speaks the newest version both
+    /// sides know. A missing or unreadable file keeps the baseline (the caller still adopts `about.apiVersion`).
+    async fn read_versions_file(&self) {
+        let url = format!("{}/vimServiceVersions.xml", self.opts.url.trim_end_matches('/'));
+        self.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let resp = match self.http.get(&url).send().await {
+            Ok(r) if r.status().is_success() => r,
+            Ok(r) => {
+                tracing::debug!(status = r.status().as_u16(), "no vimServiceVersions.xml");
+                return;
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "vimServiceVersions.xml unreachable");
+                return;
+            }
+        };
+        let Ok(text) = self
+            .read_body("vimServiceVersions.xml", resp, VERSIONS_FILE_LIMIT)
+            .await
+        else {
+            return;
+        };
+        match newest_common_version(&text, self.opts.max_depth) {
+            Some(v) => {
+                tracing::debug!(version = %v, "version from vimServiceVersions.xml");
+                self.negotiate_version(&v);
+            }
+            None => tracing::debug!("vimServiceVersions.xml names no usable urn:vim25 version"),
+        }
+    }
+
     /// Sends one method call. `body` is the method element's inner XML (starting with `_this`).
     /// Returns the response element (`<MethodResponse>`).
     pub async fn call(&self, method: &str, body: &str) -> Result<Element, SoapError> {
+        self.versions_read.get_or_init(|| self.read_versions_file()).await;
+        self.learn_secrets(body);
         let request = format!("{ENVELOPE_HEAD}<{method} xmlns=\"urn:vim25\">{body}</{method}>{ENVELOPE_TAIL}");
         let mut req = self
             .http
@@ -188,7 +494,7 @@ impl SoapClient {
         }
         self.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tracing::debug!(method, "SOAP request");
-        let resp = req.send().await.map_err(|e| self.classify(method, e))?;
+        let resp = req.send().await.map_err(|e| self.classify(method, e, false))?;
         let status = resp.status().as_u16();
         for v in resp.headers().get_all(reqwest::header::SET_COOKIE) {
             if let Some(session) = v.to_str().ok().and_then(session_cookie_value)
@@ -197,22 +503,48 @@ impl SoapClient {
                 *c = Some(SecretString::from(session));
             }
         }
-        let text = self.read_body(method, resp).await?;
+        if (300..400).contains(&status) {
+            let location = resp
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .map(|l| self.scrub(l))
+                .unwrap_or_else(|| "(no Location given)".into());
+            return Err(SoapError::Redirect {
+                method: method.into(),
+                status,
+                location,
+            });
+        }
+        let html = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.to_ascii_lowercase().contains("text/html"));
+        let text = self.read_body(method, resp, self.opts.max_body).await?;
         if let Some(rec) = &self.recorder {
             let ex = Exchange {
                 method: method.to_string(),
                 status,
                 request,
-                response: text.clone(),
+                response: self.scrub(&text),
             };
             rec.write(&ex).map_err(|e| SoapError::Record(e.to_string()))?;
+        }
+        // A 2xx HTML page is a web UI or portal at that URL; HTML with an error status (a proxy's or a starting
+        // vCenter's page) is reported with its status below.
+        if (200..300).contains(&status) && (html || looks_like_html(&text)) {
+            return Err(SoapError::NotSdk {
+                method: method.into(),
+                status,
+            });
         }
         self.decode(method, status, &text)
     }
 
     fn decode(&self, method: &str, status: u16, text: &str) -> Result<Element, SoapError> {
         let is_soap = |r: &Element| r.name == "Envelope" && r.child("Body").is_some();
-        match xml::parse(text, self.opts.max_depth) {
+        let result = match xml::parse(text, self.opts.max_depth) {
             Ok(root) if is_soap(&root) => decode_envelope(method, status, root),
             // An error page from a proxy or a starting vCenter is not a SOAP answer: report the status.
             Ok(_) | Err(_) if !(200..300).contains(&status) => Err(SoapError::Http {
@@ -224,12 +556,50 @@ impl SoapClient {
                 method: method.into(),
                 cause: "not a SOAP envelope".into(),
             }),
-            Err(e) => Err(parse_error(method, e)),
+            Err(e) => Err(SoapError::Malformed {
+                method: method.into(),
+                source: e,
+            }),
+        };
+        result.map_err(|e| self.scrub_error(e))
+    }
+
+    /// Scrubs secrets from the server's text carried by an error.
+    fn scrub_error(&self, e: SoapError) -> SoapError {
+        match e {
+            SoapError::Fault { method, fault } => SoapError::Fault {
+                method,
+                fault: Fault {
+                    message: self.scrub(&fault.message),
+                    detail_text: fault.detail_text.map(|d| self.scrub(&d)),
+                    ..fault
+                },
+            },
+            SoapError::Http {
+                method,
+                status,
+                snippet,
+            } => SoapError::Http {
+                method,
+                status,
+                snippet: self.scrub(&snippet),
+            },
+            SoapError::Parse { method, cause } => SoapError::Parse {
+                method,
+                cause: self.scrub(&cause),
+            },
+            SoapError::Malformed {
+                method,
+                source: XmlError::Malformed(text),
+            } => SoapError::Malformed {
+                method,
+                source: XmlError::Malformed(self.scrub(&text)),
+            },
+            other => other,
         }
     }
 
-    async fn read_body(&self, method: &str, mut resp: reqwest::Response) -> Result<String, SoapError> {
-        let limit = self.opts.max_body;
+    async fn read_body(&self, method: &str, mut resp: reqwest::Response, limit: usize) -> Result<String, SoapError> {
         if resp.content_length().is_some_and(|n| n as usize > limit) {
             return Err(SoapError::TooLarge {
                 method: method.into(),
@@ -237,7 +607,7 @@ impl SoapClient {
             });
         }
         let mut buf: Vec<u8> = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(|e| self.classify(method, e))? {
+        while let Some(chunk) = resp.chunk().await.map_err(|e| self.classify(method, e, true))? {
             if buf.len() + chunk.len() > limit {
                 return Err(SoapError::TooLarge {
                     method: method.into(),
@@ -252,24 +622,91 @@ impl SoapClient {
         })
     }
 
-    fn classify(&self, method: &str, e: reqwest::Error) -> SoapError {
+    /// Types a failed exchange from reqwest's and rustls's error types (never from message text).
+    /// `answering`: the failure came while reading the answer's body.
+    fn classify(&self, method: &str, e: reqwest::Error, answering: bool) -> SoapError {
         let url = self.opts.url.clone();
-        let chain = error_chain(&e);
-        if e.is_timeout() {
-            SoapError::Timeout {
-                method: method.into(),
-                secs: self.opts.request_timeout.as_secs(),
+        if let Some(tls) = find_in_chain::<rustls::Error>(&e) {
+            if let rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other)) = tls
+                && let Some(pin) = other.0.downcast_ref::<PinMismatch>()
+            {
+                return SoapError::PinMismatch {
+                    url,
+                    source: PinMismatch {
+                        server_sha256: pin.server_sha256,
+                    },
+                };
             }
-        } else if chain.contains("certificate")
-            || chain.contains("thumbprint")
-            || chain.contains("InvalidCertificate")
-            || chain.contains("tls") && chain.contains("handshake")
-        {
-            SoapError::Tls { url, cause: chain }
+            return SoapError::Tls {
+                url,
+                reason: TlsFailure::from_rustls(tls),
+                source: tls.clone(),
+            };
+        }
+        if e.is_timeout() {
+            if e.is_connect() {
+                SoapError::ConnectTimeout {
+                    url,
+                    secs: self.opts.connect_timeout.as_secs(),
+                }
+            } else {
+                SoapError::Timeout {
+                    method: method.into(),
+                    secs: self.opts.request_timeout.as_secs(),
+                }
+            }
+        } else if e.is_connect() && !answering {
+            SoapError::Connect { url, source: e }
         } else {
-            SoapError::Connect { url, cause: chain }
+            SoapError::ConnectionLost {
+                method: method.into(),
+                source: e,
+            }
         }
     }
+}
+
+/// An HTML page rather than XML (a web UI, a login portal, a proxy's error page).
+fn looks_like_html(text: &str) -> bool {
+    let head: String = text
+        .trim_start()
+        .chars()
+        .take(64)
+        .collect::<String>()
+        .to_ascii_lowercase();
+    head.starts_with("<!doctype html") || head.starts_with("<html")
+}
+
+/// The version to speak from a `vimServiceVersions.xml`: the newest `urn:vim25` version (current or prior)
+/// that is not newer than [`NEWEST_KNOWN_VERSION`].
+pub fn newest_common_version(text: &str, max_depth: usize) -> Option<String> {
+    let root = xml::parse(text, max_depth).ok()?;
+    if root.name != "namespaces" {
+        return None;
+    }
+    let ns = root
+        .children_named("namespace")
+        .find(|n| n.child_text("name").map(str::trim) == Some("urn:vim25"))?;
+    let mut versions: Vec<&str> = ns.child_text("version").map(str::trim).into_iter().collect();
+    if let Some(prior) = ns.child("priorVersions") {
+        versions.extend(prior.children_named("version").map(|v| v.text.trim()));
+    }
+    let newest = versions
+        .into_iter()
+        .filter(|v| !v.is_empty() && v.chars().all(|c| c.is_ascii_digit() || c == '.'))
+        .max_by(|a, b| {
+            if version_le(a, b) {
+                std::cmp::Ordering::Less
+            } else {
+                std::cmp::Ordering::Greater
+            }
+        })?;
+    // A server newer than vmha is spoken to at the newest version vmha knows (vim25 servers accept older ones).
+    Some(if version_le(newest, NEWEST_KNOWN_VERSION) {
+        newest.to_string()
+    } else {
+        NEWEST_KNOWN_VERSION.to_string()
+    })
 }
 
 /// Reads `<Envelope><Body>`: either the method response or a fault.
@@ -298,29 +735,9 @@ pub fn decode_envelope(method: &str, status: u16, root: Element) -> Result<Eleme
     Ok(first.clone())
 }
 
-fn parse_error(method: &str, e: XmlError) -> SoapError {
-    SoapError::Parse {
-        method: method.into(),
-        cause: e.to_string(),
-    }
-}
-
 fn snippet(text: &str) -> String {
     let t: String = text.chars().take(200).collect();
     t.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut src = e.source();
-    while let Some(s) = src {
-        let text = s.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        src = s.source();
-    }
-    parts.join(": ")
 }
 
 /// `vmware_soap_session="52abc..."; Path=/; HttpOnly` gives `"52abc..."` (quotes kept: the server wants them back).
@@ -369,6 +786,69 @@ mod tests {
         assert_eq!(c.version(), NEWEST_KNOWN_VERSION);
         c.negotiate_version("6.5");
         assert_eq!(c.version(), "6.5");
+    }
+
+    #[test]
+    fn tls_failures_are_typed_and_dated() {
+        use rustls::pki_types::UnixTime;
+        use rustls::{AlertDescription, CertificateError, Error as E, InvalidMessage};
+        let expired = E::InvalidCertificate(CertificateError::ExpiredContext {
+            time: UnixTime::since_unix_epoch(Duration::from_secs(1_764_064_800)),
+            not_after: UnixTime::since_unix_epoch(Duration::from_secs(1_700_000_000)),
+        });
+        let f = TlsFailure::from_rustls(&expired);
+        assert_eq!(
+            f,
+            TlsFailure::Expired {
+                not_after: "2023-11-14 22:13:20 UTC".into(),
+                now: "2025-11-25 10:00:00 UTC".into()
+            }
+        );
+        assert!(f.to_string().contains("expired on 2023-11-14"), "{f}");
+        assert_eq!(
+            TlsFailure::from_rustls(&E::InvalidMessage(InvalidMessage::InvalidContentType)),
+            TlsFailure::PlainHttp
+        );
+        assert_eq!(
+            TlsFailure::from_rustls(&E::AlertReceived(AlertDescription::ProtocolVersion)),
+            TlsFailure::LegacyProtocol
+        );
+        assert_eq!(
+            TlsFailure::from_rustls(&E::InvalidCertificate(CertificateError::UnknownIssuer)),
+            TlsFailure::Untrusted
+        );
+    }
+
+    #[test]
+    fn versions_file_picks_the_newest_common_version() {
+        let doc = |v: &str, prior: &str| {
+            format!(
+                "<namespaces version=\"1.0\"><namespace><name>urn:vim25</name><version>{v}</version><priorVersions>{prior}</priorVersions></namespace></namespaces>"
+            )
+        };
+        let prior = "<version>6.0</version><version>6.5</version><version>8.0.3.0</version>";
+        assert_eq!(
+            newest_common_version(&doc("9.1.0.0", prior), 64).as_deref(),
+            Some(NEWEST_KNOWN_VERSION)
+        );
+        assert_eq!(
+            newest_common_version(&doc("7.0.3.0", "<version>6.7</version>"), 64).as_deref(),
+            Some("7.0.3.0")
+        );
+        assert_eq!(newest_common_version("<html/>", 64), None);
+        assert_eq!(newest_common_version("not xml", 64), None);
+    }
+
+    #[test]
+    fn learned_secrets_are_scrubbed_in_both_forms() {
+        let c = SoapClient::new(
+            TransportOptions::new("http://127.0.0.1:1/sdk", TlsPolicy::Insecure, Duration::from_secs(1)),
+            None,
+        )
+        .unwrap();
+        c.learn_secrets("<userName>u</userName><password>p&amp;w-123</password>");
+        assert_eq!(c.scrub("bad p&w-123 and p&amp;w-123"), "bad (redacted) and (redacted)");
+        assert_eq!(c.scrub("nothing here"), "nothing here");
     }
 
     #[test]
