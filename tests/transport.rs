@@ -316,3 +316,90 @@ async fn a_connect_that_gives_up_names_the_connect_timeout() {
     }
     assert!(!e.to_string().contains("within 5 s"), "{e}");
 }
+
+/// Runs the vmha binary with a clean `VMHA_*` environment; returns (exit code, stderr).
+fn vmha_cli(args: &[&str]) -> (i32, String) {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_vmha"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("VMHA_") {
+            cmd.env_remove(k);
+        }
+    }
+    let out = cmd
+        .env("VMHA_PASSWORD", "pw-not-used")
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run vmha");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn configuration_errors_exit_2_before_connecting() {
+    // A listener that counts connections: none of these may reach it.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let url = format!("https://127.0.0.1:{}/sdk", listener.local_addr().unwrap().port());
+    let dir = tempfile::tempdir().unwrap();
+    let not_pem = dir.path().join("ca.pem");
+    std::fs::write(&not_pem, "this is not a certificate\n").unwrap();
+    let not_pem = not_pem.display().to_string();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["--url", "https://127.0.0.1:99999/sdk", "--user", "u", "check"],
+            "not a TCP port",
+        ),
+        (
+            vec!["--url", &url, "--user", "u", "--ca-file", &not_pem, "check"],
+            "no PEM certificate",
+        ),
+        (
+            vec![
+                "--url",
+                &url,
+                "--user",
+                "u",
+                "--insecure",
+                "status",
+                "--uuid",
+                "------------------------------------",
+            ],
+            "0 hex digits",
+        ),
+        (
+            vec![
+                "--url",
+                &url,
+                "--user",
+                "u",
+                "--insecure",
+                "monitor",
+                "--host",
+                "h",
+                "--uuid",
+                "4210abcd-ef01-2345-6789-abcdef01234",
+            ],
+            "31 hex digits",
+        ),
+        (
+            vec!["--url", &url, "--user", "u", "--request-timeout", "-5", "check"],
+            "is negative",
+        ),
+    ];
+    for (args, want) in cases {
+        let (code, stderr) = vmha_cli(&args);
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(stderr.contains(want), "{args:?}: {stderr}");
+        assert!(
+            !stderr.contains("builder error") && !stderr.contains("unexpected argument"),
+            "{stderr}"
+        );
+    }
+    assert!(
+        listener.accept().is_err(),
+        "a configuration error connected to the server"
+    );
+}
