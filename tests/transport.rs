@@ -403,3 +403,92 @@ fn configuration_errors_exit_2_before_connecting() {
         "a configuration error connected to the server"
     );
 }
+
+#[tokio::test]
+async fn a_server_quoting_the_password_back_leaks_it_nowhere() {
+    const PW: &str = "Quoted&Secret-42";
+    const PW_XML: &str = "Quoted&amp;Secret-42";
+    let server = MockServer::start().await;
+    Mock::given(body_string_contains("<RetrieveServiceContent"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(envelope(SERVICE_CONTENT)))
+        .mount(&server)
+        .await;
+    // The server quotes the request it got, in both the raw and the escaped form.
+    Mock::given(body_string_contains("<Login"))
+        .respond_with(ResponseTemplate::new(500).set_body_string(fault(
+            "InvalidRequest",
+            &format!("cannot parse request: &lt;password&gt;{PW_XML}&lt;/password&gt; ({PW_XML})"),
+        )))
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("{}/sdk", server.uri());
+    let out = tokio::task::spawn_blocking({
+        let dir = dir.path().to_path_buf();
+        move || {
+            let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_vmha"));
+            for (k, _) in std::env::vars() {
+                if k.starts_with("VMHA_") {
+                    cmd.env_remove(k);
+                }
+            }
+            cmd.env("VMHA_PASSWORD", PW)
+                .args(["-vv", "--url", &url, "--user", "u", "--record"])
+                .arg(&dir)
+                .arg("check")
+                .stdin(std::process::Stdio::null())
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("cannot parse request") && stderr.contains("(redacted)"),
+        "{stderr}"
+    );
+    let mut recorded = String::new();
+    for f in std::fs::read_dir(dir.path()).unwrap().flatten() {
+        recorded.push_str(&std::fs::read_to_string(f.path()).unwrap());
+    }
+    assert!(
+        recorded.contains("method: Login") && recorded.contains("cannot parse request"),
+        "{recorded}"
+    );
+    for text in [&*stdout, &*stderr, &recorded] {
+        assert!(
+            !text.contains("Quoted&") && !text.contains("Secret-42"),
+            "password leaked: {text}"
+        );
+    }
+
+    // The same through the library: an HTTP error page quoting it, and a fault quoting it.
+    let server = MockServer::start().await;
+    Mock::given(body_string_contains("<Login"))
+        .respond_with(ResponseTemplate::new(400).set_body_string(format!("bad request: {PW}")))
+        .mount(&server)
+        .await;
+    Mock::given(body_string_contains("<Other"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(fault("InvalidArgument", PW_XML)))
+        .mount(&server)
+        .await;
+    let c = SoapClient::new(opts(&server, 5), None).unwrap();
+    let e = c
+        .call("Login", &format!("<password>{PW_XML}</password>"))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, SoapError::Http { status: 400, .. }), "{e:?}");
+    assert!(
+        !e.to_string().contains("Secret-42") && !format!("{e:?}").contains("Secret-42"),
+        "{e}"
+    );
+    let e = c.call("Other", "").await.unwrap_err();
+    let f = e.fault().unwrap();
+    assert!(
+        !f.message.contains("Secret-42") && f.message.contains("(redacted)"),
+        "{f:?}"
+    );
+}
