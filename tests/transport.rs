@@ -492,3 +492,50 @@ async fn a_server_quoting_the_password_back_leaks_it_nowhere() {
         "{f:?}"
     );
 }
+
+#[tokio::test]
+async fn warnings_on_a_non_terminal_stderr_carry_no_colour_codes() {
+    let server = MockServer::start().await;
+    mount_connect_any_version(&server).await;
+    let url = format!("{}/sdk", server.uri());
+    let out = tokio::task::spawn_blocking(move || {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_vmha"));
+        for (k, _) in std::env::vars() {
+            if k.starts_with("VMHA_") {
+                cmd.env_remove(k);
+            }
+        }
+        // stderr is a pipe here, as it is a file under a cluster manager; -vv makes vmha log at every level.
+        cmd.env("VMHA_PASSWORD", "pw")
+            .env_remove("NO_COLOR")
+            .args(["-vv", "--url", &url, "--user", "u", "check"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("DEBUG"), "{stderr}");
+    assert!(!stderr.contains('\u{1b}'), "ANSI codes in {stderr:?}");
+}
+
+/// RetrieveServiceContent and Login at whatever version, and Logout.
+async fn mount_connect_any_version(server: &MockServer) {
+    Mock::given(body_string_contains("<RetrieveServiceContent"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(envelope(SERVICE_CONTENT)))
+        .mount(server)
+        .await;
+    Mock::given(body_string_contains("<Login"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("Set-Cookie", "vmware_soap_session=\"abc123\"; Path=/")
+                .set_body_string(envelope(r#"<LoginResponse xmlns="urn:vim25"><returnval><key>k</key><userName>u</userName></returnval></LoginResponse>"#)),
+        )
+        .mount(server)
+        .await;
+    Mock::given(body_string_contains("<Logout"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(envelope(r#"<LogoutResponse xmlns="urn:vim25"/>"#)))
+        .mount(server)
+        .await;
+}
