@@ -539,3 +539,55 @@ async fn mount_connect_any_version(server: &MockServer) {
         .mount(server)
         .await;
 }
+
+#[tokio::test]
+async fn the_versions_file_sets_the_first_requests_version_once() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(wiremock::matchers::path("/sdk/vimServiceVersions.xml"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(
+            r#"<?xml version="1.0" encoding="UTF-8"?><namespaces version="1.0"><namespace><name>urn:vim25</name><version>7.0.3.0</version><priorVersions><version>6.7</version><version>6.5</version></priorVersions></namespace></namespaces>"#,
+        ))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(body_string_contains("<RetrieveServiceContent"))
+        .and(header("SOAPAction", "\"urn:vim25/7.0.3.0\""))
+        .respond_with(ResponseTemplate::new(200).set_body_string(envelope(SERVICE_CONTENT)))
+        .expect(2)
+        .mount(&server)
+        .await;
+    let c = SoapClient::new(opts(&server, 5), None).unwrap();
+    c.call("RetrieveServiceContent", "").await.unwrap();
+    assert_eq!(c.version(), "7.0.3.0");
+    c.call("RetrieveServiceContent", "").await.unwrap();
+    server.verify().await;
+}
+
+#[tokio::test]
+async fn a_missing_or_unreadable_versions_file_keeps_the_baseline() {
+    for answer in [
+        ResponseTemplate::new(404).set_body_string("<html>Not Found</html>"),
+        ResponseTemplate::new(200).set_body_string("<!DOCTYPE html><html>portal</html>"),
+        ResponseTemplate::new(200).set_body_string(
+            "<namespaces><namespace><name>urn:other</name><version>9.0</version></namespace></namespaces>",
+        ),
+    ] {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .respond_with(answer)
+            .expect(1)
+            .mount(&server)
+            .await;
+        Mock::given(body_string_contains("<RetrieveServiceContent"))
+            .and(header("SOAPAction", "\"urn:vim25/4.1\""))
+            .respond_with(ResponseTemplate::new(200).set_body_string(envelope(SERVICE_CONTENT)))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let c = SoapClient::new(opts(&server, 5), None).unwrap();
+        c.call("RetrieveServiceContent", "").await.unwrap();
+        assert_eq!(c.version(), "4.1");
+        server.verify().await;
+    }
+}
