@@ -1,6 +1,8 @@
 //! The SOAP transport against wiremock: headers, cookie, version negotiation, faults on 200 and 500,
 //! body and depth caps, timeouts, and what a recording keeps.
 
+mod support;
+
 use std::time::Duration;
 
 use secrecy::SecretString;
@@ -590,4 +592,149 @@ async fn a_missing_or_unreadable_versions_file_keeps_the_baseline() {
         assert_eq!(c.version(), "4.1");
         server.verify().await;
     }
+}
+
+/// The simulator started with one `--tls` profile (ESX mode); stops when dropped (its stdin closes).
+struct TlsSim {
+    url: String,
+    user: String,
+    password: String,
+    thumbprint: String,
+    ca_file: String,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl TlsSim {
+    fn start(profile: &str) -> TlsSim {
+        use std::io::BufRead;
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        let mut child = std::process::Command::new(support::sim::binary())
+            .args(["--mode", "esx", "--tls", profile, "--ca-out"])
+            .arg(&ca)
+            .env("TMPDIR", dir.path())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start the simulator");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let ready: serde_json::Value =
+            serde_json::from_str(line.trim()).unwrap_or_else(|e| panic!("simulator --tls {profile}: {e}: {line:?}"));
+        let field = |k: &str| ready[k].as_str().unwrap_or_else(|| panic!("{k} in {line}")).to_string();
+        TlsSim {
+            url: field("url"),
+            user: field("user"),
+            password: field("password"),
+            thumbprint: field("thumbprint"),
+            ca_file: field("ca_file"),
+            child,
+            _dir: dir,
+        }
+    }
+
+    /// `vmha check` with these trust flags: (exit code, stderr).
+    fn check(&self, trust: &[&str]) -> (i32, String) {
+        self.check_at(&self.url, trust)
+    }
+
+    /// `vmha check` at another address of the same server.
+    fn check_at(&self, url: &str, trust: &[&str]) -> (i32, String) {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_vmha"));
+        for (k, _) in std::env::vars() {
+            if k.starts_with("VMHA_") {
+                cmd.env_remove(k);
+            }
+        }
+        let out = cmd
+            .env("VMHA_PASSWORD", &self.password)
+            .args(["--url", url, "--user", &self.user, "--request-timeout", "10"])
+            .args(trust)
+            .arg("check")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run vmha");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
+impl Drop for TlsSim {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_self_signed_ca_certificate_in_ca_file_is_trusted_with_its_name_checked() {
+    let sim = TlsSim::start("self-signed-ca");
+    let (code, stderr) = sim.check(&["--ca-file", &sim.ca_file]);
+    assert_eq!(code, 0, "{stderr}");
+    // By the name the certificate holds, too.
+    let (code, stderr) = sim.check_at(&sim.url.replace("127.0.0.1", "localhost"), &["--ca-file", &sim.ca_file]);
+    assert_eq!(code, 0, "{stderr}");
+    // Without --ca-file the same server is untrusted.
+    let (code, stderr) = sim.check(&[]);
+    assert_eq!(code, 4, "{stderr}");
+    assert!(
+        stderr.contains("not trusted") && stderr.contains("--ca-file"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_rsa_1024_server_connects_pinned_or_insecure_and_is_explained_otherwise() {
+    let sim = TlsSim::start("rsa1024");
+    let (code, stderr) = sim.check(&["--insecure"]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, stderr) = sim.check(&["--thumbprint", &sim.thumbprint]);
+    assert_eq!(code, 0, "{stderr}");
+    // Trusting it as a CA cannot work (ring will not verify its handshake): say why, and how to pin it.
+    for trust in [vec!["--ca-file", &sim.ca_file], vec![]] {
+        let (code, stderr) = sim.check(&trust);
+        assert_eq!(code, 4, "{stderr}");
+        assert!(stderr.contains("1024-bit RSA key, too weak"), "{stderr}");
+        assert!(
+            stderr.contains(&sim.thumbprint) && stderr.contains("--thumbprint"),
+            "{stderr}"
+        );
+    }
+    // A wrong pin is a pin mismatch that shows the server's SHA-256.
+    let mut wrong = sim.thumbprint.clone();
+    wrong.replace_range(0..2, if wrong.starts_with("00") { "11" } else { "00" });
+    let (code, stderr) = sim.check(&["--thumbprint", &wrong]);
+    assert_eq!(code, 4, "{stderr}");
+    assert!(
+        stderr.contains("differs from the pinned one") && stderr.contains(&sim.thumbprint),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_tls_1_0_only_server_is_named_as_such() {
+    let sim = TlsSim::start("tls10");
+    let (code, stderr) = sim.check(&["--insecure"]);
+    assert_eq!(code, 4, "{stderr}");
+    assert!(
+        stderr.contains("only TLS 1.0/1.1") && stderr.contains("TLS 1.2"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_expired_certificate_shows_dates() {
+    let sim = TlsSim::start("expired");
+    let (code, stderr) = sim.check(&["--ca-file", &sim.ca_file]);
+    assert_eq!(code, 4, "{stderr}");
+    assert!(
+        stderr.contains("expired on 20") && stderr.contains(" UTC (now 20"),
+        "{stderr}"
+    );
 }
