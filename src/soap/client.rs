@@ -448,25 +448,37 @@ impl SoapClient {
 
     /// Reads `vimServiceVersions.xml` next to the SDK URL, as pyVmomi does, and speaks the newest version both
     /// sides know. A missing or unreadable file keeps the baseline (the caller still adopts `about.apiVersion`).
-    async fn read_versions_file(&self) {
+    /// A failure to reach the server at all is returned (as `method`'s), so that the call does not wait out a
+    /// second connect timeout.
+    async fn read_versions_file(&self, method: &str) -> Result<(), SoapError> {
         let url = format!("{}/vimServiceVersions.xml", self.opts.url.trim_end_matches('/'));
         self.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let resp = match self.http.get(&url).send().await {
             Ok(r) if r.status().is_success() => r,
             Ok(r) => {
                 tracing::debug!(status = r.status().as_u16(), "no vimServiceVersions.xml");
-                return;
+                return Ok(());
             }
             Err(e) => {
-                tracing::debug!(error = %e, "vimServiceVersions.xml unreachable");
-                return;
+                let e = self.classify(method, e, false);
+                if matches!(
+                    e,
+                    SoapError::Connect { .. }
+                        | SoapError::ConnectTimeout { .. }
+                        | SoapError::Tls { .. }
+                        | SoapError::PinMismatch { .. }
+                ) {
+                    return Err(e);
+                }
+                tracing::debug!(error = %e, "vimServiceVersions.xml unreadable");
+                return Ok(());
             }
         };
         let Ok(text) = self
             .read_body("vimServiceVersions.xml", resp, VERSIONS_FILE_LIMIT)
             .await
         else {
-            return;
+            return Ok(());
         };
         match newest_common_version(&text, self.opts.max_depth) {
             Some(v) => {
@@ -475,12 +487,15 @@ impl SoapClient {
             }
             None => tracing::debug!("vimServiceVersions.xml names no usable urn:vim25 version"),
         }
+        Ok(())
     }
 
     /// Sends one method call. `body` is the method element's inner XML (starting with `_this`).
     /// Returns the response element (`<MethodResponse>`).
     pub async fn call(&self, method: &str, body: &str) -> Result<Element, SoapError> {
-        self.versions_read.get_or_init(|| self.read_versions_file()).await;
+        self.versions_read
+            .get_or_try_init(|| self.read_versions_file(method))
+            .await?;
         self.learn_secrets(body);
         let request = format!("{ENVELOPE_HEAD}<{method} xmlns=\"urn:vim25\">{body}</{method}>{ENVELOPE_TAIL}");
         let mut req = self
