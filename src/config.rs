@@ -150,7 +150,7 @@ pub fn normalize_url(raw: &str) -> Result<String, ConfigError> {
     let path = if path.is_empty() || path == "/" { "/sdk" } else { path };
     let url = format!("{scheme}://{authority}{path}");
     // Whatever the checks above let through, the HTTP client must accept too: say so now, not at connect time.
-    reqwest::Url::parse(&url).map_err(|e| invalid(format!("--url '{raw}' is not a usable URL: {e}")))?;
+    url::Url::parse(&url).map_err(|e| invalid(format!("--url '{raw}' is not a usable URL: {e}")))?;
     Ok(url)
 }
 

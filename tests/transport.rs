@@ -250,9 +250,12 @@ async fn a_refused_port_is_connect_with_its_cause() {
     let e = c.call("RetrieveServiceContent", "").await.unwrap_err();
     assert!(matches!(e, SoapError::Connect { .. }), "{e:?}");
     assert!(e.to_string().contains("connection refused"), "{e}");
-    // The cause stays typed: reqwest's error is the source.
+    // The cause stays typed: the io::Error is the source.
     let src = std::error::Error::source(&e).expect("a source");
-    assert!(src.downcast_ref::<reqwest::Error>().is_some());
+    assert_eq!(
+        src.downcast_ref::<std::io::Error>().map(|e| e.kind()),
+        Some(std::io::ErrorKind::ConnectionRefused)
+    );
 }
 
 #[tokio::test]
@@ -747,4 +750,67 @@ fn an_expired_certificate_shows_dates() {
         stderr.contains("expired on 20") && stderr.contains(" UTC (now 20"),
         "{stderr}"
     );
+}
+
+/// A TCP relay on loopback in front of `upstream` (`host:port`) that counts the connections it accepts.
+fn counting_relay(upstream: String) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let count = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = count.clone();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let Ok(server) = std::net::TcpStream::connect(&upstream) else {
+                continue;
+            };
+            let (mut c2, mut s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let (mut c1, mut s1) = (client, server);
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut c1, &mut s1);
+                let _ = s1.shutdown(std::net::Shutdown::Write);
+            });
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut s2, &mut c2);
+                let _ = c2.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    (addr.to_string(), count)
+}
+
+#[test]
+fn a_one_shot_status_uses_one_connection() {
+    let sim = TlsSim::start("ca-signed");
+    let upstream = sim
+        .url
+        .trim_start_matches("https://")
+        .trim_end_matches("/sdk")
+        .to_string();
+    let (relay, count) = counting_relay(upstream.clone());
+    let url = sim.url.replace(&upstream, &relay);
+    for args in [
+        vec!["check"],
+        vec!["status", "--name", "ha-host-vm-0"],
+        vec!["status", "--name", "nonexistent"],
+    ] {
+        count.store(0, std::sync::atomic::Ordering::SeqCst);
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_vmha"));
+        for (k, _) in std::env::vars() {
+            if k.starts_with("VMHA_") {
+                cmd.env_remove(k);
+            }
+        }
+        let out = cmd
+            .env("VMHA_PASSWORD", &sim.password)
+            .args(["--url", &url, "--user", &sim.user, "--ca-file", &sim.ca_file])
+            .args(&args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(matches!(out.status.code(), Some(0 | 2 | 10 | 1)), "{args:?}: {stderr}");
+        assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 1, "{args:?}: {stderr}");
+    }
 }

@@ -5,6 +5,10 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+
+use super::conn::{ConnectFailure, Connections, Endpoint};
 use super::fault::Fault;
 use super::record::{Exchange, REDACTED, Recorder};
 use super::tls::{PinMismatch, TlsPolicy, TlsSetupError, WeakServerKey, client_config, format_thumbprint};
@@ -27,7 +31,7 @@ pub enum SoapError {
     Connect {
         url: String,
         #[source]
-        source: reqwest::Error,
+        source: std::io::Error,
     },
     /// The TCP and TLS connection was not up within the connect timeout.
     #[error("cannot connect to {url}: no connection within {secs} s")]
@@ -55,7 +59,7 @@ pub enum SoapError {
     ConnectionLost {
         method: String,
         #[source]
-        source: reqwest::Error,
+        source: hyper::Error,
     },
     /// The server accepted the request and did not finish answering within the request timeout.
     #[error("{method} got no answer within {secs} s")]
@@ -255,7 +259,7 @@ fn find_in_chain<'a, T: std::error::Error + 'static>(e: &'a (dyn std::error::Err
 }
 
 /// The innermost cause of a connection failure, said plainly for the common `io::ErrorKind`s.
-fn io_cause(e: &reqwest::Error) -> String {
+fn io_cause(e: &(dyn std::error::Error + 'static)) -> String {
     use std::io::ErrorKind as K;
     if let Some(io) = find_in_chain::<std::io::Error>(e) {
         let plain = match io.kind() {
@@ -306,7 +310,7 @@ impl TransportOptions {
 }
 
 pub struct SoapClient {
-    http: reqwest::Client,
+    conns: Connections,
     opts: TransportOptions,
     version: Mutex<String>,
     cookie: Mutex<Option<SecretString>>,
@@ -343,21 +347,12 @@ const VERSIONS_FILE_LIMIT: usize = 64 * 1024;
 impl SoapClient {
     pub fn new(opts: TransportOptions, recorder: Option<Recorder>) -> Result<SoapClient, SoapError> {
         let tls = client_config(&opts.tls)?;
-        let http = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls)
-            .connect_timeout(opts.connect_timeout)
-            .timeout(opts.request_timeout)
-            .pool_idle_timeout(Duration::from_secs(60))
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .user_agent(concat!("vmha/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| SoapError::Connect {
-                url: opts.url.clone(),
-                source: e,
-            })?;
+        let endpoint = Endpoint::new(&opts.url, tls).map_err(|e| SoapError::Connect {
+            url: opts.url.clone(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
+        })?;
         Ok(SoapClient {
-            http,
+            conns: Connections::new(endpoint, opts.connect_timeout),
             opts,
             version: Mutex::new(BASELINE_VERSION.to_string()),
             cookie: Mutex::new(None),
@@ -366,6 +361,80 @@ impl SoapClient {
             recorder,
             requests: std::sync::atomic::AtomicU64::new(0),
         })
+    }
+
+    /// TCP(+TLS) connections opened so far (one for a whole command, unless the server closed it).
+    pub fn connection_count(&self) -> u64 {
+        self.conns.opened()
+    }
+
+    /// One HTTP exchange on the shared connection, within the request timeout: status, headers and the body
+    /// (at most `limit` bytes). The connection is given back only once the whole answer has been read.
+    async fn exchange(
+        &self,
+        method: &str,
+        request: impl Fn() -> http::Request<Full<Bytes>>,
+        limit: usize,
+    ) -> Result<(u16, http::HeaderMap, String), SoapError> {
+        self.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let attempt = async {
+            let mut sender = self.conns.take().await.map_err(|e| self.connect_error(e))?;
+            let resp = match sender.try_send_request(request()).await {
+                Ok(r) => r,
+                // The idle connection was closed by the server before our request went out: send it on a new one.
+                Err(e) if e.message().is_some() => {
+                    sender = self.conns.connect().await.map_err(|e| self.connect_error(e))?;
+                    sender.send_request(request()).await.map_err(|e| self.lost(method, e))?
+                }
+                Err(e) => return Err(self.lost(method, e.into_error())),
+            };
+            let status = resp.status().as_u16();
+            let (parts, mut body) = resp.into_parts();
+            let declared = parts
+                .headers
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            if declared.is_some_and(|n| n > limit as u64) {
+                return Err(SoapError::TooLarge {
+                    method: method.into(),
+                    limit,
+                });
+            }
+            let mut buf: Vec<u8> = Vec::new();
+            while let Some(frame) = body.frame().await {
+                let frame = frame.map_err(|e| self.lost(method, e))?;
+                if let Ok(chunk) = frame.into_data() {
+                    if buf.len() + chunk.len() > limit {
+                        return Err(SoapError::TooLarge {
+                            method: method.into(),
+                            limit,
+                        });
+                    }
+                    buf.extend_from_slice(&chunk);
+                }
+            }
+            self.conns.give_back(sender);
+            let text = String::from_utf8(buf).map_err(|_| SoapError::Parse {
+                method: method.into(),
+                cause: "response is not UTF-8".into(),
+            })?;
+            Ok((status, parts.headers, text))
+        };
+        tokio::time::timeout(self.opts.request_timeout, attempt)
+            .await
+            .map_err(|_| SoapError::Timeout {
+                method: method.into(),
+                secs: self.opts.request_timeout.as_secs(),
+            })?
+    }
+
+    fn http_request(&self, verb: http::Method, path: &str) -> http::request::Builder {
+        http::Request::builder()
+            .method(verb)
+            .uri(path)
+            .header(http::header::HOST, &self.conns.endpoint().authority)
+            .header(http::header::USER_AGENT, concat!("vmha/", env!("CARGO_PKG_VERSION")))
     }
 
     pub fn url(&self) -> &str {
@@ -451,34 +520,31 @@ impl SoapClient {
     /// A failure to reach the server at all is returned (as `method`'s), so that the call does not wait out a
     /// second connect timeout.
     async fn read_versions_file(&self, method: &str) -> Result<(), SoapError> {
-        let url = format!("{}/vimServiceVersions.xml", self.opts.url.trim_end_matches('/'));
-        self.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let resp = match self.http.get(&url).send().await {
-            Ok(r) if r.status().is_success() => r,
-            Ok(r) => {
-                tracing::debug!(status = r.status().as_u16(), "no vimServiceVersions.xml");
+        let path = format!(
+            "{}/vimServiceVersions.xml",
+            self.conns.endpoint().path.trim_end_matches('/')
+        );
+        let request = || {
+            self.http_request(http::Method::GET, &path)
+                .body(Full::new(Bytes::new()))
+                .expect("a GET of a fixed path is a valid request")
+        };
+        let text = match self.exchange(method, request, VERSIONS_FILE_LIMIT).await {
+            Ok((200..=299, _, text)) => text,
+            Ok((status, _, _)) => {
+                tracing::debug!(status, "no vimServiceVersions.xml");
                 return Ok(());
             }
+            Err(
+                e @ (SoapError::Connect { .. }
+                | SoapError::ConnectTimeout { .. }
+                | SoapError::Tls { .. }
+                | SoapError::PinMismatch { .. }),
+            ) => return Err(e),
             Err(e) => {
-                let e = self.classify(method, e, false);
-                if matches!(
-                    e,
-                    SoapError::Connect { .. }
-                        | SoapError::ConnectTimeout { .. }
-                        | SoapError::Tls { .. }
-                        | SoapError::PinMismatch { .. }
-                ) {
-                    return Err(e);
-                }
                 tracing::debug!(error = %e, "vimServiceVersions.xml unreadable");
                 return Ok(());
             }
-        };
-        let Ok(text) = self
-            .read_body("vimServiceVersions.xml", resp, VERSIONS_FILE_LIMIT)
-            .await
-        else {
-            return Ok(());
         };
         match newest_common_version(&text, self.opts.max_depth) {
             Some(v) => {
@@ -498,20 +564,28 @@ impl SoapClient {
             .await?;
         self.learn_secrets(body);
         let request = format!("{ENVELOPE_HEAD}<{method} xmlns=\"urn:vim25\">{body}</{method}>{ENVELOPE_TAIL}");
-        let mut req = self
-            .http
-            .post(&self.opts.url)
-            .header("Content-Type", "text/xml; charset=utf-8")
-            .header("SOAPAction", format!("\"urn:vim25/{}\"", self.version()))
-            .body(request.clone());
-        if let Some(cookie) = self.cookie.lock().ok().and_then(|c| c.clone()) {
-            req = req.header("Cookie", format!("{SESSION_COOKIE}={}", cookie.expose_secret()));
-        }
-        self.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let payload = Bytes::from(request.clone());
+        let soap_action = format!("\"urn:vim25/{}\"", self.version());
+        let cookie = self
+            .cookie
+            .lock()
+            .ok()
+            .and_then(|c| c.clone())
+            .map(|c| format!("{SESSION_COOKIE}={}", c.expose_secret()));
+        let build = || {
+            let mut r = self
+                .http_request(http::Method::POST, &self.conns.endpoint().path)
+                .header(http::header::CONTENT_TYPE, "text/xml; charset=utf-8")
+                .header("SOAPAction", &soap_action);
+            if let Some(c) = &cookie {
+                r = r.header(http::header::COOKIE, c);
+            }
+            r.body(Full::new(payload.clone()))
+                .expect("method names and cookies are valid header values")
+        };
         tracing::debug!(method, "SOAP request");
-        let resp = req.send().await.map_err(|e| self.classify(method, e, false))?;
-        let status = resp.status().as_u16();
-        for v in resp.headers().get_all(reqwest::header::SET_COOKIE) {
+        let (status, headers, text) = self.exchange(method, build, self.opts.max_body).await?;
+        for v in headers.get_all(http::header::SET_COOKIE) {
             if let Some(session) = v.to_str().ok().and_then(session_cookie_value)
                 && let Ok(mut c) = self.cookie.lock()
             {
@@ -519,9 +593,8 @@ impl SoapClient {
             }
         }
         if (300..400).contains(&status) {
-            let location = resp
-                .headers()
-                .get(reqwest::header::LOCATION)
+            let location = headers
+                .get(http::header::LOCATION)
                 .and_then(|v| v.to_str().ok())
                 .map(|l| self.scrub(l))
                 .unwrap_or_else(|| "(no Location given)".into());
@@ -531,12 +604,10 @@ impl SoapClient {
                 location,
             });
         }
-        let html = resp
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
+        let html = headers
+            .get(http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.to_ascii_lowercase().contains("text/html"));
-        let text = self.read_body(method, resp, self.opts.max_body).await?;
         if let Some(rec) = &self.recorder {
             let ex = Exchange {
                 method: method.to_string(),
@@ -614,71 +685,52 @@ impl SoapClient {
         }
     }
 
-    async fn read_body(&self, method: &str, mut resp: reqwest::Response, limit: usize) -> Result<String, SoapError> {
-        if resp.content_length().is_some_and(|n| n as usize > limit) {
-            return Err(SoapError::TooLarge {
-                method: method.into(),
-                limit,
-            });
+    /// Types a failed connect from io's and rustls's error types (never from message text).
+    fn connect_error(&self, e: ConnectFailure) -> SoapError {
+        let url = self.opts.url.clone();
+        match e {
+            ConnectFailure::Timeout => SoapError::ConnectTimeout {
+                url,
+                secs: self.opts.connect_timeout.as_secs(),
+            },
+            ConnectFailure::Io(io) => match tls_error(&url, &io) {
+                Some(tls) => tls,
+                None => SoapError::Connect { url, source: io },
+            },
+            ConnectFailure::Http(h) => SoapError::Connect {
+                url,
+                source: std::io::Error::other(h),
+            },
         }
-        let mut buf: Vec<u8> = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(|e| self.classify(method, e, true))? {
-            if buf.len() + chunk.len() > limit {
-                return Err(SoapError::TooLarge {
-                    method: method.into(),
-                    limit,
-                });
-            }
-            buf.extend_from_slice(&chunk);
-        }
-        String::from_utf8(buf).map_err(|_| SoapError::Parse {
-            method: method.into(),
-            cause: "response is not UTF-8".into(),
-        })
     }
 
-    /// Types a failed exchange from reqwest's and rustls's error types (never from message text).
-    /// `answering`: the failure came while reading the answer's body.
-    fn classify(&self, method: &str, e: reqwest::Error, answering: bool) -> SoapError {
-        let url = self.opts.url.clone();
-        if let Some(tls) = find_in_chain::<rustls::Error>(&e) {
-            if let rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other)) = tls
-                && let Some(pin) = other.0.downcast_ref::<PinMismatch>()
-            {
-                return SoapError::PinMismatch {
-                    url,
-                    source: PinMismatch {
-                        server_sha256: pin.server_sha256,
-                    },
-                };
-            }
-            return SoapError::Tls {
-                url,
-                reason: TlsFailure::from_rustls(tls),
-                source: tls.clone(),
-            };
-        }
-        if e.is_timeout() {
-            if e.is_connect() {
-                SoapError::ConnectTimeout {
-                    url,
-                    secs: self.opts.connect_timeout.as_secs(),
-                }
-            } else {
-                SoapError::Timeout {
-                    method: method.into(),
-                    secs: self.opts.request_timeout.as_secs(),
-                }
-            }
-        } else if e.is_connect() && !answering {
-            SoapError::Connect { url, source: e }
-        } else {
-            SoapError::ConnectionLost {
-                method: method.into(),
-                source: e,
-            }
-        }
+    /// Types a failure after the request went out: TLS (an alert mid-stream) or a broken connection.
+    fn lost(&self, method: &str, e: hyper::Error) -> SoapError {
+        tls_error(&self.opts.url, &e).unwrap_or_else(|| SoapError::ConnectionLost {
+            method: method.into(),
+            source: e,
+        })
     }
+}
+
+/// A TLS failure found along `e`'s source chain, as its own variant.
+fn tls_error(url: &str, e: &(dyn std::error::Error + 'static)) -> Option<SoapError> {
+    let tls = find_in_chain::<rustls::Error>(e)?;
+    if let rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other)) = tls
+        && let Some(pin) = other.0.downcast_ref::<PinMismatch>()
+    {
+        return Some(SoapError::PinMismatch {
+            url: url.into(),
+            source: PinMismatch {
+                server_sha256: pin.server_sha256,
+            },
+        });
+    }
+    Some(SoapError::Tls {
+        url: url.into(),
+        reason: TlsFailure::from_rustls(tls),
+        source: tls.clone(),
+    })
 }
 
 /// An HTML page rather than XML (a web UI, a login portal, a proxy's error page).

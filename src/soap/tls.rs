@@ -105,15 +105,15 @@ fn rsa_bits(key: &rsa::RsaPublicKey) -> usize {
 fn verify_weak_rsa(
     key: &rsa::RsaPublicKey,
     message: &[u8],
-    dss: &DigitallySignedStruct,
+    scheme: SignatureScheme,
+    sig: &[u8],
 ) -> Result<HandshakeSignatureValid, rustls::Error> {
     use rsa::sha2::{Digest, Sha256, Sha384, Sha512};
     use rsa::{Pkcs1v15Sign, Pss};
     if rsa_bits(key) < WEAKEST_RSA_BITS {
         return Err(rustls::Error::InvalidCertificate(CertificateError::BadSignature));
     }
-    let sig = dss.signature();
-    let ok = match dss.scheme {
+    let ok = match scheme {
         SignatureScheme::RSA_PKCS1_SHA256 => key.verify(Pkcs1v15Sign::new::<Sha256>(), &Sha256::digest(message), sig),
         SignatureScheme::RSA_PKCS1_SHA384 => key.verify(Pkcs1v15Sign::new::<Sha384>(), &Sha384::digest(message), sig),
         SignatureScheme::RSA_PKCS1_SHA512 => key.verify(Pkcs1v15Sign::new::<Sha512>(), &Sha512::digest(message), sig),
@@ -147,7 +147,7 @@ fn verify_signature(
                 rustls::PeerMisbehaved::SignedHandshakeWithUnadvertisedSigScheme,
             ));
         }
-        return verify_weak_rsa(&key, message, dss);
+        return verify_weak_rsa(&key, message, dss.scheme, dss.signature());
     }
     let algs = &provider.signature_verification_algorithms;
     if tls13 {
@@ -377,6 +377,30 @@ impl ServerCertVerifier for NoVerifier {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A throw-away 1024-bit test key (openssl genpkey), to sign handshake-like messages.
+    const TEST_KEY_1024: &str = "-----BEGIN PRIVATE KEY-----\nMIICdgIBADANBgkqhkiG9w0BAQEFAASCAmAwggJcAgEAAoGBAL9dUo1PvuHVw9nQ\nITIKzZHlGCjudJP3aVytvc+KlEs6z8wPTM+r4zRXVDC4z/llGqT000B5OBVNBNXZ\n7YjaxxjCEscW/5mjvsgKyO8/6Mmm6CQWRNQ0Ar5anv9SobgymoD9bebzGFUZCLEL\nYu3bRKKW8XpvPg+2pqJMfyDghHRXAgMBAAECgYAZT2KHxjBc9kT9HgYF9F/UGBTl\n9QP+Pg71bxVXyeBrQtAREUT7gqR+W76K4ya+uZyYjLkUIfRE/PbSwgwkuarzZKzr\ncfRprcdmcQgPe43DTbNv5PyCv2yf600WM7Sgnxs3yKgbbMI4sQ9inR6CggwiNZKp\n01Tya+GoevEXz/DGgQJBAOvffo6ELEARxS99qDGlMxc1rpZSJyHHogJd3aPyt31k\nHI8uPwL8PzNl/QNq7Xc1mqsY6uDUHPHaCp5Z9zNFMWcCQQDPsZEaB4wKNxrxjDyr\n0fmxZyjRNpym+3R55LSAaLPPNQHowjGKWKVz/J03TteeGnuGk/ET00YHqWCcfxnQ\n6B+RAkAogB6l7/H9Kk/2YJghtiD4qkIJE6Aef73EtENbZFC3WhpBR4qQQ6nCdI+m\nJ5UQtAaTvFqQMjuqF2tdV0tH5WifAkEArwEaGOq/D2R7aYkXHlhhoyAffpobyYAc\nFxGlHoYa7L/nie8Hu2ESmPcEqjPe7zO1XiKOgnwFiDMqWvOmFydgYQJATFIr1zUY\nKLFB9UIZAOfuMkzgB6hy/y36eP8X0ga0IUT474HEgD2nMUekzYJgJ+ckf5KjvHAa\n4ZyESAMeUcRhSw==\n-----END PRIVATE KEY-----\n";
+
+    #[test]
+    fn short_rsa_signatures_are_verified_not_waved_through() {
+        use rsa::pkcs8::DecodePrivateKey;
+        use rsa::sha2::{Digest, Sha256};
+        let private = rsa::RsaPrivateKey::from_pkcs8_pem(TEST_KEY_1024).unwrap();
+        let public = private.to_public_key();
+        assert_eq!(rsa_bits(&public), 1024);
+        let message = b"server key exchange params";
+        let sig = private
+            .sign(rsa::Pkcs1v15Sign::new::<Sha256>(), &Sha256::digest(message))
+            .unwrap();
+        assert!(verify_weak_rsa(&public, message, SignatureScheme::RSA_PKCS1_SHA256, &sig).is_ok());
+        // Another message, a flipped bit, or a scheme other than the one signed with: refused.
+        assert!(verify_weak_rsa(&public, b"other params", SignatureScheme::RSA_PKCS1_SHA256, &sig).is_err());
+        let mut bad = sig.clone();
+        bad[10] ^= 1;
+        assert!(verify_weak_rsa(&public, message, SignatureScheme::RSA_PKCS1_SHA256, &bad).is_err());
+        assert!(verify_weak_rsa(&public, message, SignatureScheme::RSA_PSS_SHA256, &sig).is_err());
+        assert!(verify_weak_rsa(&public, message, SignatureScheme::ECDSA_NISTP256_SHA256, &sig).is_err());
+    }
 
     #[test]
     fn thumbprint_forms() {
