@@ -814,3 +814,16 @@ fn a_one_shot_status_uses_one_connection() {
         assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 1, "{args:?}: {stderr}");
     }
 }
+
+#[tokio::test]
+async fn a_login_cut_after_its_cookie_still_leaves_the_cookie_to_log_out_with() {
+    let url = raw_server(
+        b"HTTP/1.1 200 OK\r\nSet-Cookie: vmware_soap_session=\"cut-1\"; Path=/\r\nContent-Type: text/xml\r\nContent-Length: 4000\r\n\r\n<soapenv:Envelope",
+    )
+    .await;
+    let c = SoapClient::new(raw_opts(&url, TlsPolicy::Insecure), None).unwrap();
+    let e = c.call("Login", "<password>pw-cut</password>").await.unwrap_err();
+    assert!(matches!(e, SoapError::ConnectionLost { .. }), "{e:?}");
+    assert!(c.has_session_cookie());
+    assert!(!format!("{c:?}").contains("cut-1"));
+}

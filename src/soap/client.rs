@@ -390,6 +390,9 @@ impl SoapClient {
             };
             let status = resp.status().as_u16();
             let (parts, mut body) = resp.into_parts();
+            // Kept as soon as the headers arrive: a Login whose body is then cut has still opened a session,
+            // and only this cookie lets it be logged out.
+            self.keep_session_cookie(&parts.headers);
             let declared = parts
                 .headers
                 .get(http::header::CONTENT_LENGTH)
@@ -427,6 +430,21 @@ impl SoapClient {
                 method: method.into(),
                 secs: self.opts.request_timeout.as_secs(),
             })?
+    }
+
+    fn keep_session_cookie(&self, headers: &http::HeaderMap) {
+        for v in headers.get_all(http::header::SET_COOKIE) {
+            if let Some(session) = v.to_str().ok().and_then(session_cookie_value)
+                && let Ok(mut c) = self.cookie.lock()
+            {
+                *c = Some(SecretString::from(session));
+            }
+        }
+    }
+
+    /// Whether the server has given this client a session cookie (even on an answer that was then cut).
+    pub fn has_session_cookie(&self) -> bool {
+        self.cookie.lock().map(|c| c.is_some()).unwrap_or(false)
     }
 
     fn http_request(&self, verb: http::Method, path: &str) -> http::request::Builder {
@@ -585,13 +603,6 @@ impl SoapClient {
         };
         tracing::debug!(method, "SOAP request");
         let (status, headers, text) = self.exchange(method, build, self.opts.max_body).await?;
-        for v in headers.get_all(http::header::SET_COOKIE) {
-            if let Some(session) = v.to_str().ok().and_then(session_cookie_value)
-                && let Ok(mut c) = self.cookie.lock()
-            {
-                *c = Some(SecretString::from(session));
-            }
-        }
         if (300..400).contains(&status) {
             let location = headers
                 .get(http::header::LOCATION)
