@@ -10,7 +10,7 @@ Exit codes:
   1   any other failure (a task failed, a question nobody answered, files still locked, ...)
   2   usage or configuration error
   3   login refused
-  4   cannot connect (unreachable, timeout, TLS rejected)
+  4   cannot connect (unreachable, timeout, TLS rejected, connection lost, not a vSphere SDK URL)
   5   start refused: the VM runs on another connected host (use migrate)
   10  monitor: VM not registered
   11  monitor: VM not powered on
