@@ -10,16 +10,29 @@ Exit codes:
   1   any other failure (a task failed, a question nobody answered, files still locked, ...)
   2   usage or configuration error
   3   login refused
-  4   cannot connect (unreachable, timeout, TLS rejected)
+  4   cannot connect (unreachable, timeout, TLS rejected, connection lost, not a vSphere SDK URL)
   5   start refused: the VM runs on another connected host (use migrate)
   10  monitor: VM not registered
   11  monitor: VM not powered on
-  12  monitor: guest heartbeat red (or not green with --require-heartbeat)
+  12  monitor: guest heartbeat red (or gray with --require-heartbeat)
   13  monitor: a question is pending on the VM
   14  monitor: VM migrated to another host (named in the message)
   15  monitor: the VM's host is not connected (vCenter)
 
 The password is never a flag: set VMHA_PASSWORD, or use --password-file PATH or --password-stdin.";
+
+/// A number of seconds. Negative numbers are accepted by the parser only to be refused with a clear message
+/// (clap would otherwise take `-5` for an unknown flag).
+fn seconds(s: &str) -> Result<u64, String> {
+    match s.trim().parse::<i64>() {
+        Ok(n) if n < 0 => Err(format!("{n} is negative: give a number of seconds, 0 or more")),
+        Ok(n) => Ok(n as u64),
+        Err(_) => s
+            .trim()
+            .parse::<u64>()
+            .map_err(|_| format!("'{s}' is not a whole number of seconds")),
+    }
+}
 
 #[derive(Debug, Parser)]
 #[command(name = "vmha", version, about = "A vSphere VM as an HA cluster resource: start, stop, monitor, migrate.", after_help = EXIT_CODES_HELP)]
@@ -54,7 +67,7 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = "VMHA_CA_FILE")]
     pub ca_file: Option<PathBuf>,
     /// Seconds each request may take [default: 120]
-    #[arg(long, global = true, env = "VMHA_REQUEST_TIMEOUT")]
+    #[arg(long, global = true, env = "VMHA_REQUEST_TIMEOUT", allow_negative_numbers = true, value_parser = seconds)]
     pub request_timeout: Option<u64>,
     /// TOML file with the same keys as the long options (e.g. url, user, vmx, start-wait)
     #[arg(long, global = true, env = "VMHA_CONFIG")]
@@ -82,7 +95,8 @@ pub struct VmArgs {
     #[arg(long, env = "VMHA_NAME")]
     pub name: Option<String>,
     /// The VM's BIOS UUID (config.uuid) or instance UUID
-    #[arg(long, env = "VMHA_UUID")]
+    // A value made of dashes must reach the UUID check (and its message), not be taken for a flag.
+    #[arg(long, env = "VMHA_UUID", allow_hyphen_values = true)]
     pub uuid: Option<String>,
     /// Only look in this datacenter
     #[arg(long, env = "VMHA_DATACENTER")]
@@ -112,7 +126,7 @@ pub enum Command {
         #[command(flatten)]
         host: HostArg,
         /// Seconds to wait for the guest heartbeat, and for locked files to be released [default: 30]
-        #[arg(long, env = "VMHA_START_WAIT")]
+        #[arg(long, env = "VMHA_START_WAIT", allow_negative_numbers = true, value_parser = seconds)]
         start_wait: Option<u64>,
         /// Answer a question: QUESTION=CHOICE (message id or question id = choice label, key or text; repeat,
         /// or comma-separate in VMHA_ANSWER)
@@ -131,7 +145,7 @@ pub enum Command {
         #[command(flatten)]
         host: HostArg,
         /// Seconds to wait for the guest to shut down before powering off [default: 240]
-        #[arg(long, env = "VMHA_STOP_WAIT")]
+        #[arg(long, env = "VMHA_STOP_WAIT", allow_negative_numbers = true, value_parser = seconds)]
         stop_wait: Option<u64>,
         /// ESX-direct: leave the VM registered after power-off
         #[arg(long, env = "VMHA_KEEP_REGISTERED", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
@@ -158,7 +172,7 @@ pub enum Command {
         #[arg(long, env = "VMHA_WATCH", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
         watch: Option<bool>,
         /// Seconds to wait before reporting a migration to another host [default: 15]
-        #[arg(long, env = "VMHA_MIGRATION_WAIT")]
+        #[arg(long, env = "VMHA_MIGRATION_WAIT", allow_negative_numbers = true, value_parser = seconds)]
         migration_wait: Option<u64>,
         /// Treat a gray heartbeat (no VMware Tools) as a failure
         #[arg(long, env = "VMHA_REQUIRE_HEARTBEAT", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
@@ -197,5 +211,29 @@ impl Command {
             Command::Man => "man",
             Command::Migrate { .. } => "migrate",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn negative_seconds_are_refused_by_name() {
+        for args in [
+            vec!["vmha", "--request-timeout", "-5", "check"],
+            vec!["vmha", "start", "--start-wait", "-1"],
+            vec!["vmha", "stop", "--stop-wait=-3"],
+            vec!["vmha", "monitor", "--migration-wait", "-9"],
+        ] {
+            let e = Cli::try_parse_from(&args).unwrap_err().to_string();
+            assert!(
+                e.contains("is negative") && !e.contains("unexpected argument"),
+                "{args:?}: {e}"
+            );
+        }
+        let ok = Cli::try_parse_from(["vmha", "--request-timeout", "7", "check"]).unwrap();
+        assert_eq!(ok.global.request_timeout, Some(7));
+        assert!(seconds("x").unwrap_err().contains("whole number"));
     }
 }

@@ -141,8 +141,23 @@ pub fn normalize_url(raw: &str) -> Result<String, ConfigError> {
             return Err(invalid(format!("--url '{raw}': unknown scheme '{other}', use https")));
         }
     }
+    let port = if authority.starts_with('[') {
+        authority.rsplit_once("]:").map(|(_, p)| p)
+    } else {
+        authority.rsplit_once(':').map(|(_, p)| p)
+    };
+    if let Some(p) = port
+        && !matches!(p.parse::<u16>(), Ok(1..))
+    {
+        return Err(invalid(format!(
+            "--url '{raw}': port '{p}' is not a TCP port (1 to 65535)"
+        )));
+    }
     let path = if path.is_empty() || path == "/" { "/sdk" } else { path };
-    Ok(format!("{scheme}://{authority}{path}"))
+    let url = format!("{scheme}://{authority}{path}");
+    // Whatever the checks above let through, the HTTP client must accept too: say so now, not at connect time.
+    url::Url::parse(&url).map_err(|e| invalid(format!("--url '{raw}' is not a usable URL: {e}")))?;
+    Ok(url)
 }
 
 fn read_secret_line(mut r: impl BufRead, what: &str) -> Result<SecretString, ConfigError> {
@@ -256,10 +271,12 @@ pub fn connection(g: &GlobalArgs, file: &FileSettings) -> Result<ConnectionSetti
         (false, None, ca) => {
             let mut extra = Vec::new();
             if let Some(p) = ca {
-                extra.push(std::fs::read(&p).map_err(|e| ConfigError::Read {
+                let pem = std::fs::read(&p).map_err(|e| ConfigError::Read {
                     path: p.clone(),
                     cause: e.to_string(),
-                })?);
+                })?;
+                check_ca_file(&p, &pem)?;
+                extra.push(pem);
             }
             TlsPolicy::Verify { extra_roots_pem: extra }
         }
@@ -276,6 +293,61 @@ pub fn connection(g: &GlobalArgs, file: &FileSettings) -> Result<ConnectionSetti
         record_label: g.record_label.clone(),
         warnings,
     })
+}
+
+/// A `--ca-file` must hold at least one readable PEM certificate; found before any connection.
+fn check_ca_file(path: &Path, pem: &[u8]) -> Result<(), ConfigError> {
+    let mut found = 0;
+    for cert in rustls_pemfile::certs(&mut &pem[..]) {
+        cert.map_err(|e| invalid(format!("--ca-file {}: unreadable PEM: {e}", path.display())))?;
+        found += 1;
+    }
+    if found == 0 {
+        return Err(invalid(format!(
+            "--ca-file {} holds no PEM certificate (no -----BEGIN CERTIFICATE----- block); give the CA's (or the server's own) certificate in PEM",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Normalises a VM UUID to the dashed lowercase form vSphere shows (`4210abcd-ef01-2345-6789-abcdef012345`).
+/// Accepts exactly 32 hex digits: with dashes at the standard places, without dashes, or as a .vmx
+/// `uuid.bios` writes it (`42 10 ab cd ef 01 23 45-67 89 ab cd ef 01 23 45`).
+pub fn normalize_uuid(raw: &str) -> Result<String, String> {
+    let s = raw.trim();
+    let bad = |why: &str| {
+        format!(
+            "--uuid '{raw}' is not a UUID: {why}; give 32 hex digits, as 4210abcd-ef01-2345-6789-abcdef012345, 4210abcdef0123456789abcdef012345 or the .vmx form '42 10 ab cd ef 01 23 45-67 89 ab cd ef 01 23 45'"
+        )
+    };
+    if let Some(c) = s.chars().find(|c| !c.is_ascii_hexdigit() && *c != '-' && *c != ' ') {
+        return Err(bad(&format!("'{c}' is not a hex digit")));
+    }
+    let digits: String = s.chars().filter(char::is_ascii_hexdigit).collect();
+    if digits.len() != 32 {
+        return Err(bad(&format!("it has {} hex digits, not 32", digits.len())));
+    }
+    let dashes: Vec<usize> = s.char_indices().filter(|(_, c)| *c == '-').map(|(i, _)| i).collect();
+    let well_placed = if s.contains(' ') {
+        // .vmx: 16 two-digit bytes separated by spaces, a dash instead of the 9th separator.
+        let vmx_form = s.split(['-', ' ']).map(str::len).collect::<Vec<_>>() == vec![2; 16];
+        vmx_form && (dashes.is_empty() || dashes == [23])
+    } else {
+        dashes.is_empty() || dashes == [8, 13, 18, 23]
+    };
+    if !well_placed {
+        return Err(bad("its dashes or spaces are not where a UUID has them"));
+    }
+    let d = digits.to_ascii_lowercase();
+    Ok(format!(
+        "{}-{}-{}-{}-{}",
+        &d[..8],
+        &d[8..12],
+        &d[12..16],
+        &d[16..20],
+        &d[20..]
+    ))
 }
 
 /// Which VM: exactly one of vmx, name, uuid.
@@ -301,19 +373,15 @@ pub fn vm_selector(vm: &VmArgs, file: &FileSettings) -> Result<VmSelector, Confi
         _ => return Err(invalid("name the VM one way only: --vmx, --name or --uuid")),
     };
     let sel = chosen.ok_or_else(|| invalid("which VM? give --vmx PATH, --name NAME or --uuid UUID"))?;
-    match &sel {
-        VmSelector::Vmx(p) => validate_vmx(p).map_err(invalid)?,
-        VmSelector::Name(n) if n.trim().is_empty() => return Err(invalid("--name is empty")),
-        VmSelector::Uuid(u)
-            if u.trim().len() < 32 || !u.chars().all(|c| c.is_ascii_hexdigit() || c == '-' || c == ' ') =>
-        {
-            return Err(invalid(format!(
-                "--uuid '{u}' is not a UUID (32 hex digits, dashes allowed)"
-            )));
+    match sel {
+        VmSelector::Vmx(p) => {
+            validate_vmx(&p).map_err(invalid)?;
+            Ok(VmSelector::Vmx(p))
         }
-        _ => {}
+        VmSelector::Name(n) if n.trim().is_empty() => Err(invalid("--name is empty")),
+        VmSelector::Uuid(u) => Ok(VmSelector::Uuid(normalize_uuid(&u).map_err(invalid)?)),
+        other => Ok(other),
     }
-    Ok(sel)
 }
 
 fn secs(flag: Option<u64>, file: Option<u64>, default: u64, name: &str) -> Result<Duration, ConfigError> {
@@ -374,6 +442,59 @@ mod tests {
         assert!(normalize_url("ftp://vc1").is_err());
         assert!(normalize_url("https://user@vc1").is_err());
         assert!(normalize_url("").is_err());
+        for bad in [
+            "https://127.0.0.1:99999/sdk",
+            "vc1:0",
+            "https://vc1:http/sdk",
+            "https://[::1]:70000/sdk",
+        ] {
+            let e = normalize_url(bad).unwrap_err().to_string();
+            assert!(e.contains("not a TCP port"), "{bad}: {e}");
+        }
+        assert_eq!(
+            normalize_url("https://[::1]:8443/sdk").unwrap(),
+            "https://[::1]:8443/sdk"
+        );
+    }
+
+    #[test]
+    fn uuids() {
+        let want = "4210abcd-ef01-2345-6789-abcdef012345";
+        for ok in [
+            "4210abcd-ef01-2345-6789-abcdef012345",
+            "4210ABCD-EF01-2345-6789-ABCDEF012345",
+            "4210abcdef0123456789abcdef012345",
+            "42 10 ab cd ef 01 23 45-67 89 ab cd ef 01 23 45",
+            "42 10 ab cd ef 01 23 45 67 89 ab cd ef 01 23 45",
+            " 4210abcd-ef01-2345-6789-abcdef012345 ",
+        ] {
+            assert_eq!(normalize_uuid(ok).as_deref(), Ok(want), "{ok}");
+        }
+        for bad in [
+            &"-".repeat(36),
+            "4210abcd-ef01-2345-6789-abcdef01234",
+            "4210abcd-ef01-2345-6789-abcdef0123456",
+            "4210abcdef01-2345-6789-abcd-ef012345",
+            "4210-abcdef0123456789abcdef012345",
+            "4210abcd-ef01-2345-6789-abcdef01234g",
+            "42 10 ab cd ef 01 23 4567 89 ab cd ef 01 23 45",
+            "",
+        ] {
+            assert!(normalize_uuid(bad).is_err(), "{bad}");
+        }
+        assert!(normalize_uuid(&"-".repeat(36)).unwrap_err().contains("0 hex digits"));
+    }
+
+    #[test]
+    fn ca_file_without_a_certificate_is_a_config_error() {
+        let p = Path::new("/tmp/x.pem");
+        assert!(
+            check_ca_file(p, b"hello\n")
+                .unwrap_err()
+                .to_string()
+                .contains("no PEM certificate")
+        );
+        assert!(check_ca_file(p, b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n").is_err());
     }
 
     #[test]

@@ -5,6 +5,7 @@ use crate::client::VimError;
 use crate::config::ConfigError;
 use crate::ops::OpError;
 use crate::ops::monitor::MonitorFailure;
+use crate::soap::client::TlsFailure;
 use crate::soap::{FaultKind, SoapError};
 
 /// Documented exit codes (see `vmha --help` and the README).
@@ -75,8 +76,17 @@ fn vim_code(v: &VimError) -> ExitCode {
             ExitCode::LoginRefused
         }
         VimError::Soap(
-            SoapError::Connect { .. } | SoapError::Tls { .. } | SoapError::Timeout { .. } | SoapError::TlsSetup(_),
+            SoapError::Connect { .. }
+            | SoapError::ConnectTimeout { .. }
+            | SoapError::ConnectionLost { .. }
+            | SoapError::Tls { .. }
+            | SoapError::PinMismatch { .. }
+            | SoapError::Timeout { .. }
+            | SoapError::Redirect { .. }
+            | SoapError::NotSdk { .. },
         ) => ExitCode::CannotConnect,
+        // A bad --ca-file is a configuration error, found before any connection.
+        VimError::Soap(SoapError::TlsSetup(_)) => ExitCode::Usage,
         VimError::ServerLost { .. } => ExitCode::CannotConnect,
         VimError::UnknownDatacenter { .. } | VimError::UnknownVolume { .. } | VimError::AmbiguousName { .. } => {
             ExitCode::Usage
@@ -136,14 +146,38 @@ impl Error {
             VimError::LoginRefused { .. } => {
                 Some("check --user and the password (VMHA_PASSWORD, --password-file or --password-stdin)")
             }
-            VimError::Soap(SoapError::Tls { .. }) => Some(
-                "the server's certificate is not trusted: add its CA with --ca-file, or pin it with --thumbprint SHA256 (shown by: openssl s_client -connect HOST:443 | openssl x509 -noout -fingerprint -sha256)",
+            VimError::Soap(SoapError::Tls { reason, .. }) => Some(match reason {
+                TlsFailure::Untrusted | TlsFailure::Other(_) => {
+                    "the server's certificate is not trusted: add its CA (or the server's own certificate) with --ca-file, or pin it with --thumbprint SHA256 (vmha thumbprint shows it; check it out of band)"
+                }
+                TlsFailure::Expired { .. } | TlsFailure::NotYetValid { .. } => {
+                    "renew the server's certificate (or fix the clock that is wrong), or pin it with --thumbprint SHA256"
+                }
+                TlsFailure::WrongName { .. } => {
+                    "use a host name in --url that the certificate names, or pin the certificate with --thumbprint SHA256"
+                }
+                TlsFailure::WeakKey { .. } => {
+                    "pin this certificate with --thumbprint and the SHA-256 shown, after checking it against the host's console or the vSphere client; or give the host a 2048-bit certificate"
+                }
+                TlsFailure::LegacyProtocol => {
+                    "enable TLS 1.2 on the server (ESXi 5.5 U3 / 6.0 U1 or later support it), or manage it with a tool that still speaks TLS 1.0"
+                }
+                TlsFailure::PlainHttp => "give the server's HTTPS port in --url (usually 443)",
+            }),
+            VimError::Soap(SoapError::PinMismatch { .. }) => Some(
+                "the server presents another certificate than --thumbprint names: if it was renewed on purpose, pin the new SHA-256 shown; otherwise something sits between vmha and the server",
             ),
-            VimError::Soap(SoapError::Connect { .. }) => {
+            VimError::Soap(SoapError::Connect { .. } | SoapError::ConnectTimeout { .. }) => {
                 Some("check --url, the network path and that the server is up")
+            }
+            VimError::Soap(SoapError::ConnectionLost { .. }) => {
+                Some("the server (or something on the path) closed the connection mid-answer: check it is up")
             }
             VimError::Soap(SoapError::Timeout { .. }) => {
                 Some("the server did not answer in time: check it is up, or raise --request-timeout")
+            }
+            VimError::Soap(SoapError::TlsSetup(_)) => {
+                Some("give --ca-file a PEM file with at least one -----BEGIN CERTIFICATE----- block")
             }
             VimError::ServerLost { .. } => {
                 Some("the server stopped answering: check that it is up and reachable from this node")
@@ -181,7 +215,8 @@ mod tests {
     fn tls_rejection_is_4() {
         let e = Error::from(SoapError::Tls {
             url: "u".into(),
-            cause: "c".into(),
+            reason: TlsFailure::Untrusted,
+            source: rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
         });
         assert_eq!(e.exit_code(), ExitCode::CannotConnect);
     }

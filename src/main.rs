@@ -12,8 +12,11 @@ fn main() -> std::process::ExitCode {
         1 => "vmha=info",
         _ => "vmha=debug",
     };
+    // Colour codes only for a person at a terminal; a cluster log file must get plain text.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
         .with_env_filter(filter)
         .with_target(false)
         .init();

@@ -460,7 +460,7 @@ fn tls_trust_rules() {
     v.flags = vec!["--thumbprint".into(), wrong];
     let r = v.run(&check);
     assert_eq!(r.code, 4, "{r:?}");
-    assert!(r.stderr.contains("does not match the pinned one"), "{}", r.stderr);
+    assert!(r.stderr.contains("differs from the pinned one"), "{}", r.stderr);
     // Self-signed CA, no pin, no --insecure: refused.
     v.flags = vec![];
     let r = v.run(&check);

@@ -6,10 +6,6 @@
 //! stderr at `-vv`, the `--record` directory) and balanced Login/Logout in the simulator's own statistics
 //! wherever a session was opened and the server is still alive. Cases run in parallel worker threads,
 //! each with its own simulator and proxy.
-//!
-//! `pending()` holds the cases that fail today, each with the behaviour observed; the runner does not
-//! execute them unless `VMHA_FAULTS_PENDING=1` (`pending_cases_are_not_in_the_live_table` keeps the two
-//! apart). Move a case into `cases()` when its fix lands.
 
 #[path = "support/faultproxy.rs"]
 pub mod faultproxy;
@@ -341,83 +337,43 @@ fn cases() -> Vec<Case> {
         case("esx/stop/kill at ShutdownGuest", Stop, "ShutdownGuest", 1, Kill, 4, &["connect", "closed", "connection"]).no_balance().esx(),
         case("esx/watch/reset WFU#2", watch, WFU, 2, f(Fault::Reset), 11, &["poweredOff", "not powered on", "powered off"]).esx(),
         case("esx/watch/session expired WFU#2", watch, WFU, 2, Expire, 11, &["poweredOff", "not powered on", "powered off"]).esx(),
-    ]
-}
-
-/// Cases that fail today (observed behaviour in the comment). Not executed; see the module comment.
-#[rustfmt::skip]
-fn pending() -> Vec<Case> {
-    use Act::{Expire, Freeze, Kill, Restart};
-    use Cmd::*;
-    const RSC: &str = "RetrieveServiceContent";
-    const RPX: &str = "RetrievePropertiesEx";
-    const WFU: &str = "WaitForUpdatesEx";
-    let watch_dies = Watch { shutdown: false };
-    vec![
-        // exit 1, 0.0 s, "PowerOnVM_Task failed: NotAuthenticated" (no re-login), as in vCenter mode
+        // Cut answers, session expiry mid-command, a frozen or restarted server, a quoted password:
         case("esx/start/session expired at PowerOn", Start, "PowerOnVM_Task", 1, Expire, 0, &["powered on", "poweredOn"]).esx(),
-        // exit 0, 0.7-0.9 s, powered on, but over 2 TCP connections in some runs, 1 in others (the issue: always one)
         clean("start/no fault", Start, 0, &["powered on", "poweredOn"], 10 + 2).connections(1),
-        // exit 4, 0.1 s, "cannot connect to ...: error decoding response body: ... Connection reset by peer"
         case("check/reset RSC", Check, RSC, 1, f(Fault::Reset), 4, CUT).forbid(&["cannot connect"]),
-        // exit 4, 0.0 s, "cannot connect to ...: error decoding response body: ... end of file before message length reached"
         case("check/truncate RSC", Check, RSC, 1, f(Fault::Truncate), 4, CUT).forbid(&["cannot connect"]),
-        // exit 1, 0.0 s, "unreadable response: XML document type declarations are not accepted" (not: not a vSphere SDK endpoint, check the URL path)
-        case("check/200 html RSC", Check, RSC, 1, f(Fault::Html200), 1, &["not a vSphere SDK endpoint"]),
-        // exit 1, 0.0 s, "RetrieveServiceContent: the server answered HTTP 302:" (no "redirect", no Location)
-        case("check/redirect RSC", Check, RSC, 1, f(Fault::Redirect), 1, &["redirect"]),
-        // exit 4, 0.1 s, "cannot connect to ...: ... Connection reset by peer" (the connection was up)
+        case("check/200 html RSC", Check, RSC, 1, f(Fault::Html200), 4, &["not a vSphere SDK endpoint"]),
+        case("check/redirect RSC", Check, RSC, 1, f(Fault::Redirect), 4, &["redirect"]),
         case("status/reset RPX#1", Status, RPX, 1, f(Fault::Reset), 4, CUT).forbid(&["cannot connect"]),
-        // exit 4, 0.0 s, "cannot connect to ...: ... end of file before message length reached"
         case("status/truncate RPX#2", Status, RPX, 2, f(Fault::Truncate), 4, CUT).forbid(&["cannot connect"]),
-        // exit 1, 0.1 s, "RetrievePropertiesEx: unreadable response: XML document type declarations are not accepted"
-        case("status/200 html RPX#1", Status, RPX, 1, f(Fault::Html200), 1, &["not a vSphere SDK endpoint"]),
-        // exit 1, 0.0 s, "RetrievePropertiesEx: the server answered HTTP 302:" (no Location)
-        case("status/redirect RPX#1", Status, RPX, 1, f(Fault::Redirect), 1, &["redirect"]),
-        // exit 1, 0.0 s, "RetrievePropertiesEx failed: NotAuthenticated" (no re-login)
+        case("status/200 html RPX#1", Status, RPX, 1, f(Fault::Html200), 4, &["not a vSphere SDK endpoint"]),
+        case("status/redirect RPX#1", Status, RPX, 1, f(Fault::Redirect), 4, &["redirect"]),
         case("status/session expired RPX#1", Status, RPX, 1, Expire, 0, &["poweredOn"])
         .no_balance(),
-        // exit 0, 0.1 s, recovers, but warns "recovered after: cannot connect to ...: end of file before message length reached"
-        case("monitor/truncate WFU#1", Monitor, WFU, 1, f(Fault::Truncate), 0, &["recovered"])
+        case("monitor/truncate WFU#1", Monitor, WFU, 1, f(Fault::Truncate), 0, &["reconnected"])
         .forbid(&["cannot connect"]),
-        // exit 1, 0.0 s, "RetrievePropertiesEx failed: NotAuthenticated: The session is not authenticated." (no re-login)
         case("monitor/session expired RPX#2", Monitor, RPX, 2, Expire, 0, &["healthy", "poweredOn"])
         .no_balance(),
-        // exit 4, 10.0 s after the freeze: "PowerOnVM_Task got no answer within 5 s", then Logout waits another 5 s
         case("start/freeze at PowerOn", Start, "PowerOnVM_Task", 1, Freeze(None), 4, TIMED_OUT)
         .no_balance(),
-        // exit 1, 0.0 s, "PowerOnVM_Task failed: NotAuthenticated" (no re-login)
         case("start/session expired at PowerOn", Start, "PowerOnVM_Task", 1, Expire, 0, &["powered on", "poweredOn"])
         .no_balance(),
-        // exit 1, 0.1 s, "PowerOnVM_Task failed: NotAuthenticated"; then a Logout with the stale cookie (Login 0 / Logout 1 on the new simulator)
-        case("start/restart at PowerOn", Start, "PowerOnVM_Task", 1, Restart, 0, &["powered on", "poweredOn"]),
-        // exit 4, 0.1 s, "cannot connect to ...: ... Connection reset by peer"
+        case("start/restart at PowerOn", Start, "PowerOnVM_Task", 1, Restart, 0, &["powered on", "poweredOn", "started"]),
         case("stop/reset ShutdownGuest", Stop, "ShutdownGuest", 1, f(Fault::Reset), 4, CUT)
         .forbid(&["cannot connect"]),
-        // exit 1, 0.0 s, "ShutdownGuest: unreadable response: XML document type declarations are not accepted"
-        case("stop/html 200 ShutdownGuest", Stop, "ShutdownGuest", 1, f(Fault::Html200), 1, &["not a vSphere SDK endpoint"]),
-        // exit 1, 0.0 s, NotAuthenticated on ShutdownGuest taken for "guest shutdown refused", then "PowerOffVM_Task failed: NotAuthenticated"
+        case("stop/html 200 ShutdownGuest", Stop, "ShutdownGuest", 1, f(Fault::Html200), 4, &["not a vSphere SDK endpoint"]),
         case("stop/session expired at ShutdownGuest", Stop, "ShutdownGuest", 1, Expire, 0, &["stopped", "powered off", "poweredOff"])
         .no_balance(),
-        // exit 1, 3.8 s, "unexpected answer from the server: lost the server for 5 s: cannot connect to ..." (want exit 4)
         case("watch/kill WFU#2", watch_dies, WFU, 2, Kill, 4, &["connect", "closed", "connection"])
         .no_balance(),
-        // exit 1, 15.0 s after the freeze: "unexpected answer from the server: lost the server for 5 s: CreatePropertyCollector got no answer within 5 s"
         case("watch/freeze WFU#2", watch_dies, WFU, 2, Freeze(None), 4, TIMED_OUT).no_balance(),
-        // exit 1, 0.0 s, the fault text quoting the Login request puts the password on stderr and into 0002-Login.txt of --record
         case("check/echo fault Login", Check, "Login", 1, f(Fault::Echo), 1, &["SystemError", "Request rejected"]),
-        // exit 4, 0.0 s, "cannot connect to ...: error decoding response body ... end of file before message length reached"; Login 1 / Logout 0 (cookie had arrived)
         case("check/truncate Login", Check, "Login", 1, f(Fault::Truncate), 4, CUT).forbid(&["cannot connect"]),
-        // exit 4, 5.0 s, "Login got no answer within 5 s"; the cookie had arrived, but Login 1 / Logout 0 on the simulator
         case("check/headers-only Login", Check, "Login", 1, f(Fault::HeadersOnly), 4, TIMED_OUT),
-        // exit 4, 0.0 s, "cannot connect to ...: connection closed before message completed" mid-session
         case("status/close RPX#3", Status, RPX, 3, f(Fault::Close), 4, CUT).forbid(&["cannot connect"]),
-        // exit 4, 0.0 s, "cannot connect to ...: ... end of file before message length reached" (the power-on did happen)
         case("start/truncate PowerOn", Start, "PowerOnVM_Task", 1, f(Fault::Truncate), 4, CUT)
         .forbid(&["cannot connect"]),
-        // exit 1, 0.0 s, "Login: the server answered HTTP 302:" (no Location)
-        case("start/redirect Login", Start, "Login", 1, f(Fault::Redirect), 1, &["redirect"]),
-        // exit 4, 0.0 s, "cannot connect to ...: ... end of file before message length reached"
+        case("start/redirect Login", Start, "Login", 1, f(Fault::Redirect), 4, &["redirect"]),
         case("stop/truncate ShutdownGuest", Stop, "ShutdownGuest", 1, f(Fault::Truncate), 4, CUT)
         .forbid(&["cannot connect"]),
     ]
@@ -725,14 +681,12 @@ fn run_all(table: Vec<Case>) -> Vec<Outcome> {
 
 #[test]
 fn fault_injection_tier() {
-    let mut table = cases();
-    // VMHA_FAULTS_PENDING=1 also runs the pending cases, to see which fixes have landed.
-    let with_pending = std::env::var_os("VMHA_FAULTS_PENDING").is_some_and(|v| v == "1");
-    let total = table.len() + pending().len();
-    if with_pending {
-        table.extend(pending());
-    }
-    assert!(total >= 60, "the tier needs at least 60 cases, has {total}");
+    let table = cases();
+    assert!(
+        table.len() >= 60,
+        "the tier needs at least 60 cases, has {}",
+        table.len()
+    );
     let started = Instant::now();
     let mut outcomes = run_all(table);
     outcomes.sort_by(|a, b| a.name.cmp(b.name));
@@ -774,15 +728,10 @@ fn fault_injection_tier() {
         println!("  {cat:<24} {secs:>5.1} s  ({name})");
     }
     println!(
-        "\n{} cases run, {} passed, {} pending {}, in {:.1?}",
-        outcomes.len(),
+        "\nfaults: {} passed, {} failed ({} cases in {:.1?})",
         outcomes.len() - failed.len(),
-        pending().len(),
-        if with_pending {
-            "(run too)"
-        } else {
-            "(not run; VMHA_FAULTS_PENDING=1 runs them)"
-        },
+        failed.len(),
+        outcomes.len(),
         started.elapsed()
     );
     assert!(
@@ -794,13 +743,8 @@ fn fault_injection_tier() {
 }
 
 #[test]
-fn pending_cases_are_not_in_the_live_table() {
-    let live: Vec<&str> = cases().iter().map(|c| c.name).collect();
-    for p in pending() {
-        assert!(!live.contains(&p.name), "{} is both live and pending", p.name);
-    }
-    let mut names: Vec<&str> = live.clone();
-    names.extend(pending().iter().map(|c| c.name));
+fn case_names_are_unique() {
+    let mut names: Vec<&str> = cases().iter().map(|c| c.name).collect();
     let n = names.len();
     names.sort();
     names.dedup();

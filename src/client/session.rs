@@ -75,9 +75,10 @@ impl Session {
     /// RetrieveServiceContent, then Login on the SessionManager it names.
     pub async fn connect(opts: ConnectOptions) -> Result<Session, VimError> {
         let recorder = match &opts.record {
-            Some((dir, label)) => {
-                Some(Recorder::new(dir, label).map_err(|e| SoapError::Record(format!("{}: {e}", dir.display())))?)
-            }
+            Some((dir, label)) => Some(Recorder::new(dir, label).map_err(|source| SoapError::Record {
+                dir: dir.display().to_string(),
+                source,
+            })?),
             None => None,
         };
         let client = SoapClient::new(opts.transport, recorder)?;
@@ -112,7 +113,7 @@ impl Session {
             Err(e) => {
                 self.note(&e);
                 // The answer was lost after the server set the cookie: that session exists, end it.
-                if self.client.has_session() {
+                if self.client.has_session_cookie() {
                     self.logged_in.store(true, Ordering::SeqCst);
                     self.logout().await;
                 }

@@ -1,6 +1,7 @@
 //! Transport layer: HTTP(S), the SOAP envelope, faults, TLS policy and recordings. Knows nothing of VMs.
 
 pub mod client;
+pub mod conn;
 pub mod fault;
 pub mod probe;
 pub mod record;

@@ -85,14 +85,24 @@ pub async fn server_certificate_sha256(url: &str, timeout: Duration) -> Result<[
         .await
         .map_err(|e| SoapError::Connect {
             url: url.clone(),
-            cause: e.to_string(),
+            source: std::io::Error::other(e),
         })?
 }
 
 fn handshake(url: &str, timeout: Duration) -> Result<[u8; 32], SoapError> {
     let fail = |cause: String| SoapError::Connect {
         url: url.to_string(),
-        cause,
+        source: std::io::Error::other(cause),
+    };
+    let io_fail = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => SoapError::ConnectTimeout {
+            url: url.to_string(),
+            secs: timeout.as_secs(),
+        },
+        _ => SoapError::Connect {
+            url: url.to_string(),
+            source: e,
+        },
     };
     let (host, port) = host_port(url).ok_or_else(|| fail("thumbprint needs an https:// URL".into()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -110,14 +120,14 @@ fn handshake(url: &str, timeout: Duration) -> Result<[u8; 32], SoapError> {
     let mut conn = rustls::ClientConnection::new(Arc::new(config), name).map_err(|e| fail(e.to_string()))?;
     let addr = (host.as_str(), port)
         .to_socket_addrs()
-        .map_err(|e| fail(e.to_string()))?
+        .map_err(io_fail)?
         .next()
         .ok_or_else(|| fail(format!("{host} has no address")))?;
-    let mut sock = TcpStream::connect_timeout(&addr, timeout).map_err(|e| fail(e.to_string()))?;
-    sock.set_read_timeout(Some(timeout)).map_err(|e| fail(e.to_string()))?;
-    sock.set_write_timeout(Some(timeout)).map_err(|e| fail(e.to_string()))?;
+    let mut sock = TcpStream::connect_timeout(&addr, timeout).map_err(io_fail)?;
+    sock.set_read_timeout(Some(timeout)).map_err(io_fail)?;
+    sock.set_write_timeout(Some(timeout)).map_err(io_fail)?;
     while conn.is_handshaking() {
-        conn.complete_io(&mut sock).map_err(|e| fail(e.to_string()))?;
+        conn.complete_io(&mut sock).map_err(io_fail)?;
     }
     // Close politely; the certificate is all this connection was for.
     conn.send_close_notify();

@@ -48,6 +48,11 @@ impl Recorder {
         })
     }
 
+    /// The directory the exchanges go to.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     pub fn write(&self, ex: &Exchange) -> std::io::Result<()> {
         let n = self.seq.fetch_add(1, Ordering::SeqCst) + 1;
         let path = self.dir.join(format!("{n:04}-{}.txt", ex.method));

@@ -7,6 +7,7 @@
 
 use std::path::Path;
 
+use vmha::soap::client::VERSIONS_FILE;
 use vmha::soap::record::parse_exchange;
 use vmha::soap::xml::parse;
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
@@ -66,6 +67,20 @@ pub async fn mount_recording(dir: &Path) -> (MockServer, Vec<String>) {
     for (i, f) in files.iter().enumerate() {
         let text = std::fs::read_to_string(f).unwrap();
         let ex = parse_exchange(&text).unwrap_or_else(|| panic!("{} is not a vmha recording", f.display()));
+        // The versions file vmha reads before its first call is a plain GET, not a SOAP call.
+        if ex.method == VERSIONS_FILE {
+            let path = ex.request.strip_prefix("GET ").unwrap_or(&ex.request).to_string();
+            Mock::given(wiremock::matchers::method("GET"))
+                .and(wiremock::matchers::path(path))
+                .respond_with(ResponseTemplate::new(ex.status).set_body_raw(ex.response.clone(), "text/xml"))
+                .up_to_n_times(1)
+                .expect(1)
+                .named(f.file_name().unwrap().to_string_lossy().to_string())
+                .mount(&server)
+                .await;
+            methods.push(ex.method.clone());
+            continue;
+        }
         let (method, leaves) =
             request_key(&ex.request).unwrap_or_else(|| panic!("{}: request is not a SOAP call", f.display()));
         assert_eq!(method, ex.method, "{}", f.display());

@@ -58,7 +58,7 @@ fn target_dir() -> PathBuf {
 }
 
 /// Path of the simulator binary, building it first if needed (once per process).
-fn binary() -> &'static Path {
+pub fn binary() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(build_binary)
 }

@@ -65,13 +65,14 @@ func main() {
 	caOut := flag.String("ca-out", "", "write the CA certificate (PEM) to this path (default: a temp file removed at exit)")
 	ignoreStdin := flag.Bool("ignore-stdin", false, "do not exit when stdin reaches EOF (for manual runs)")
 	trace := flag.Bool("trace", false, "dump SOAP requests and responses to stderr")
+	tlsProfile := flag.String("tls", tlsCASigned, "server TLS: ca-signed, self-signed-ca, rsa1024, tls10 or expired")
 	flag.Parse()
 
 	log.SetOutput(os.Stderr)
 	log.SetFlags(log.LstdFlags | log.Lmicroseconds)
 	simulator.Trace = *trace
 
-	inst, err := start(*mode, *caOut)
+	inst, err := start(*mode, *caOut, *tlsProfile)
 	if err != nil {
 		log.Printf("vcsim-ext: start-up failed: %s", err)
 		os.Exit(1)
@@ -115,7 +116,7 @@ func (inst *instance) close() {
 	}
 }
 
-func start(mode, caOut string) (*instance, error) {
+func start(mode, caOut, tlsProfile string) (*instance, error) {
 	var m *simulator.Model
 	switch mode {
 	case "vcenter":
@@ -135,7 +136,7 @@ func start(mode, caOut string) (*instance, error) {
 		return nil, fmt.Errorf("preparing inventory: %w", err)
 	}
 
-	mat, err := generateTLS()
+	mat, err := generateTLSProfile(tlsProfile)
 	if err != nil {
 		m.Remove()
 		return nil, fmt.Errorf("generating TLS material: %w", err)
@@ -160,7 +161,8 @@ func start(mode, caOut string) (*instance, error) {
 	// Service.Listen.User makes vcsim's SessionManager accept only these
 	// credentials (anything else: InvalidLogin "Login failure").
 	m.Service.Listen = &url.URL{Host: "127.0.0.1:0", User: url.UserPassword(simUser, simPassword)}
-	m.Service.TLS = &tls.Config{Certificates: []tls.Certificate{mat.leaf}, MinVersion: tls.VersionTLS12}
+	minTLS, maxTLS := tlsVersions(tlsProfile)
+	m.Service.TLS = &tls.Config{Certificates: []tls.Certificate{mat.leaf}, MinVersion: minTLS, MaxVersion: maxTLS}
 	srv := m.Service.NewServer()
 	// Put our front handler before vcsim's mux. No client knows the port
 	// yet, so nothing is being served concurrently.

@@ -54,7 +54,7 @@ func isFault(err error, name string) bool {
 }
 
 func TestSimulator(t *testing.T) {
-	inst, err := start("vcenter", filepath.Join(t.TempDir(), "ca.pem"))
+	inst, err := start("vcenter", filepath.Join(t.TempDir(), "ca.pem"), tlsCASigned)
 	if err != nil {
 		t.Fatal(err)
 	}

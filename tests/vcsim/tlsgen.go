@@ -7,9 +7,11 @@ package main
 // trust store.
 
 import (
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/sha1"
 	"crypto/sha256"
 	"crypto/tls"
@@ -24,7 +26,7 @@ import (
 )
 
 type tlsMaterial struct {
-	caPEM          []byte
+	caPEM          []byte // what a client should trust: the CA, or the server certificate itself when self-signed
 	leaf           tls.Certificate
 	thumbprint256  string // SHA-256 of the leaf DER, "AB:CD:..."
 	thumbprintSHA1 string // SHA-1 of the leaf DER, same format (what older vSphere tooling shows)
@@ -47,7 +49,87 @@ func colonHex(sum []byte) string {
 	return strings.Join(parts, ":")
 }
 
-func generateTLS() (*tlsMaterial, error) {
+// TLS profiles (--tls): the server material and protocol range old or odd vSphere hosts present.
+const (
+	// A leaf signed by a throw-away CA (the default).
+	tlsCASigned = "ca-signed"
+	// A self-signed certificate that is also a CA (CA:TRUE), as `openssl req -x509` makes and many ESXi
+	// hosts present; it is its own trust anchor (written as the CA file).
+	tlsSelfSignedCA = "self-signed-ca"
+	// A self-signed RSA-1024 certificate, the ESX/ESXi 5.x-era default.
+	tlsRSA1024 = "rsa1024"
+	// The default material, offered over TLS 1.0 only (ESX 4.x, ESXi before 5.5 U3).
+	tlsTLS10 = "tls10"
+	// A CA-signed leaf that expired yesterday.
+	tlsExpired = "expired"
+)
+
+// tlsVersions gives the protocol range a profile serves.
+func tlsVersions(profile string) (min, max uint16) {
+	if profile == tlsTLS10 {
+		return tls.VersionTLS10, tls.VersionTLS10
+	}
+	return tls.VersionTLS12, 0
+}
+
+// generateSelfSigned makes one certificate that is both the server's and the trust anchor.
+func generateSelfSigned(key crypto.Signer, isCA bool) (*tlsMaterial, error) {
+	now := time.Now()
+	serial, err := randomSerial()
+	if err != nil {
+		return nil, err
+	}
+	template := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: "localhost", Organization: []string{"vmha tests"}},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(7 * 24 * time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  isCA,
+		DNSNames:              []string{"localhost"},
+		IPAddresses:           []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("::1")},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, template, template, key.Public(), key)
+	if err != nil {
+		return nil, err
+	}
+	s256 := sha256.Sum256(der)
+	s1 := sha1.Sum(der)
+	return &tlsMaterial{
+		caPEM:          pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		leaf:           tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key},
+		thumbprint256:  colonHex(s256[:]),
+		thumbprintSHA1: colonHex(s1[:]),
+	}, nil
+}
+
+// generateTLSProfile makes the material for one --tls profile.
+func generateTLSProfile(profile string) (*tlsMaterial, error) {
+	switch profile {
+	case tlsCASigned, tlsTLS10:
+		return generateTLS(0)
+	case tlsExpired:
+		return generateTLS(-8 * 24 * time.Hour)
+	case tlsSelfSignedCA:
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			return nil, err
+		}
+		return generateSelfSigned(key, true)
+	case tlsRSA1024:
+		key, err := rsa.GenerateKey(rand.Reader, 1024)
+		if err != nil {
+			return nil, err
+		}
+		return generateSelfSigned(key, false)
+	}
+	return nil, fmt.Errorf("unknown --tls %q (want %s, %s, %s, %s or %s)", profile, tlsCASigned, tlsSelfSignedCA, tlsRSA1024, tlsTLS10, tlsExpired)
+}
+
+// generateTLS makes a CA and a leaf it signs; shift moves the leaf's validity (negative: already expired).
+func generateTLS(shift time.Duration) (*tlsMaterial, error) {
 	now := time.Now()
 
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -88,8 +170,8 @@ func generateTLS() (*tlsMaterial, error) {
 	leafTemplate := &x509.Certificate{
 		SerialNumber:          leafSerial,
 		Subject:               pkix.Name{CommonName: "localhost", Organization: []string{"vmha tests"}},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(7 * 24 * time.Hour),
+		NotBefore:             now.Add(-time.Hour + shift),
+		NotAfter:              now.Add(7*24*time.Hour + shift),
 		KeyUsage:              x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		BasicConstraintsValid: true,
