@@ -7,6 +7,13 @@ use crate::log::StepLog;
 use crate::ops::{self, AnswerPolicy, Ctx, with_session};
 
 pub async fn run(cli: Cli, log: &StepLog) -> Result<ExitCode, Error> {
+    if let Command::Ocf { action } = &cli.command {
+        std::process::exit(
+            crate::ocf::run(action.as_deref(), &crate::ocf::process_env, log)
+                .await
+                .code(),
+        );
+    }
     let file = config::load_file(&cli.global)?;
     // Settings are checked before any connection, so a typo never touches the server.
     let resource = match &cli.command {
@@ -33,6 +40,7 @@ pub async fn run(cli: Cli, log: &StepLog) -> Result<ExitCode, Error> {
             &file,
         )?),
         Command::Migrate { vm, .. } => Some(config::resource(vm, None, waits(None, None, None), &file)?),
+        Command::Ocf { .. } => unreachable!("handled above"),
     };
     let answers = match &cli.command {
         Command::Start { answers, .. } | Command::Stop { answers, .. } => AnswerPolicy::parse(answers)?,
@@ -57,7 +65,7 @@ pub async fn run(cli: Cli, log: &StepLog) -> Result<ExitCode, Error> {
         };
         let ctx = Ctx::new(session, settings, log).await?;
         match command {
-            Command::Check => unreachable!("handled above"),
+            Command::Check | Command::Ocf { .. } => unreachable!("handled above"),
             Command::Status { json, .. } => {
                 let report = ops::status::run(&ctx).await?;
                 if json {
