@@ -457,6 +457,29 @@ pub async fn run(action: Option<&str>, env: &(dyn Fn(&str) -> Option<String> + S
         global: global(&params, bounded_request_timeout(&params, env, cap)),
         command,
     };
+    if action == Action::Stop
+        && let Some(host) = cli_host(&cli)
+    {
+        // Belt and braces for Pacemaker's stop on the source node after a live migration: a VM that runs on
+        // another host is not this node's to stop. (vmha stop --host decides the same; this keeps the agent
+        // safe with a vmha whose stop predates --host.)
+        let probe = Cli {
+            global: global(&params, bounded_request_timeout(&params, env, Some(20))),
+            command: Command::Monitor {
+                vm: params.vm.clone(),
+                host: HostArg {
+                    host: Some(host.clone()),
+                },
+                watch: false,
+                migration_wait: Some(0),
+                require_heartbeat: false,
+            },
+        };
+        if let Ok(ExitCode::Migrated) = dispatch(probe, log).await {
+            log.info(format!("runs on another host, not on {host}: nothing to stop here"));
+            return OcfCode::Success;
+        }
+    }
     let result = dispatch(cli, log).await;
     let code = match &result {
         Ok(c) => *c,
@@ -482,6 +505,13 @@ pub async fn run(action: Option<&str>, env: &(dyn Fn(&str) -> Option<String> + S
         eprintln!("vmha ocf {name}: vmha exit {} -> OCF {}", code.code(), answer.code());
     }
     answer
+}
+
+fn cli_host(cli: &Cli) -> Option<String> {
+    match &cli.command {
+        Command::Stop { host, .. } => host.host.clone(),
+        _ => None,
+    }
 }
 
 /// `app::run` dispatches `ocf` here, so the recursion is boxed.

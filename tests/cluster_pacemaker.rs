@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use sim::{Mode, Sim};
-use stack::{AgentInstall, Node, PROVIDER, cib_xml, corosync_conf};
+use stack::{AgentInstall, Node, Primitive, cib_xml, corosync_conf};
 
 const VM: &str = "DC0_C0_RP0_VM0";
 const NODE_HOST: &str = "DC0_C0_H0";
@@ -20,38 +20,6 @@ const MONITOR_INTERVAL_S: u64 = 2;
 
 fn running_on(v: &Value, host: &str) -> bool {
     v["power_state"] == "poweredOn" && v["host"] == host
-}
-
-pub fn primitive_xml(sim: &Sim, pw: &std::path::Path, hostmap: &str, vm: &str, allow_migrate: bool) -> String {
-    format!(
-        r#"<primitive id="vm1" class="ocf" provider="{PROVIDER}" type="vm">
-  <instance_attributes id="vm1-ia">
-    <nvpair id="vm1-url" name="url" value="{url}"/>
-    <nvpair id="vm1-user" name="user" value="{user}"/>
-    <nvpair id="vm1-password_file" name="password_file" value="{pw}"/>
-    <nvpair id="vm1-thumbprint" name="thumbprint" value="{tp}"/>
-    <nvpair id="vm1-name" name="name" value="{vm}"/>
-    <nvpair id="vm1-hostmap" name="hostmap" value="{hostmap}"/>
-    <nvpair id="vm1-start_wait" name="start_wait" value="10"/>
-    <nvpair id="vm1-stop_wait" name="stop_wait" value="20"/>
-    <nvpair id="vm1-request_timeout" name="request_timeout" value="15"/>
-  </instance_attributes>
-  <meta_attributes id="vm1-meta">
-    <nvpair id="vm1-allow-migrate" name="allow-migrate" value="{allow_migrate}"/>
-  </meta_attributes>
-  <operations>
-    <op id="vm1-monitor" name="monitor" interval="{MONITOR_INTERVAL_S}s" timeout="30s"/>
-    <op id="vm1-start" name="start" interval="0s" timeout="60s"/>
-    <op id="vm1-stop" name="stop" interval="0s" timeout="60s"/>
-    <op id="vm1-migrate_to" name="migrate_to" interval="0s" timeout="60s"/>
-    <op id="vm1-migrate_from" name="migrate_from" interval="0s" timeout="30s"/>
-  </operations>
-</primitive>"#,
-        url = sim.url,
-        user = sim.user,
-        pw = pw.display(),
-        tp = sim.thumbprint,
-    )
 }
 
 #[test]
@@ -103,7 +71,17 @@ fn one_node_pacemaker_runs_and_recovers_the_vm() {
             "--scope",
             "resources",
             "--xml-text",
-            &primitive_xml(&sim, &pw, &format!("node1:{NODE_HOST}"), VM, false),
+            &Primitive {
+                url: &sim.url,
+                user: &sim.user,
+                thumbprint: &sim.thumbprint,
+                password_file: &pw,
+                hostmap: &format!("node1:{NODE_HOST}"),
+                vm: VM,
+                allow_migrate: false,
+                monitor_interval_s: MONITOR_INTERVAL_S,
+            }
+            .xml(),
         ],
     );
     let v = sim.wait_vm(VM, Duration::from_secs(60), |v| running_on(v, NODE_HOST));

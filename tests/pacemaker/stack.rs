@@ -192,6 +192,22 @@ impl Node {
         run_with_timeout(self.command(program).args(args), Duration::from_secs(30))
     }
 
+    /// Waits until the cluster has nothing left to do (`crm_resource --wait`).
+    pub fn settle(&self, timeout: Duration) {
+        let secs = format!("{}s", timeout.as_secs());
+        let out = run_with_timeout(
+            self.command("crm_resource").args(["--wait", "--timeout", &secs]),
+            timeout + Duration::from_secs(5),
+        );
+        assert!(
+            out.status.success(),
+            "{}: the cluster did not settle within {timeout:?}: {}\n{}",
+            self.name,
+            String::from_utf8_lossy(&out.stderr),
+            self.log_tail(60)
+        );
+    }
+
     pub fn tool_ok(&self, program: &str, args: &[&str]) -> String {
         let out = self.tool(program, args);
         assert!(
@@ -269,12 +285,35 @@ impl Node {
     /// Waits until the CIB's status section holds a successful recurring monitor of `rsc` on this node: the
     /// start has finished and Pacemaker watches the resource.
     pub fn wait_monitor_ok(&self, rsc: &str, timeout: Duration) {
+        self.wait_monitor_ok_on(&self.name.clone(), rsc, timeout);
+    }
+
+    /// As [`Node::wait_monitor_ok`], for the resource on node `on` (asked through this node's CIB).
+    pub fn wait_monitor_ok_on(&self, on: &str, rsc: &str, timeout: Duration) {
         let xpath = format!(
-            "//node_state[@uname='{}']//lrm_resource[@id='{rsc}']/lrm_rsc_op[@operation='monitor' and @interval!='0' and @rc-code='0']",
-            self.name
+            "//node_state[@uname='{on}']//lrm_resource[@id='{rsc}']/lrm_rsc_op[@operation='monitor' and @interval!='0' and @rc-code='0']"
         );
         self.wait_for(timeout, &format!("a successful recurring monitor of {rsc}"), || {
             self.tool("cibadmin", &["--query", "--xpath", &xpath]).status.success()
+        });
+    }
+
+    /// Waits until `crm_mon` shows every node in `names` online.
+    pub fn wait_online(&self, names: &[&str], timeout: Duration) {
+        self.wait_for(timeout, &format!("nodes {names:?} online"), || {
+            let o = run_with_timeout(
+                self.command("crm_mon").args(["--one-shot", "--output-as=xml"]),
+                Duration::from_secs(5),
+            );
+            let text = String::from_utf8_lossy(&o.stdout).into_owned();
+            names.iter().all(|n| {
+                text.find(&format!("<node name=\"{n}\""))
+                    .map(|i| {
+                        let tag = &text[i..text[i..].find('>').map_or(text.len(), |e| i + e)];
+                        tag.contains("online=\"true\"")
+                    })
+                    .unwrap_or(false)
+            })
         });
     }
 
@@ -400,5 +439,56 @@ impl AgentInstall {
 impl Drop for AgentInstall {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The agent's primitive as CIB XML (id vm1), with the operations the tests use.
+pub struct Primitive<'a> {
+    pub url: &'a str,
+    pub user: &'a str,
+    pub thumbprint: &'a str,
+    pub password_file: &'a Path,
+    pub hostmap: &'a str,
+    pub vm: &'a str,
+    pub allow_migrate: bool,
+    pub monitor_interval_s: u64,
+}
+
+impl Primitive<'_> {
+    pub fn xml(&self) -> String {
+        format!(
+            r#"<primitive id="vm1" class="ocf" provider="{PROVIDER}" type="vm">
+  <instance_attributes id="vm1-ia">
+    <nvpair id="vm1-url" name="url" value="{url}"/>
+    <nvpair id="vm1-user" name="user" value="{user}"/>
+    <nvpair id="vm1-password_file" name="password_file" value="{pw}"/>
+    <nvpair id="vm1-thumbprint" name="thumbprint" value="{tp}"/>
+    <nvpair id="vm1-name" name="name" value="{vm}"/>
+    <nvpair id="vm1-hostmap" name="hostmap" value="{hostmap}"/>
+    <nvpair id="vm1-start_wait" name="start_wait" value="10"/>
+    <nvpair id="vm1-stop_wait" name="stop_wait" value="20"/>
+    <nvpair id="vm1-request_timeout" name="request_timeout" value="15"/>
+  </instance_attributes>
+  <meta_attributes id="vm1-meta">
+    <nvpair id="vm1-allow-migrate" name="allow-migrate" value="{allow}"/>
+    <nvpair id="vm1-resource-stickiness" name="resource-stickiness" value="100"/>
+  </meta_attributes>
+  <operations>
+    <op id="vm1-monitor" name="monitor" interval="{interval}s" timeout="30s"/>
+    <op id="vm1-start" name="start" interval="0s" timeout="60s"/>
+    <op id="vm1-stop" name="stop" interval="0s" timeout="60s"/>
+    <op id="vm1-migrate_to" name="migrate_to" interval="0s" timeout="60s"/>
+    <op id="vm1-migrate_from" name="migrate_from" interval="0s" timeout="30s"/>
+  </operations>
+</primitive>"#,
+            url = self.url,
+            user = self.user,
+            pw = self.password_file.display(),
+            tp = self.thumbprint,
+            vm = self.vm,
+            hostmap = self.hostmap,
+            allow = self.allow_migrate,
+            interval = self.monitor_interval_s,
+        )
     }
 }
