@@ -396,14 +396,19 @@ pub async fn run(action: Option<&str>, env: &(dyn Fn(&str) -> Option<String> + S
             };
         }
     };
+    let probe = action == Action::Monitor && is_probe(env);
     let here = match local_host(&params, &|| local_node(env)) {
         Ok(h) => h,
         Err(e) => {
             eprintln!("vmha ocf {name}: {}", e.message);
-            return e.code;
+            // A node that hostmap does not list cannot run the resource: a probe says so plainly.
+            return if probe && e.code == OcfCode::ErrArgs {
+                OcfCode::NotRunning
+            } else {
+                e.code
+            };
         }
     };
-    let probe = action == Action::Monitor && is_probe(env);
     let command = match action {
         Action::ValidateAll => {
             log.info(format!(
