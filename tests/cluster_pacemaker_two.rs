@@ -264,6 +264,7 @@ fn two_nodes_move_and_fail_over_without_running_twice() {
             thumbprint: &sim.thumbprint,
             password_file: &pw,
             hostmap: &hostmap,
+            vm_key: "name",
             vm: VM,
             allow_migrate,
             monitor_interval_s: 2,

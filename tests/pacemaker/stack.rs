@@ -448,7 +448,10 @@ pub struct Primitive<'a> {
     pub user: &'a str,
     pub thumbprint: &'a str,
     pub password_file: &'a Path,
+    /// Empty: no hostmap (ESX-direct: the connected host).
     pub hostmap: &'a str,
+    /// How the VM is named: "name", "vmx" or "uuid".
+    pub vm_key: &'a str,
     pub vm: &'a str,
     pub allow_migrate: bool,
     pub monitor_interval_s: u64,
@@ -463,8 +466,8 @@ impl Primitive<'_> {
     <nvpair id="vm1-user" name="user" value="{user}"/>
     <nvpair id="vm1-password_file" name="password_file" value="{pw}"/>
     <nvpair id="vm1-thumbprint" name="thumbprint" value="{tp}"/>
-    <nvpair id="vm1-name" name="name" value="{vm}"/>
-    <nvpair id="vm1-hostmap" name="hostmap" value="{hostmap}"/>
+    <nvpair id="vm1-{key}" name="{key}" value="{vm}"/>
+    {hostmap}
     <nvpair id="vm1-start_wait" name="start_wait" value="10"/>
     <nvpair id="vm1-stop_wait" name="stop_wait" value="20"/>
     <nvpair id="vm1-request_timeout" name="request_timeout" value="15"/>
@@ -485,8 +488,13 @@ impl Primitive<'_> {
             user = self.user,
             pw = self.password_file.display(),
             tp = self.thumbprint,
+            key = self.vm_key,
             vm = self.vm,
-            hostmap = self.hostmap,
+            hostmap = if self.hostmap.is_empty() {
+                String::new()
+            } else {
+                format!(r#"<nvpair id="vm1-hostmap" name="hostmap" value="{}"/>"#, self.hostmap)
+            },
             allow = self.allow_migrate,
             interval = self.monitor_interval_s,
         )
