@@ -22,8 +22,12 @@ fn ocf_tester_passes_against_the_simulator() {
     let dir = tempfile::tempdir().unwrap();
     // ocf-tester runs meta-data as user nobody, who must reach the shim.
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    // ...and the binary: a copy of this build's in the same 0755 directory, since the checkout's own path
+    // may not be open to nobody.
+    let binary = dir.path().join("vmha");
+    std::fs::copy(env!("CARGO_BIN_EXE_vmha"), &binary).unwrap();
     let agent = dir.path().join("vm");
-    common::write_shim(&agent);
+    common::write_shim_for(&agent, &binary);
     let pw = common::write_password_file(dir.path(), &sim.password);
 
     let started = Instant::now();

@@ -8,11 +8,13 @@ use std::process::Command;
 
 /// Writes an OCF shim that execs this test build's binary (not whatever `vmha` is on PATH).
 pub fn write_shim(path: &Path) {
-    fs::write(
-        path,
-        format!("#!/bin/sh\nexec '{}' ocf \"$@\"\n", env!("CARGO_BIN_EXE_vmha")),
-    )
-    .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+    write_shim_for(path, Path::new(env!("CARGO_BIN_EXE_vmha")));
+}
+
+/// Writes an OCF shim that execs `binary`.
+pub fn write_shim_for(path: &Path, binary: &Path) {
+    fs::write(path, format!("#!/bin/sh\nexec '{}' ocf \"$@\"\n", binary.display()))
+        .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
     fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
 }
 
