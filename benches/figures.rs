@@ -3,9 +3,9 @@
 //! Run: `cargo bench --bench figures` (needs the simulator's Debian packages, as the tests do).
 
 #[path = "../tests/support/run.rs"]
-mod run;
+pub mod run;
 #[path = "../tests/support/sim.rs"]
-mod sim;
+pub mod sim;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

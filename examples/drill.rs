@@ -7,9 +7,9 @@
 //! (`.ci/deps` installs them). Run: `cargo run --example drill`.
 
 #[path = "../tests/support/run.rs"]
-mod run;
+pub mod run;
 #[path = "../tests/support/sim.rs"]
-mod sim;
+pub mod sim;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

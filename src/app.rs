@@ -135,6 +135,13 @@ pub async fn execute(cli: Cli, log: &StepLog) -> Result<Outcome, Error> {
             let page = String::from_utf8_lossy(&buf).into_owned();
             return Ok(Outcome::ok(Some(page.clone()), json!({"output": page})));
         }
+        // The agent speaks OCF's exit codes, not vmha's: `main` runs it through `crate::ocf::run`.
+        Command::Ocf { .. } => {
+            return Err(Error::Config(config::ConfigError::Invalid(
+                "the OCF agent runs as its own entry point (vmha ocf ACTION), not as a command of this library call"
+                    .into(),
+            )));
+        }
         Command::Thumbprint => {
             let url = config::server_url(&cli.global, &file)?;
             let timeout = config::request_timeout(&cli.global, &file)?.min(CONNECT_LIMIT);
@@ -267,7 +274,11 @@ pub async fn execute(cli: Cli, log: &StepLog) -> Result<Outcome, Error> {
                 ops::migrate::run(&ctx, &to_host).await?;
                 Ok(Outcome::ok(None, json!({"to_host": to_host})))
             }
-            Command::Check | Command::Thumbprint | Command::Completions { .. } | Command::Man => {
+            Command::Check
+            | Command::Thumbprint
+            | Command::Completions { .. }
+            | Command::Man
+            | Command::Ocf { .. } => {
                 Ok(Outcome::ok(None, json!({})))
             }
         }

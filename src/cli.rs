@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use secrecy::SecretString;
 
 pub const EXIT_CODES_HELP: &str = "\
 Exit codes:
@@ -84,6 +85,10 @@ pub struct GlobalArgs {
     /// More detail on stderr (-v, -vv)
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// A password handed over in-process (the OCF agent's `password` parameter): never a flag or a variable,
+    /// so it reaches neither argv nor a child's environment.
+    #[arg(skip)]
+    pub password: Option<SecretString>,
 }
 
 #[derive(Debug, Args, Default, Clone)]
@@ -195,6 +200,13 @@ pub enum Command {
         #[arg(long, env = "VMHA_TO_HOST")]
         to_host: String,
     },
+    /// Pacemaker OCF resource agent (installed as /usr/lib/ocf/resource.d/vmha/vm): ACTION is meta-data,
+    /// validate-all, start, stop, monitor, migrate_to, migrate_from or usage. Settings come only from
+    /// OCF_RESKEY_* variables (see `vmha ocf meta-data`); the exit codes are OCF's.
+    Ocf {
+        /// The OCF action
+        action: Option<String>,
+    },
 }
 
 impl Command {
@@ -210,6 +222,7 @@ impl Command {
             Command::Completions { .. } => "completions",
             Command::Man => "man",
             Command::Migrate { .. } => "migrate",
+            Command::Ocf { .. } => "ocf",
         }
     }
 }

@@ -174,7 +174,7 @@ fn read_secret_line(mut r: impl BufRead, what: &str) -> Result<SecretString, Con
 fn password(g: &GlobalArgs, file: &FileSettings, warnings: &mut Vec<String>) -> Result<SecretString, ConfigError> {
     let env = std::env::var("VMHA_PASSWORD").ok().filter(|s| !s.is_empty());
     let path = g.password_file.clone().or_else(|| file.password_file.clone());
-    let sources = [env.is_some(), path.is_some(), g.password_stdin]
+    let sources = [env.is_some(), path.is_some(), g.password_stdin, g.password.is_some()]
         .iter()
         .filter(|b| **b)
         .count();
@@ -185,6 +185,9 @@ fn password(g: &GlobalArgs, file: &FileSettings, warnings: &mut Vec<String>) -> 
     }
     if let Some(pw) = env {
         return Ok(SecretString::from(pw));
+    }
+    if let Some(pw) = &g.password {
+        return Ok(pw.clone());
     }
     if let Some(path) = path {
         let f = std::fs::File::open(&path).map_err(|e| ConfigError::Read {

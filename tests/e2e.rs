@@ -5,11 +5,11 @@
 //! staged before them and what its state must be afterwards is this tier's own, below.
 
 #[path = "support/run.rs"]
-mod run;
+pub mod run;
 #[path = "support/scenarios.rs"]
-mod scenarios;
+pub mod scenarios;
 #[path = "support/sim.rs"]
-mod sim;
+pub mod sim;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

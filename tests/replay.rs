@@ -4,11 +4,11 @@
 //! recording holds no state-changing method.
 
 #[path = "support/replay.rs"]
-mod replay;
+pub mod replay;
 #[path = "support/run.rs"]
-mod run;
+pub mod run;
 #[path = "support/scenarios.rs"]
-mod scenarios;
+pub mod scenarios;
 
 use std::path::Path;
 

@@ -217,6 +217,27 @@ pub struct Sim {
 
 static SIM_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// The simulator's two inventories (tests/vcsim/README.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    VCenter,
+    Esx,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::VCenter => "vcenter",
+            Mode::Esx => "esx",
+        }
+    }
+}
+
+/// `[LocalDS_0] name/name.vmx`, the vmx path of every simulator VM.
+pub fn vmx_path(vm: &str) -> String {
+    format!("[LocalDS_0] {vm}/{vm}.vmx")
+}
+
 impl Sim {
     /// Builds (if needed) and starts a simulator in `mode` (`vcenter` or `esx`); waits for its ready line.
     pub fn start(mode: &str) -> Sim {
@@ -354,6 +375,31 @@ impl Sim {
     /// Powers the VM off as if its guest OS had shut down by itself.
     pub fn guest_shutdown(&self, vm: &str) {
         self.post(&format!("/vm/{}/guest-shutdown", encode(vm)), Value::Null);
+    }
+
+    /// `GET /vms`: every VM the simulator knows, with its power state and host.
+    pub fn vms(&self) -> Value {
+        self.call("GET", "/vms", None)
+    }
+
+    /// The last `lines` lines of the simulator's log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        log_tail(&self.log_file, lines)
+    }
+
+    /// Polls `GET /vm/{name}` until `pred` holds; returns that state.
+    pub fn wait_vm(&self, name: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let v = self.vm(name);
+            if pred(&v) {
+                return v;
+            }
+            if Instant::now() >= deadline {
+                panic!("timed out after {timeout:?} waiting on {name}: {v}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Waits until the simulator has counted `n` SOAP calls of `method` (e.g. a watch is in place).
