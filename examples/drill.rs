@@ -1,6 +1,7 @@
 //! The seed guide's operation checks, as one drill against the built-in simulated vCenter (tests/vcsim):
-//! start on H1; move the group (stop on H1, start on H2); live-migrate; the guest shuts down by itself and
-//! `monitor --watch` catches it; H2 stops responding and start on H1 takes the VM over.
+//! start on DC0_C0_H0; move the group (stop there, start on DC0_C0_H1); live-migrate; the guest shuts down
+//! by itself and `monitor --watch` catches it; DC0_C0_H1 stops responding and start on DC0_C0_H0 takes the VM
+//! over. Each step prints a command a person can paste, and the VM must never run on two hosts.
 //!
 //! Each step runs the vmha binary (built first if needed) and prints its log, then its outcome, its time,
 //! the SOAP requests it made and the VM's state as the simulator itself reports it. Needs golang-go and golang-github-vmware-govmomi-dev
@@ -29,7 +30,12 @@ const EXIT_NOT_POWERED_ON: i32 = 11;
 struct Drill {
     sim: Sim,
     vmha: Vmha,
+    /// What a person pastes before `vmha ...` to repeat a step: URL, user, trust and password file.
+    paste: String,
     results: Vec<(String, bool, Duration, u64)>,
+    /// Looks at the simulator's VMs after each step, and how many of them saw this VM's files running twice.
+    samples: u32,
+    twice: u32,
 }
 
 /// The vmha binary of this build. `cargo run --example` builds no binaries, so build it (a no-op when it is
@@ -121,14 +127,35 @@ impl Drill {
         self.results.push((title.to_string(), ok, elapsed, requests));
     }
 
+    /// Counts the simulator's VMs that run this VM's files: more than one is the failure an HA tool exists to
+    /// prevent.
+    fn sample_running_copies(&mut self) {
+        let vmx = format!("[LocalDS_0] {VM}/{VM}.vmx");
+        let vms = self.sim.vms();
+        let running = vms
+            .as_array()
+            .map(|all| {
+                all.iter()
+                    .filter(|v| v["vmx"] == vmx.as_str() && v["power_state"] == "poweredOn")
+                    .count()
+            })
+            .unwrap_or(0);
+        self.samples += 1;
+        if running > 1 {
+            self.twice += 1;
+            println!("  !! {running} running copies of {VM}: {vms}");
+        }
+    }
+
     fn step(&mut self, title: &str, args: &[&str], want: i32, check: impl Fn(&serde_json::Value) -> bool) {
-        println!("== {title}\n   $ vmha {}", args.join(" "));
+        println!("== {title}\n   $ vmha {} {}", self.paste, args.join(" "));
         let _ = std::io::stdout().flush();
         self.sim.reset_stats();
         let started = Instant::now();
         let r = self.vmha.run(args);
         show(&r);
         let ok = check(&self.sim.vm(VM));
+        self.sample_running_copies();
         self.record(title, r.code, want, started, ok);
     }
 }
@@ -150,10 +177,28 @@ fn main() -> std::process::ExitCode {
         sim.ready("url")
     );
     let vmha = sim.vmha(&bin);
+    // The password in its own 0600 file, so that every printed command can be pasted as it is.
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let pw = dir.path().join("password");
+    std::fs::write(&pw, format!("{}\n", sim.ready("password"))).expect("write the password file");
+    std::fs::set_permissions(&pw, std::os::unix::fs::PermissionsExt::from_mode(0o600)).expect("chmod 600");
+    let paste = format!(
+        "--url {} --user {} --password-file {} --ca-file {}",
+        sim.ready("url"),
+        sim.ready("user"),
+        pw.display(),
+        sim.ready("ca_file")
+    );
+    println!(
+        "(each command below can be pasted while the drill runs; `cargo run --example sim` keeps a simulator up)\n"
+    );
     let mut d = Drill {
         sim,
         vmha,
+        paste,
         results: vec![],
+        samples: 0,
+        twice: 0,
     };
     let sel = ["--name", VM];
     let with = |cmd: &[&'static str]| -> Vec<&'static str> { cmd.iter().copied().chain(sel).collect() };
@@ -164,17 +209,32 @@ fn main() -> std::process::ExitCode {
         0,
         off,
     );
-    d.step("1. start the group on H1", &with(&["start", "--host", H1]), 0, on(H1));
-    d.step("2. monitor on H1", &with(&["monitor", "--host", H1]), 0, on(H1));
-    d.step("3a. move the group: stop on H1", &with(&["stop", "--host", H1]), 0, off);
     d.step(
-        "3b. move the group: start on H2",
+        &format!("1. start the group on {H1}"),
+        &with(&["start", "--host", H1]),
+        0,
+        on(H1),
+    );
+    d.step(
+        &format!("2. monitor on {H1}"),
+        &with(&["monitor", "--host", H1]),
+        0,
+        on(H1),
+    );
+    d.step(
+        &format!("3a. move the group: stop on {H1}"),
+        &with(&["stop", "--host", H1]),
+        0,
+        off,
+    );
+    d.step(
+        &format!("3b. move the group: start on {H2}"),
         &with(&["start", "--host", H2]),
         0,
         on(H2),
     );
     d.step(
-        "4. live-migrate the group back to H1",
+        &format!("4. live-migrate the group back to {H1}"),
         &with(&["migrate", "--to-host", H1]),
         0,
         on(H1),
@@ -182,7 +242,8 @@ fn main() -> std::process::ExitCode {
 
     // 5: the guest shuts down by itself while monitor --watch runs.
     println!(
-        "== 5. the guest shuts itself down; monitor --watch catches it\n   $ vmha monitor --watch --name {VM} --host {H1}"
+        "== 5. the guest shuts itself down; monitor --watch catches it\n   $ vmha {} monitor --watch --name {VM} --host {H1}",
+        d.paste
     );
     d.sim.reset_stats();
     let started = Instant::now();
@@ -209,7 +270,7 @@ fn main() -> std::process::ExitCode {
     );
 
     d.step(
-        "6. the cluster restarts the group on H2",
+        &format!("6. the cluster restarts the group on {H2}"),
         &with(&["start", "--host", H2]),
         0,
         on(H2),
@@ -226,12 +287,17 @@ fn main() -> std::process::ExitCode {
         .post(&format!("/lock?vmx={vmx}"), json!({"held": true, "expire_ms": 3000}));
     d.sim.post(&format!("/vmx/question?vmx={vmx}"), json!({"once": true}));
     d.step(
-        "7. H2 fails: start on H1 takes the VM over",
+        &format!("7. {H2} fails: start on {H1} takes the VM over"),
         &with(&["start", "--host", H1]),
         0,
         on(H1),
     );
-    d.step("8. monitor on H1", &with(&["monitor", "--host", H1]), 0, on(H1));
+    d.step(
+        &format!("8. monitor on {H1}"),
+        &with(&["monitor", "--host", H1]),
+        0,
+        on(H1),
+    );
 
     println!("== summary");
     let mut failed = 0;
@@ -244,6 +310,11 @@ fn main() -> std::process::ExitCode {
         );
         failed += usize::from(!ok);
     }
+    println!(
+        "the VM's files ran on two hosts in {} of {} samples (one after each step)",
+        d.twice, d.samples
+    );
+    failed += d.twice as usize;
     if failed == 0 {
         println!("all {} steps passed", d.results.len());
         std::process::ExitCode::SUCCESS
