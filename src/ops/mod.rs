@@ -3,6 +3,8 @@
 
 pub mod check;
 pub mod error;
+#[cfg(test)]
+mod fixtures;
 pub mod migrate;
 pub mod monitor;
 pub mod start;

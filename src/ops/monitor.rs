@@ -188,26 +188,18 @@ pub async fn run(ctx: &Ctx<'_>, opts: &MonitorOptions) -> Result<MonitorReport, 
 mod tests {
     //! One test per row of the README's monitor table.
     use super::*;
-    use crate::vim::{QuestionInfo, VmConnectionState};
+    use crate::ops::fixtures::{host, vm_on};
+    use crate::vim::QuestionInfo;
 
     fn h1() -> MoRef {
         MoRef::new("HostSystem", "host-1")
     }
 
     fn state() -> VmState {
-        VmState {
-            moref: MoRef::new("VirtualMachine", "vm-1"),
-            name: "vm1".into(),
-            vmx: None,
-            uuid: None,
-            power_state: PowerState::PoweredOn,
-            host: Some(h1()),
-            host_name: Some("esx1".into()),
-            host_connection_state: Some(HostConnectionState::Connected),
-            connection_state: VmConnectionState::Connected,
-            heartbeat: HeartbeatStatus::Green,
-            question: None,
-        }
+        vm_on(
+            &host("esx1", "host-1", HostConnectionState::Connected),
+            PowerState::PoweredOn,
+        )
     }
 
     fn failure(s: Option<&VmState>, require_heartbeat: bool) -> Option<MonitorFailure> {

@@ -355,35 +355,11 @@ async fn wait_heartbeat(ctx: &Ctx<'_>, vm: &Vm<'_>) -> Result<(), OpError> {
 mod tests {
     //! One test per row of the README's start table.
     use super::*;
-    use crate::vim::{QuestionInfo, VmConnectionState};
-
-    fn host(name: &str, id: &str, state: HostConnectionState) -> HostInfo {
-        HostInfo {
-            moref: MoRef::new("HostSystem", id),
-            name: name.into(),
-            connection_state: state,
-            parent: None,
-        }
-    }
+    use crate::ops::fixtures::{host, vm_on};
+    use crate::vim::QuestionInfo;
 
     fn h1() -> HostInfo {
         host("esx1", "host-1", HostConnectionState::Connected)
-    }
-
-    fn vm_on(h: &HostInfo, power: PowerState, host_state: HostConnectionState) -> VmState {
-        VmState {
-            moref: MoRef::new("VirtualMachine", "vm-1"),
-            name: "vm1".into(),
-            vmx: Some("[ds] vm1/vm1.vmx".into()),
-            uuid: None,
-            power_state: power,
-            host: Some(h.moref.clone()),
-            host_name: Some(h.name.clone()),
-            host_connection_state: Some(host_state),
-            connection_state: VmConnectionState::Connected,
-            heartbeat: HeartbeatStatus::Green,
-            question: None,
-        }
     }
 
     fn decide(target: &HostInfo, vm: Option<&VmState>, vmx: Option<&str>, vcenter: bool) -> Result<StartPlan, OpError> {
@@ -402,8 +378,8 @@ mod tests {
         }
     }
 
-    fn esx2() -> HostInfo {
-        host("esx2", "host-2", HostConnectionState::Connected)
+    fn esx2(state: HostConnectionState) -> HostInfo {
+        host("esx2", "host-2", state)
     }
 
     #[test]
@@ -426,25 +402,25 @@ mod tests {
 
     #[test]
     fn running_on_this_host_changes_nothing() {
-        let vm = vm_on(&h1(), PowerState::PoweredOn, HostConnectionState::Connected);
+        let vm = vm_on(&h1(), PowerState::PoweredOn);
         assert_eq!(decide(&h1(), Some(&vm), None, true).unwrap(), StartPlan::AlreadyRunning);
     }
 
     #[test]
     fn off_on_this_host_powers_on() {
-        let vm = vm_on(&h1(), PowerState::PoweredOff, HostConnectionState::Connected);
+        let vm = vm_on(&h1(), PowerState::PoweredOff);
         assert_eq!(decide(&h1(), Some(&vm), None, true).unwrap(), power_on());
     }
 
     #[test]
     fn suspended_on_this_host_powers_on() {
-        let vm = vm_on(&h1(), PowerState::Suspended, HostConnectionState::Connected);
+        let vm = vm_on(&h1(), PowerState::Suspended);
         assert_eq!(decide(&h1(), Some(&vm), None, false).unwrap(), power_on());
     }
 
     #[test]
     fn running_here_with_a_question_pending_answers_it() {
-        let mut vm = vm_on(&h1(), PowerState::PoweredOn, HostConnectionState::Connected);
+        let mut vm = vm_on(&h1(), PowerState::PoweredOn);
         vm.question = Some(QuestionInfo {
             id: "q1".into(),
             text: "t".into(),
@@ -457,7 +433,7 @@ mod tests {
 
     #[test]
     fn off_on_another_connected_host_relocates_with_vcenter() {
-        let vm = vm_on(&esx2(), PowerState::PoweredOff, HostConnectionState::Connected);
+        let vm = vm_on(&esx2(HostConnectionState::Connected), PowerState::PoweredOff);
         assert_eq!(
             decide(&h1(), Some(&vm), None, true).unwrap(),
             StartPlan::Relocate {
@@ -469,7 +445,7 @@ mod tests {
 
     #[test]
     fn on_a_not_responding_host_is_taken_over_by_its_vmx() {
-        let vm = vm_on(&esx2(), PowerState::PoweredOn, HostConnectionState::NotResponding);
+        let vm = vm_on(&esx2(HostConnectionState::NotResponding), PowerState::PoweredOn);
         assert_eq!(
             decide(&h1(), Some(&vm), None, true).unwrap(),
             StartPlan::TakeOver {
@@ -483,7 +459,7 @@ mod tests {
 
     #[test]
     fn on_a_disconnected_host_is_taken_over_too() {
-        let vm = vm_on(&esx2(), PowerState::PoweredOff, HostConnectionState::Disconnected);
+        let vm = vm_on(&esx2(HostConnectionState::Disconnected), PowerState::PoweredOff);
         assert!(matches!(
             decide(&h1(), Some(&vm), None, true).unwrap(),
             StartPlan::TakeOver { .. }
@@ -492,7 +468,7 @@ mod tests {
 
     #[test]
     fn takeover_without_a_known_vmx_is_refused() {
-        let mut vm = vm_on(&esx2(), PowerState::PoweredOn, HostConnectionState::NotResponding);
+        let mut vm = vm_on(&esx2(HostConnectionState::NotResponding), PowerState::PoweredOn);
         vm.vmx = None;
         assert!(matches!(
             decide(&h1(), Some(&vm), None, true),
@@ -502,7 +478,7 @@ mod tests {
 
     #[test]
     fn running_on_another_connected_host_is_refused_exit_5() {
-        let vm = vm_on(&esx2(), PowerState::PoweredOn, HostConnectionState::Connected);
+        let vm = vm_on(&esx2(HostConnectionState::Connected), PowerState::PoweredOn);
         assert!(matches!(
             decide(&h1(), Some(&vm), None, true),
             Err(OpError::RunningElsewhere { host, .. }) if host == "esx2"
@@ -511,7 +487,7 @@ mod tests {
 
     #[test]
     fn registered_on_another_host_without_vcenter_is_refused() {
-        let vm = vm_on(&esx2(), PowerState::PoweredOff, HostConnectionState::Connected);
+        let vm = vm_on(&esx2(HostConnectionState::Connected), PowerState::PoweredOff);
         assert!(matches!(
             decide(&h1(), Some(&vm), None, false),
             Err(OpError::RegisteredElsewhere { .. })

@@ -206,35 +206,11 @@ async fn shutdown(ctx: &Ctx<'_>, vm: &Vm<'_>) -> Result<(), OpError> {
 mod tests {
     //! One test per row of the README's stop table.
     use super::*;
-    use crate::vim::{HeartbeatStatus, QuestionChoice, QuestionInfo, VmConnectionState};
-
-    fn host(name: &str, id: &str, state: HostConnectionState) -> HostInfo {
-        HostInfo {
-            moref: MoRef::new("HostSystem", id),
-            name: name.into(),
-            connection_state: state,
-            parent: None,
-        }
-    }
+    use crate::ops::fixtures::{host, vm_on};
+    use crate::vim::{QuestionChoice, QuestionInfo};
 
     fn here() -> HostInfo {
         host("esx1", "host-1", HostConnectionState::Connected)
-    }
-
-    fn vm_on(h: &HostInfo, power: PowerState) -> VmState {
-        VmState {
-            moref: MoRef::new("VirtualMachine", "vm-1"),
-            name: "vm1".into(),
-            vmx: Some("[ds] vm1/vm1.vmx".into()),
-            uuid: None,
-            power_state: power,
-            host: Some(h.moref.clone()),
-            host_name: Some(h.name.clone()),
-            host_connection_state: Some(h.connection_state.clone()),
-            connection_state: VmConnectionState::Connected,
-            heartbeat: HeartbeatStatus::Green,
-            question: None,
-        }
     }
 
     fn opts(keep_registered: bool, unregister: bool) -> StopOptions {

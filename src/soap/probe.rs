@@ -4,60 +4,14 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
+use rustls::pki_types::ServerName;
 use sha2::{Digest, Sha256};
 
 use super::client::SoapError;
-
-/// Keeps the server's end-entity certificate and accepts the handshake: this connection carries no data.
-#[derive(Debug)]
-struct Capture {
-    cert: Mutex<Option<Vec<u8>>>,
-    schemes: Vec<SignatureScheme>,
-}
-
-impl ServerCertVerifier for Capture {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        if let Ok(mut c) = self.cert.lock() {
-            *c = Some(end_entity.to_vec());
-        }
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Ok(HandshakeSignatureValid::assertion())
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Ok(HandshakeSignatureValid::assertion())
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.schemes.clone()
-    }
-}
+use super::tls::{TlsPolicy, client_config};
 
 /// `https://host[:port]/path` to `(host, port)`.
 fn host_port(url: &str) -> Option<(String, u16)> {
@@ -105,17 +59,8 @@ fn handshake(url: &str, timeout: Duration) -> Result<[u8; 32], SoapError> {
         },
     };
     let (host, port) = host_port(url).ok_or_else(|| fail("thumbprint needs an https:// URL".into()))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let capture = Arc::new(Capture {
-        cert: Mutex::new(None),
-        schemes: provider.signature_verification_algorithms.supported_schemes(),
-    });
-    let config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| fail(e.to_string()))?
-        .dangerous()
-        .with_custom_certificate_verifier(capture.clone())
-        .with_no_client_auth();
+    // The insecure policy: nothing is verified, and nothing but the handshake is sent.
+    let config = client_config(&TlsPolicy::Insecure).map_err(|e| fail(e.to_string()))?;
     let name = ServerName::try_from(host.clone()).map_err(|e| fail(e.to_string()))?;
     let mut conn = rustls::ClientConnection::new(Arc::new(config), name).map_err(|e| fail(e.to_string()))?;
     let addr = (host.as_str(), port)
@@ -134,11 +79,10 @@ fn handshake(url: &str, timeout: Duration) -> Result<[u8; 32], SoapError> {
     let _ = conn.complete_io(&mut sock);
     let _ = sock.flush();
     let _ = sock.read(&mut [0u8; 1]);
-    let der = capture
-        .cert
-        .lock()
-        .ok()
-        .and_then(|c| c.clone())
+    let der = conn
+        .peer_certificates()
+        .and_then(|certs| certs.first())
+        .map(|c| c.as_ref().to_vec())
         .ok_or_else(|| fail("the server sent no certificate".into()))?;
     Ok(Sha256::digest(&der).into())
 }
