@@ -452,7 +452,8 @@ pub async fn run(action: Option<&str>, env: &(dyn Fn(&str) -> Option<String> + S
                 to_host,
             }
         }
-        Action::MetaData | Action::Usage => unreachable!("answered above"),
+        // Printed before the parameters were read (they need none).
+        Action::MetaData | Action::Usage => return OcfCode::Success,
     };
     // A probe must be quick: one request may take at most 20 s.
     let cap = if action == Action::Monitor { Some(20) } else { None };

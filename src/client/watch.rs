@@ -38,7 +38,8 @@ impl<'a> Watch<'a> {
         Ok(w)
     }
 
-    async fn create(&mut self) -> Result<(), VimError> {
+    /// A new collector with the filter; returns the collector.
+    async fn create(&mut self) -> Result<MoRef, VimError> {
         let s = self.session;
         let root = &s.content().property_collector;
         let collector = s
@@ -55,33 +56,39 @@ impl<'a> Watch<'a> {
             return Err(e);
         }
         self.version.clear();
-        Ok(())
+        Ok(collector)
     }
 
     /// Starts over on a new collector; the first wait then returns every watched value again.
-    pub(crate) async fn rebuild(&mut self) -> Result<(), VimError> {
+    async fn rebuild(&mut self) -> Result<MoRef, VimError> {
         self.close_collector().await;
         self.create().await
+    }
+
+    /// The collector to wait on: this one, or a new one when it died with an earlier session.
+    async fn current(&mut self) -> Result<MoRef, VimError> {
+        match &self.collector {
+            Some(c) if self.generation == self.session.generation() => Ok(c.clone()),
+            _ => self.rebuild().await,
+        }
     }
 
     /// Waits up to `max_wait` for changes and applies them. Returns whether anything changed; the first
     /// call returns the current values of everything watched. A session the server expired is logged in
     /// again and the collector rebuilt (it died with the old session), which reads every value afresh.
     pub(crate) async fn next(&mut self, max_wait: Duration) -> Result<bool, VimError> {
-        if self.generation != self.session.generation() || self.collector.is_none() {
-            self.rebuild().await?;
-        }
-        match self.wait(max_wait).await {
+        let collector = self.current().await?;
+        match self.wait(&collector, max_wait).await {
             Err(e) if e.is_not_authenticated() => {
                 self.session.relogin().await?;
-                self.rebuild().await?;
-                self.wait(Duration::ZERO).await
+                let collector = self.rebuild().await?;
+                self.wait(&collector, Duration::ZERO).await
             }
             other => other,
         }
     }
 
-    async fn wait(&mut self, max_wait: Duration) -> Result<bool, VimError> {
+    async fn wait(&mut self, collector: &MoRef, max_wait: Duration) -> Result<bool, VimError> {
         // The HTTP request must outlive the server-side wait.
         let cap = self
             .session
@@ -90,11 +97,10 @@ impl<'a> Watch<'a> {
             .max(Duration::from_secs(1));
         // Round up: a wait of 0.4 s must not become maxWaitSeconds=0, which returns at once and would spin.
         let secs = max_wait.min(cap).as_millis().div_ceil(1000) as u64;
-        let collector = self.collector.clone().expect("checked by next");
         let version = self.version.clone();
         let set = self
             .session
-            .call_once(async |c| methods::wait_for_updates_ex(c, &collector, &version, secs).await)
+            .call_once(async |c| methods::wait_for_updates_ex(c, collector, &version, secs).await)
             .await?;
         let Some(set) = set else { return Ok(false) };
         self.version = set.version.clone();
