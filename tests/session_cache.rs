@@ -216,3 +216,152 @@ fn a_directory_others_can_read_is_not_used() {
     assert_eq!((count(&stats, "Login"), count(&stats, "Logout")), (1, 1), "{stats}");
     assert!(session_files(&dir).is_empty());
 }
+
+// ---- names remembered beside the session: checked on every state read ----
+
+/// The managed object id the cache remembers for `status --name NAME` (no --datacenter).
+fn remembered(dir: &Path, name: &str) -> Option<String> {
+    let file = session_files(dir).into_iter().next()?;
+    let entry: Value = serde_json::from_str(&std::fs::read_to_string(file).ok()?).ok()?;
+    entry["names"][format!("name {name} in *")].as_str().map(str::to_string)
+}
+
+/// Points the cache's memory of `name` at `moref`, as a cache gone stale would.
+fn remember(dir: &Path, name: &str, moref: &str) {
+    let file = session_files(dir).remove(0);
+    let mut entry: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    entry["names"][format!("name {name} in *")] = moref.into();
+    std::fs::write(&file, entry.to_string()).unwrap();
+}
+
+/// Renames a VM over the SOAP API (Rename_Task), as an administrator would in vCenter.
+fn rename(sim: &Sim, moref: &str, new_name: &str) {
+    use vmha::soap::tls::TlsPolicy;
+    use vmha::soap::{SoapClient, TransportOptions};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let pem = std::fs::read(sim.ready("ca_file")).unwrap();
+        let opts = TransportOptions::new(
+            sim.ready("url"),
+            TlsPolicy::Verify {
+                extra_roots_pem: vec![pem],
+            },
+            std::time::Duration::from_secs(10),
+        );
+        let c = SoapClient::new(opts, None).unwrap();
+        let sc = vmha::vim::methods::retrieve_service_content(&c).await.unwrap();
+        let sm = sc.session_manager.clone().unwrap();
+        let pw = secrecy::SecretString::from(sim.ready("password").to_string());
+        vmha::vim::methods::login(&c, &sm, sim.ready("user"), &pw)
+            .await
+            .unwrap();
+        c.call(
+            "Rename_Task",
+            &format!("<_this type=\"VirtualMachine\">{moref}</_this><newName>{new_name}</newName>"),
+        )
+        .await
+        .unwrap();
+        vmha::vim::methods::logout(&c, &sm).await.unwrap();
+    });
+}
+
+#[test]
+fn a_name_lookup_costs_one_state_read_once_remembered() {
+    let sim = Sim::start("vcenter");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("vmha");
+    let v = cached(&sim, &dir);
+    assert_eq!(v.run(&["status", "--name", VM]).code, 0);
+    let moref = sim.vm(VM)["moref"].as_str().unwrap().to_string();
+    assert_eq!(remembered(&dir, VM).as_deref(), Some(moref.as_str()));
+    sim.reset_stats();
+    let r = v.run(&["status", "--name", VM]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let stats = sim.stats();
+    // RetrieveServiceContent and the one state read: no listing of every VM's name.
+    assert_eq!(count(&stats, "RetrievePropertiesEx"), 1, "{stats}");
+    assert_eq!(stats["total"], 2, "{stats}");
+}
+
+#[test]
+fn a_vm_registered_again_under_a_new_managed_object_is_still_found() {
+    let sim = Sim::start("vcenter");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("vmha");
+    let v = cached(&sim, &dir);
+    assert_eq!(v.run(&["status", "--name", VM]).code, 0);
+    let old = remembered(&dir, VM).unwrap();
+    let r = v.run(&["stop", "--name", VM, "--host", H1, "--unregister", "--stop-wait", "5"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    // Unregistered: the stale memory must not make it look registered.
+    let r = v.run(&["status", "--name", VM, "--json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("\"registered\":false"), "{r:?}");
+    assert_eq!(remembered(&dir, VM), None, "a VM not found is forgotten");
+    let r = v.run(&["start", "--vmx", &sim::vmx_path(VM), "--host", H1]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let new = sim.vm(VM)["moref"].as_str().unwrap().to_string();
+    assert_ne!(new, old, "the simulator registers under a new managed object");
+    // The memory from before points at the old object: a lookup by name still finds the new one.
+    remember(&dir, VM, &old);
+    let r = v.run(&["monitor", "--name", VM, "--host", H1]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(remembered(&dir, VM).as_deref(), Some(new.as_str()));
+}
+
+#[test]
+fn a_renamed_vm_is_not_taken_for_its_old_name() {
+    let sim = Sim::start("vcenter");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("vmha");
+    let v = cached(&sim, &dir);
+    assert_eq!(v.run(&["monitor", "--name", VM, "--host", H1]).code, 0);
+    let moref = remembered(&dir, VM).unwrap();
+    rename(&sim, &moref, "vmha-renamed");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let r = v.run(&["monitor", "--name", VM, "--host", H1]);
+        if r.code == 10 {
+            assert!(
+                r.stdout.contains("not registered") || r.stderr.contains("not registered"),
+                "{r:?}"
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still found by its old name: {r:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(remembered(&dir, VM), None);
+    // Under its new name it is found, and remembered.
+    let r = v.run(&["monitor", "--name", "vmha-renamed", "--host", H1]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(remembered(&dir, "vmha-renamed").as_deref(), Some(moref.as_str()));
+}
+
+#[test]
+fn a_memory_pointing_at_another_or_no_vm_is_searched_again() {
+    let sim = Sim::start("vcenter");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("vmha");
+    let v = cached(&sim, &dir);
+    assert_eq!(v.run(&["status", "--name", VM]).code, 0);
+    let right = remembered(&dir, VM).unwrap();
+    // Another VM's object: its name does not match, so the search runs and finds the right one.
+    let other = sim.vm("DC0_C0_RP0_VM1")["moref"].as_str().unwrap().to_string();
+    remember(&dir, VM, &other);
+    let r = v.run(&["status", "--name", VM, "--json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains(&format!("\"name\":\"{VM}\"")), "{r:?}");
+    assert_eq!(remembered(&dir, VM).as_deref(), Some(right.as_str()));
+    // An object the server does not know (deleted): searched again, found.
+    remember(&dir, VM, "vm-999999");
+    let r = v.run(&["monitor", "--name", VM, "--host", H1]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(remembered(&dir, VM).as_deref(), Some(right.as_str()));
+}

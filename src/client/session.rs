@@ -76,6 +76,8 @@ pub struct Session {
     cache: Option<SessionCache>,
     /// The session is the cache's: it outlives this process, so it is not logged out at the end.
     kept: AtomicBool,
+    /// Collectors of this login not yet destroyed: a kept session must not collect them.
+    collectors: std::sync::Mutex<Vec<MoRef>>,
 }
 
 impl Session {
@@ -100,6 +102,7 @@ impl Session {
             generation: AtomicU64::new(0),
             cache: opts.cache,
             kept: AtomicBool::new(false),
+            collectors: std::sync::Mutex::new(Vec::new()),
         };
         if session.cache.is_some() {
             session.login_shared(None).await?;
@@ -131,6 +134,7 @@ impl Session {
             generation: AtomicU64::new(1),
             cache: opts.cache,
             kept: AtomicBool::new(true),
+            collectors: std::sync::Mutex::new(Vec::new()),
         }))
     }
 
@@ -221,6 +225,10 @@ impl Session {
     /// Logs in again on a fresh cookie, after the server expired the session.
     pub async fn relogin(&self) -> Result<(), VimError> {
         tracing::info!("the server ended the session; logging in again");
+        // Its collectors died with it.
+        if let Ok(mut c) = self.collectors.lock() {
+            c.clear();
+        }
         let stale = self.client.session_cookie();
         self.client.clear_session();
         self.logged_in.store(false, Ordering::SeqCst);
@@ -234,14 +242,71 @@ impl Session {
     /// is logged out. Returns false when a Logout was not confirmed.
     pub async fn finish(&self) -> bool {
         if self.is_kept() {
+            // Collectors left by an interrupted wait would live as long as the shared session.
+            let left = self
+                .collectors
+                .lock()
+                .map(|mut c| std::mem::take(&mut *c))
+                .unwrap_or_default();
+            for pc in left {
+                self.cleanup("DestroyPropertyCollector", async |c| {
+                    methods::destroy_property_collector(c, &pc).await
+                })
+                .await;
+            }
             return true;
         }
         self.logout().await
     }
 
+    /// Notes a private collector this login created (see [`Session::finish`]).
+    pub(crate) fn track_collector(&self, pc: &MoRef) {
+        if let Ok(mut c) = self.collectors.lock() {
+            c.push(pc.clone());
+        }
+    }
+
+    /// The collector was destroyed, or died with its login.
+    pub(crate) fn untrack_collector(&self, pc: &MoRef) {
+        if let Ok(mut c) = self.collectors.lock() {
+            c.retain(|x| x != pc);
+        }
+    }
+
+    /// True when this session is logged out at the end of the command, taking its collectors with it.
+    pub(crate) fn ends_with_command(&self) -> bool {
+        !self.is_kept()
+    }
+
     /// True when the session belongs to the session cache (and outlives this process).
     pub fn is_kept(&self) -> bool {
         self.kept.load(Ordering::SeqCst) && self.logged_in.load(Ordering::SeqCst)
+    }
+
+    /// Where a VM selector (`key`) led last time, from the session cache: a managed object id, and for a
+    /// path the `[datastore] path` it resolved to. For the caller to check before it trusts it.
+    pub fn remembered_vm(&self, key: &str) -> Option<(MoRef, Option<String>)> {
+        let cache = self.cache.as_ref().filter(|_| self.is_kept())?;
+        let v = cache.name(key)?;
+        let (id, path) = match v.split_once('\n') {
+            Some((id, p)) => (id.to_string(), Some(p.to_string())),
+            None => (v, None),
+        };
+        Some((MoRef::new("VirtualMachine", &id), path))
+    }
+
+    /// Remembers where `key` led (or forgets it). Failures only cost the next call a search.
+    pub async fn remember_vm(&self, key: &str, found: Option<(&MoRef, Option<&str>)>) {
+        let Some(cache) = self.cache.as_ref().filter(|_| self.is_kept()) else {
+            return;
+        };
+        let value = found.map(|(m, p)| match p {
+            Some(p) => format!("{}\n{p}", m.value),
+            None => m.value.clone(),
+        });
+        if let Err(e) = cache.set_name(key, value.as_deref(), self.lock_wait()).await {
+            tracing::debug!("session cache: {e}");
+        }
     }
 
     /// `vmha logout`: Logout of the cached session, and the file removed. True when the server confirmed.
