@@ -365,3 +365,22 @@ fn a_memory_pointing_at_another_or_no_vm_is_searched_again() {
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(remembered(&dir, VM).as_deref(), Some(right.as_str()));
 }
+
+#[test]
+fn a_wrong_password_is_refused_even_with_a_cached_session() {
+    let sim = Sim::start("vcenter");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("vmha");
+    let v = cached(&sim, &dir);
+    assert_eq!(v.run(&["status", "--name", VM]).code, 0);
+    let mut wrong = cached(&sim, &dir);
+    wrong.password = Some("not-the-password".into());
+    let r = wrong.run(&["status", "--name", VM]);
+    assert_eq!(r.code, 3, "{r:?}");
+    // The session of the right password is still there for the calls that have it.
+    sim.reset_stats();
+    assert_eq!(v.run(&["status", "--name", VM]).code, 0);
+    assert_eq!(count(&sim.stats(), "Login"), 0, "{}", sim.stats());
+    let text = std::fs::read_to_string(&session_files(&dir)[0]).unwrap();
+    assert!(!text.contains(sim.ready("password")) && !text.contains("not-the-password"));
+}

@@ -2,8 +2,9 @@
 //! HA cluster runs every few seconds share one vCenter session instead of logging in and out each time.
 //!
 //! The file holds the session cookie, the SHA-256 of the certificate the server presented when the cookie
-//! was issued (a cookie is only ever sent back to that certificate), and the VMs found by name (name →
-//! managed object id, checked on every use). Never the password. The directory is 0700, the file 0600,
+//! was issued (a cookie is only ever sent back to that certificate), a salted SHA-256 of the password it
+//! was opened with (so a wrong or changed password is refused as without the cache, not masked by it),
+//! and the VMs found by name (name → managed object id, checked on every use). Never the password. The directory is 0700, the file 0600,
 //! both owned by the user running vmha; anything else is refused, and vmha then works without the cache.
 //!
 //! Readers take no lock: the file is replaced atomically (write a temporary file, rename it). Whoever logs
@@ -49,6 +50,12 @@ struct Entry {
     /// Hex SHA-256 of the server certificate the cookie was issued over; `None` on plain HTTP (loopback).
     server_sha256: Option<String>,
     cookie: Option<String>,
+    /// Salted SHA-256 of the password the session was opened with (never the password): a call with
+    /// another password (changed, or wrong) logs in itself instead of riding on this session.
+    #[serde(default)]
+    password_check: Option<String>,
+    #[serde(default)]
+    salt: Option<String>,
     /// VM name → managed object id, checked against the VM's name and .vmx on every use.
     #[serde(default)]
     names: BTreeMap<String, String>,
@@ -86,6 +93,26 @@ pub struct CachedSession {
 
 fn hex_of(d: Option<[u8; 32]>) -> Option<String> {
     d.map(hex::encode)
+}
+
+fn password_check(salt: &str, password: &SecretString) -> String {
+    let mut h = Sha256::new();
+    h.update(b"vmha session cache\0");
+    h.update(salt.as_bytes());
+    h.update(b"\0");
+    h.update(password.expose_secret().as_bytes());
+    hex::encode(h.finalize())
+}
+
+/// 16 random bytes from the kernel, as hex.
+fn new_salt() -> Result<String, String> {
+    let mut buf = [0u8; 16];
+    // SAFETY: the buffer is valid for its length; getrandom writes at most that many bytes.
+    let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };
+    if n != buf.len() as isize {
+        return Err(format!("no random salt: {}", std::io::Error::last_os_error()));
+    }
+    Ok(hex::encode(buf))
 }
 
 impl SessionCache {
@@ -177,12 +204,20 @@ impl SessionCache {
         Ok(())
     }
 
-    /// The cached session, if there is one issued over the certificate the server presents now.
-    pub fn session(&self, server_sha256: Option<[u8; 32]>) -> Option<CachedSession> {
+    /// The cached session, if there is one issued over the certificate the server presents now and
+    /// opened with this password.
+    pub fn session(&self, server_sha256: Option<[u8; 32]>, password: &SecretString) -> Option<CachedSession> {
         let e = self.read_entry()?;
         if e.server_sha256 != hex_of(server_sha256) {
             tracing::info!("the cached session was issued by another server certificate: not using it");
             return None;
+        }
+        match (&e.salt, &e.password_check) {
+            (Some(salt), Some(check)) if &password_check(salt, password) == check => {}
+            _ => {
+                tracing::info!("the cached session was opened with another password: not using it");
+                return None;
+            }
         }
         e.cookie.map(|c| CachedSession {
             cookie: SecretString::from(c),
@@ -190,8 +225,17 @@ impl SessionCache {
     }
 
     /// Keeps a freshly issued session. The names found under an earlier certificate are dropped with it.
-    pub fn store(&self, cookie: &SecretString, server_sha256: Option<[u8; 32]>) -> Result<(), CacheError> {
+    pub fn store(
+        &self,
+        cookie: &SecretString,
+        server_sha256: Option<[u8; 32]>,
+        password: &SecretString,
+    ) -> Result<(), CacheError> {
         let fingerprint = hex_of(server_sha256);
+        let salt = new_salt().map_err(|cause| CacheError::File {
+            file: self.file.display().to_string(),
+            cause,
+        })?;
         let names = match self.read_entry() {
             Some(e) if e.server_sha256 == fingerprint => e.names,
             _ => BTreeMap::new(),
@@ -201,6 +245,8 @@ impl SessionCache {
             user: self.user.clone(),
             server_sha256: fingerprint,
             cookie: Some(cookie.expose_secret().to_string()),
+            password_check: Some(password_check(&salt, password)),
+            salt: Some(salt),
             names,
         })
     }
@@ -271,6 +317,10 @@ impl SessionCache {
 mod tests {
     use super::*;
 
+    fn pw() -> SecretString {
+        SecretString::from("s3cret-pw")
+    }
+
     fn private_dir() -> tempfile::TempDir {
         let d = tempfile::tempdir().unwrap();
         fs::set_permissions(d.path(), fs::Permissions::from_mode(0o700)).unwrap();
@@ -284,20 +334,26 @@ mod tests {
         let c = SessionCache::open(&dir, "https://vc/sdk", "admin").unwrap();
         assert_eq!(fs::metadata(&dir).unwrap().mode() & 0o777, 0o700);
         let cert = Some([7u8; 32]);
-        c.store(&SecretString::from("cookie-1"), cert).unwrap();
+        c.store(&SecretString::from("cookie-1"), cert, &pw()).unwrap();
         assert_eq!(fs::metadata(c.path()).unwrap().mode() & 0o777, 0o600);
-        assert_eq!(c.session(cert).unwrap().cookie.expose_secret(), "cookie-1");
+        let text = fs::read_to_string(c.path()).unwrap();
+        assert!(!text.contains("s3cret-pw"), "{text}");
+        assert_eq!(c.session(cert, &pw()).unwrap().cookie.expose_secret(), "cookie-1");
         assert!(
-            c.session(Some([8u8; 32])).is_none(),
+            c.session(Some([8u8; 32]), &pw()).is_none(),
             "another certificate must not get the cookie"
         );
-        assert!(c.session(None).is_none());
+        assert!(c.session(None, &pw()).is_none());
+        assert!(
+            c.session(cert, &SecretString::from("other")).is_none(),
+            "another password logs in itself"
+        );
         // Another user or server: another file.
         let other = SessionCache::open(&dir, "https://vc/sdk", "root").unwrap();
         assert_ne!(other.path(), c.path());
-        assert!(other.session(cert).is_none());
+        assert!(other.session(cert, &pw()).is_none());
         c.remove();
-        assert!(c.session(cert).is_none());
+        assert!(c.session(cert, &pw()).is_none());
     }
 
     #[test]
@@ -322,23 +378,24 @@ mod tests {
     fn a_file_others_can_read_is_ignored() {
         let d = private_dir();
         let c = SessionCache::open(d.path(), "https://vc/sdk", "admin").unwrap();
-        c.store(&SecretString::from("c"), None).unwrap();
+        c.store(&SecretString::from("c"), None, &pw()).unwrap();
+        assert!(c.session(None, &pw()).is_some());
         fs::set_permissions(c.path(), fs::Permissions::from_mode(0o644)).unwrap();
-        assert!(c.session(None).is_none());
+        assert!(c.session(None, &pw()).is_none());
     }
 
     #[tokio::test]
     async fn names_survive_a_new_cookie_but_not_a_new_certificate() {
         let d = private_dir();
         let c = SessionCache::open(d.path(), "https://vc/sdk", "admin").unwrap();
-        c.store(&SecretString::from("c1"), None).unwrap();
+        c.store(&SecretString::from("c1"), None, &pw()).unwrap();
         c.set_name("web", Some("vm-42"), Duration::from_secs(1)).await.unwrap();
-        c.store(&SecretString::from("c2"), None).unwrap();
+        c.store(&SecretString::from("c2"), None, &pw()).unwrap();
         assert_eq!(c.name("web").as_deref(), Some("vm-42"));
         c.set_name("web", None, Duration::from_secs(1)).await.unwrap();
         assert_eq!(c.name("web"), None);
         c.set_name("web", Some("vm-43"), Duration::from_secs(1)).await.unwrap();
-        c.store(&SecretString::from("c3"), Some([1; 32])).unwrap();
+        c.store(&SecretString::from("c3"), Some([1; 32]), &pw()).unwrap();
         assert_eq!(c.name("web"), None);
     }
 

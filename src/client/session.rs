@@ -121,7 +121,7 @@ impl Session {
         let client = SoapClient::new(opts.transport.clone(), None)?;
         let content = methods::retrieve_service_content(&client).await?;
         client.negotiate_version(&content.about.api_version);
-        let Some(cached) = cache.session(client.peer_sha256()) else {
+        let Some(cached) = cache.session(client.peer_sha256(), &opts.credentials.password) else {
             return Ok(None);
         };
         client.set_session_cookie(cached.cookie);
@@ -151,7 +151,7 @@ impl Session {
             return self.login().await;
         };
         let adopt = |this: &Session| {
-            let cached = cache.session(this.client.peer_sha256())?;
+            let cached = cache.session(this.client.peer_sha256(), &this.credentials.password)?;
             if stale.is_some_and(|s| s == cached.cookie.expose_secret()) {
                 return None;
             }
@@ -181,7 +181,7 @@ impl Session {
         if lock.is_some()
             && let Some(cookie) = self.client.session_cookie()
         {
-            match cache.store(&cookie, self.client.peer_sha256()) {
+            match cache.store(&cookie, self.client.peer_sha256(), &self.credentials.password) {
                 Ok(()) => self.kept.store(true, Ordering::SeqCst),
                 Err(e) => tracing::warn!("session cache: {e}; this session is logged out at the end"),
             }
