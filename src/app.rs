@@ -9,6 +9,7 @@ use clap::CommandFactory;
 use serde_json::{Map, Value, json};
 
 use crate::cli::{Cli, Command};
+use crate::client::cache::SessionCache;
 use crate::client::{ConnectOptions, Credentials, Session, VmSelector, server_thumbprint};
 use crate::config::{self, ConnectionSettings, Waits};
 use crate::error::{Error, ExitCode};
@@ -212,8 +213,17 @@ pub async fn execute(cli: Cli, log: &StepLog) -> Result<Outcome, Error> {
     for w in &conn.warnings {
         eprintln!("vmha: warning: {w}");
     }
+    if matches!(cli.command, Command::Logout) {
+        return logout(conn).await;
+    }
+    // `check` proves the credentials, so it always logs in; a watch lives long and keeps its own session.
+    let cached = match &cli.command {
+        Command::Check => false,
+        Command::Monitor { watch, .. } => !watch.or(file.watch).unwrap_or(false),
+        _ => true,
+    };
     let command = cli.command;
-    with_session(conn, async move |session: &Session| {
+    with_session(conn, cached, async move |session: &Session| {
         let Some(settings) = resource.as_ref() else {
             let about = &session.content().about;
             return Ok(Outcome::ok(
@@ -275,6 +285,7 @@ pub async fn execute(cli: Cli, log: &StepLog) -> Result<Outcome, Error> {
                 Ok(Outcome::ok(None, json!({"to_host": to_host})))
             }
             Command::Check
+            | Command::Logout
             | Command::Thumbprint
             | Command::Completions { .. }
             | Command::Man
@@ -286,12 +297,20 @@ pub async fn execute(cli: Cli, log: &StepLog) -> Result<Outcome, Error> {
     .await
 }
 
-/// Connects, runs `work`, and logs out whatever happens: success, error, timeout, SIGINT or SIGTERM.
-async fn with_session<T>(
-    conn: ConnectionSettings,
-    work: impl AsyncFnOnce(&Session) -> Result<T, Error>,
-) -> Result<T, Error> {
-    let opts = ConnectOptions::new(
+/// The connection options, with the session cache when `cached` and not opted out of. A cache that
+/// cannot be used (a directory others can read, say) is warned about and left out.
+fn connect_options(conn: ConnectionSettings, cached: bool) -> ConnectOptions {
+    let cache = match (&conn.session_dir, cached) {
+        (Some(dir), true) => match SessionCache::open(dir, &conn.url, &conn.user) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                eprintln!("vmha: warning: session cache not used: {e}");
+                None
+            }
+        },
+        _ => None,
+    };
+    let mut opts = ConnectOptions::new(
         &conn.url,
         conn.tls,
         conn.request_timeout,
@@ -301,6 +320,50 @@ async fn with_session<T>(
         },
         conn.record.map(|d| (d, conn.record_label)),
     );
+    opts.cache = cache;
+    opts
+}
+
+/// `vmha logout`: ends the cached session of this server and user, if there is one.
+async fn logout(conn: ConnectionSettings) -> Result<Outcome, Error> {
+    if conn.session_dir.is_none() {
+        return Ok(Outcome::ok(
+            Some("no session cache in use (--no-session-cache): nothing to log out\n".into()),
+            json!({"ended": false}),
+        ));
+    }
+    let opts = connect_options(conn, true);
+    let file = opts.cache.as_ref().map(|c| c.path().display().to_string());
+    let Some(session) = Session::resume(opts).await? else {
+        return Ok(Outcome::ok(
+            Some("no cached session for this server and user\n".into()),
+            json!({"ended": false, "file": file}),
+        ));
+    };
+    // An expired session is refused by Logout: it is just as ended, and its file goes all the same.
+    let confirmed = session.end_cached().await;
+    Ok(Outcome::ok(
+        Some(format!(
+            "{}; removed {}\n",
+            if confirmed {
+                "logged out"
+            } else {
+                "the server had already ended the session"
+            },
+            file.as_deref().unwrap_or("")
+        )),
+        json!({"ended": true, "confirmed": confirmed, "file": file}),
+    ))
+}
+
+/// Connects, runs `work`, and logs out whatever happens (success, error, timeout, SIGINT or SIGTERM),
+/// unless the session is the cache's: that one is kept for the next command.
+async fn with_session<T>(
+    conn: ConnectionSettings,
+    cached: bool,
+    work: impl AsyncFnOnce(&Session) -> Result<T, Error>,
+) -> Result<T, Error> {
+    let opts = connect_options(conn, cached);
     // Connecting is bounded by the request timeout; a signal during it only ends the process.
     let session = tokio::select! {
         s = Session::connect(opts) => s?,
@@ -311,7 +374,7 @@ async fn with_session<T>(
         name = shutdown_signal() => Err(Error::Interrupted(name)),
     };
     // Only a successful run mentions an unconfirmed Logout: after a failure, the failure is the news.
-    if !session.logout().await && result.is_ok() {
+    if !session.finish().await && result.is_ok() {
         tracing::warn!("Logout was not confirmed; the server ends the session when it expires");
     }
     result

@@ -82,6 +82,12 @@ pub struct GlobalArgs {
     /// Print exactly one JSON object on stdout (failures included); progress lines go to stderr
     #[arg(long, global = true, env = "VMHA_JSON", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
     pub json: Option<bool>,
+    /// Directory of the session cache (0700) [default: $XDG_RUNTIME_DIR/vmha, else /run/vmha]
+    #[arg(long, global = true, env = "VMHA_SESSION_DIR")]
+    pub session_dir: Option<PathBuf>,
+    /// Log in and out on every call instead of reusing the cached session
+    #[arg(long, global = true, env = "VMHA_NO_SESSION_CACHE", action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new())]
+    pub no_session_cache: bool,
     /// More detail on stderr (-v, -vv)
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -183,6 +189,8 @@ pub enum Command {
         #[arg(long, env = "VMHA_REQUIRE_HEARTBEAT", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
         require_heartbeat: Option<bool>,
     },
+    /// End the cached session: Logout, and delete its file from the session directory
+    Logout,
     /// Print the server's SHA-256 certificate thumbprint in the form --thumbprint takes (verify it out of band)
     Thumbprint,
     /// Print a shell completion script: vmha completions bash > /etc/bash_completion.d/vmha
@@ -218,6 +226,7 @@ impl Command {
             Command::Start { .. } => "start",
             Command::Stop { .. } => "stop",
             Command::Monitor { .. } => "monitor",
+            Command::Logout => "logout",
             Command::Thumbprint => "thumbprint",
             Command::Completions { .. } => "completions",
             Command::Man => "man",

@@ -54,6 +54,8 @@ pub struct FileSettings {
     pub keep_registered: Option<bool>,
     pub unregister: Option<bool>,
     pub answer: Option<Vec<String>>,
+    pub session_dir: Option<PathBuf>,
+    pub no_session_cache: Option<bool>,
 }
 
 impl FileSettings {
@@ -85,6 +87,8 @@ pub struct ConnectionSettings {
     pub request_timeout: Duration,
     pub record: Option<PathBuf>,
     pub record_label: String,
+    /// The session cache's directory; `None` with `--no-session-cache`.
+    pub session_dir: Option<PathBuf>,
     /// Warnings to print once settings are known (insecure TLS, readable password file).
     pub warnings: Vec<String>,
 }
@@ -294,6 +298,16 @@ pub fn connection(g: &GlobalArgs, file: &FileSettings) -> Result<ConnectionSetti
         request_timeout,
         record: g.record.clone(),
         record_label: g.record_label.clone(),
+        session_dir: if g.no_session_cache || file.no_session_cache.unwrap_or(false) {
+            None
+        } else {
+            Some(
+                g.session_dir
+                    .clone()
+                    .or_else(|| file.session_dir.clone())
+                    .unwrap_or_else(crate::client::cache::default_dir),
+            )
+        },
         warnings,
     })
 }

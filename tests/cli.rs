@@ -244,6 +244,7 @@ fn example_config_has_every_key_and_loads() {
         f.keep_registered.is_some(),
         f.unregister.is_some(),
         f.answer.is_some(),
+        f.no_session_cache.is_some(),
     ];
     assert!(
         set.iter().all(|b| *b),

@@ -279,7 +279,7 @@ fn cases() -> Vec<Case> {
         .no_balance(),
         // ---- monitor (once) ----
         case("monitor/stall RPX#2", Monitor, RPX, 2, f(Fault::Stall), 4, TIMED_OUT),
-        case("monitor/entity bomb WFU#1", Monitor, WFU, 1, f(Fault::EntityBomb), 1, &["document type", "DTD"]),
+        case("monitor/entity bomb RPX#2", Monitor, RPX, 2, f(Fault::EntityBomb), 1, &["document type", "DTD"]),
         // ---- start ----
         case("start/stall PowerOn", Start, "PowerOnVM_Task", 1, f(Fault::Stall), 4, TIMED_OUT),
         case("start/refuse PowerOn", Start, "PowerOnVM_Task", 1, f(Fault::Refuse), 4, &["connect", "closed"]),
@@ -313,12 +313,12 @@ fn cases() -> Vec<Case> {
         case("status/503 html Login", Status, "Login", 1, f(Fault::Html503), 1, &["503"]),
         case("status/InvalidLogin Login", Status, "Login", 1, f(Fault::soap("InvalidLogin")), 3, &["login refused"]),
         case("monitor/503 html RPX#1", Monitor, RPX, 1, f(Fault::Html503), 1, &["503"]),
-        case("monitor/stall WFU#1", Monitor, WFU, 1, f(Fault::Stall), 0, &["healthy"]),
+        case("monitor/headers-only RPX#1", Monitor, RPX, 1, f(Fault::HeadersOnly), 4, TIMED_OUT),
         case("start/stall CreatePropertyCollector", Start, "CreatePropertyCollector", 1, f(Fault::Stall), 4, TIMED_OUT),
         case("start/headers-only WFU#2", Start, WFU, 2, f(Fault::HeadersOnly), 4, TIMED_OUT),
         case("stop/ToolsUnavailable ShutdownGuest", Stop, "ShutdownGuest", 1, f(Fault::soap("ToolsUnavailable")), 0, &["stopped", "powered off", "poweredOff"]),
         case("stop/503 html RPX#2", Stop, RPX, 2, f(Fault::Html503), 1, &["503"]),
-        case("stop/stall DestroyPropertyCollector", Stop, "DestroyPropertyCollector", 1, f(Fault::Stall), 0, &["stopped", "powered off", "poweredOff"]),
+        case("stop/stall Logout", Stop, "Logout", 1, f(Fault::Stall), 0, &["stopped", "powered off", "poweredOff"]),
         case("watch/truncate WFU#2", watch, WFU, 2, f(Fault::Truncate), 11, &["poweredOff", "not powered on", "powered off"]),
         case("watch/headers-only WFU#2", watch, WFU, 2, f(Fault::HeadersOnly), 11, &["poweredOff", "not powered on", "powered off"]),
         case("watch/drip WFU#2", watch, WFU, 2, f(Fault::Drip), 11, &["poweredOff", "not powered on", "powered off"]),
@@ -350,7 +350,7 @@ fn cases() -> Vec<Case> {
         case("status/redirect RPX#1", Status, RPX, 1, f(Fault::Redirect), 4, &["redirect"]),
         case("status/session expired RPX#1", Status, RPX, 1, Expire, 0, &["poweredOn"])
         .no_balance(),
-        case("monitor/truncate WFU#1", Monitor, WFU, 1, f(Fault::Truncate), 0, &["reconnected"])
+        case("monitor/truncate RPX#2", Monitor, RPX, 2, f(Fault::Truncate), 4, CUT)
         .forbid(&["cannot connect"]),
         case("monitor/session expired RPX#2", Monitor, RPX, 2, Expire, 0, &["healthy", "poweredOn"])
         .no_balance(),
@@ -370,7 +370,7 @@ fn cases() -> Vec<Case> {
         case("check/echo fault Login", Check, "Login", 1, f(Fault::Echo), 1, &["SystemError", "Request rejected"]),
         case("check/truncate Login", Check, "Login", 1, f(Fault::Truncate), 4, CUT).forbid(&["cannot connect"]),
         case("check/headers-only Login", Check, "Login", 1, f(Fault::HeadersOnly), 4, TIMED_OUT),
-        case("status/close RPX#3", Status, RPX, 3, f(Fault::Close), 4, CUT).forbid(&["cannot connect"]),
+        case("status/close RPX#2", Status, RPX, 2, f(Fault::Close), 4, CUT).forbid(&["cannot connect"]),
         case("start/truncate PowerOn", Start, "PowerOnVM_Task", 1, f(Fault::Truncate), 4, CUT)
         .forbid(&["cannot connect"]),
         case("start/redirect Login", Start, "Login", 1, f(Fault::Redirect), 4, &["redirect"]),

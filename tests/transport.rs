@@ -77,6 +77,7 @@ async fn session_uses_named_manager_capped_version_and_cookie_then_logs_out() {
             password: SecretString::from("hunter2-pw"),
         },
         record: Some((dir.path().to_path_buf(), "unit".into())),
+        cache: None,
     })
     .await
     .unwrap();
@@ -113,6 +114,7 @@ async fn refused_login_is_login_refused() {
             password: SecretString::from("wrong-pw"),
         },
         record: None,
+        cache: None,
     })
     .await
     .unwrap_err();

@@ -252,6 +252,73 @@ fn names<'a>(it: impl Iterator<Item = &'a str>) -> String {
     it.collect::<Vec<_>>().join(", ")
 }
 
+/// Finds a VM named by name or uuid in every datacenter without reading the inventory first: `None`
+/// for a .vmx path (FindByDatastorePath needs a datacenter, so the inventory).
+pub async fn find_vm_anywhere(session: &Session, sel: &VmSelector) -> Option<Result<FoundVm, VimError>> {
+    match sel {
+        VmSelector::Vmx(_) => None,
+        VmSelector::Uuid(uuid) => Some(
+            async {
+                let si = session.search_index()?;
+                for instance in [false, true] {
+                    let found = session
+                        .call(async |c| methods::find_by_uuid(c, &si, None, uuid, instance).await)
+                        .await?;
+                    if found.is_some() {
+                        return Ok(FoundVm { vm: found, vmx: None });
+                    }
+                }
+                Ok(FoundVm { vm: None, vmx: None })
+            }
+            .await,
+        ),
+        VmSelector::Name(name) => {
+            let t = |name: &str, kind: &str, path: &str, select: &[&str]| TraversalSpec {
+                name: name.into(),
+                kind: kind.into(),
+                path: path.into(),
+                select: select.iter().map(|s| s.to_string()).collect(),
+            };
+            // Only down to the VMs: folders, datacenters' VM folders, vApps.
+            let spec = PropertyFilterSpec {
+                props: vec![spec("VirtualMachine", &["name"])],
+                objects: vec![ObjectSpec {
+                    obj: session.content().root_folder.clone(),
+                    skip: false,
+                    traversals: vec![
+                        t("folder", "Folder", "childEntity", &["folder", "dcVm", "vappVm"]),
+                        t("dcVm", "Datacenter", "vmFolder", &["folder", "vappVm"]),
+                        t("vappVm", "VirtualApp", "vm", &[]),
+                    ],
+                }],
+            };
+            Some(session.retrieve(&spec).await.and_then(|all| {
+                let matches: Vec<MoRef> = all
+                    .iter()
+                    .filter(|o| o.obj.kind == "VirtualMachine" && o.text("name") == Some(name.as_str()))
+                    .map(|o| o.obj.clone())
+                    .collect();
+                one_of(name, matches)
+            }))
+        }
+    }
+}
+
+fn one_of(name: &str, matches: Vec<MoRef>) -> Result<FoundVm, VimError> {
+    match matches.as_slice() {
+        [] => Ok(FoundVm { vm: None, vmx: None }),
+        [one] => Ok(FoundVm {
+            vm: Some(one.clone()),
+            vmx: None,
+        }),
+        many => Err(VimError::AmbiguousName {
+            name: name.to_string(),
+            count: many.len(),
+            morefs: names(many.iter().map(|m| m.value.as_str())),
+        }),
+    }
+}
+
 /// Finds the VM. `Ok(FoundVm { vm: None, .. })` means it is not registered.
 pub async fn find_vm(
     session: &Session,
@@ -328,18 +395,7 @@ pub async fn find_vm(
                         .map(|o| o.obj.clone()),
                 );
             }
-            match matches.as_slice() {
-                [] => Ok(FoundVm { vm: None, vmx: None }),
-                [one] => Ok(FoundVm {
-                    vm: Some(one.clone()),
-                    vmx: None,
-                }),
-                many => Err(VimError::AmbiguousName {
-                    name: name.clone(),
-                    count: many.len(),
-                    morefs: names(many.iter().map(|m| m.value.as_str())),
-                }),
-            }
+            one_of(name, matches)
         }
     }
 }

@@ -4,6 +4,7 @@
 //! ([`wait::until`]) over a private PropertyCollector, and the [`stream::vm_states`] watcher.
 //! It knows the wire types and the transport; it knows nothing of commands.
 
+pub mod cache;
 pub mod inventory;
 pub mod session;
 pub mod stream;
@@ -12,7 +13,7 @@ pub mod vm;
 pub mod wait;
 mod watch;
 
-pub use inventory::{DatacenterInfo, FoundVm, HostInfo, Inventory, VmSelector, find_vm};
+pub use inventory::{DatacenterInfo, FoundVm, HostInfo, Inventory, VmSelector, find_vm, find_vm_anywhere};
 pub use session::{ConnectOptions, Credentials, Session};
 pub use task::Task;
 pub use vm::{Vm, VmState};

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::soap::record::Recorder;
 use crate::soap::tls::TlsPolicy;
@@ -15,6 +15,7 @@ use crate::vim::methods::{self, PropertyFilterSpec};
 use crate::vim::{MoRef, ObjectContent, ServiceContent};
 
 use super::VimError;
+use super::cache::SessionCache;
 
 /// After a timeout or a broken connection the server is probably gone: cleanup calls (destroying a
 /// collector, Logout) then get this long, so a command still ends within its documented bound.
@@ -41,6 +42,8 @@ pub struct ConnectOptions {
     pub transport: TransportOptions,
     pub credentials: Credentials,
     pub record: Option<(PathBuf, String)>,
+    /// Reuse and keep the session in this cache instead of logging in and out (one-shot commands).
+    pub cache: Option<SessionCache>,
 }
 
 impl ConnectOptions {
@@ -55,6 +58,7 @@ impl ConnectOptions {
             transport: TransportOptions::new(url, tls, request_timeout),
             credentials,
             record,
+            cache: None,
         }
     }
 }
@@ -69,6 +73,11 @@ pub struct Session {
     degraded: AtomicBool,
     /// Counts logins, so a watch can tell its collector died with an earlier session.
     generation: AtomicU64,
+    cache: Option<SessionCache>,
+    /// The session is the cache's: it outlives this process, so it is not logged out at the end.
+    kept: AtomicBool,
+    /// Collectors of this login not yet destroyed: a kept session must not collect them.
+    collectors: std::sync::Mutex<Vec<MoRef>>,
 }
 
 impl Session {
@@ -91,9 +100,93 @@ impl Session {
             logged_in: AtomicBool::new(false),
             degraded: AtomicBool::new(false),
             generation: AtomicU64::new(0),
+            cache: opts.cache,
+            kept: AtomicBool::new(false),
+            collectors: std::sync::Mutex::new(Vec::new()),
         };
-        session.login().await?;
+        if session.cache.is_some() {
+            session.login_shared(None).await?;
+        } else {
+            session.login().await?;
+        }
         Ok(session)
+    }
+
+    /// Connects and adopts the cached session without logging in; `None` when the cache holds none for
+    /// this server's certificate. For `vmha logout`.
+    pub async fn resume(opts: ConnectOptions) -> Result<Option<Session>, VimError> {
+        let Some(cache) = opts.cache.as_ref() else {
+            return Ok(None);
+        };
+        let client = SoapClient::new(opts.transport.clone(), None)?;
+        let content = methods::retrieve_service_content(&client).await?;
+        client.negotiate_version(&content.about.api_version);
+        let Some(cached) = cache.session(client.peer_sha256(), &opts.credentials.password) else {
+            return Ok(None);
+        };
+        client.set_session_cookie(cached.cookie);
+        Ok(Some(Session {
+            client,
+            content,
+            credentials: opts.credentials,
+            logged_in: AtomicBool::new(true),
+            degraded: AtomicBool::new(false),
+            generation: AtomicU64::new(1),
+            cache: opts.cache,
+            kept: AtomicBool::new(true),
+            collectors: std::sync::Mutex::new(Vec::new()),
+        }))
+    }
+
+    /// How long to wait for another process's login: its own calls are bounded by the request timeout.
+    fn lock_wait(&self) -> Duration {
+        self.client.request_timeout() + Duration::from_secs(5)
+    }
+
+    /// Adopts the cached session, or logs in and stores the new one. `stale` is a cookie the server just
+    /// refused: a cached cookie equal to it is not adopted again. Once the cached session is checked
+    /// under the lock, a process that waited for another one's Login adopts that one: one Login for all.
+    async fn login_shared(&self, stale: Option<&str>) -> Result<(), VimError> {
+        let Some(cache) = &self.cache else {
+            return self.login().await;
+        };
+        let adopt = |this: &Session| {
+            let cached = cache.session(this.client.peer_sha256(), &this.credentials.password)?;
+            if stale.is_some_and(|s| s == cached.cookie.expose_secret()) {
+                return None;
+            }
+            this.client.set_session_cookie(cached.cookie);
+            this.logged_in.store(true, Ordering::SeqCst);
+            this.kept.store(true, Ordering::SeqCst);
+            this.generation.fetch_add(1, Ordering::SeqCst);
+            Some(())
+        };
+        if adopt(self).is_some() {
+            tracing::debug!(file = %cache.path().display(), "reusing the cached session");
+            return Ok(());
+        }
+        let lock = match cache.lock(self.lock_wait()).await {
+            Ok(l) => Some(l),
+            Err(e) => {
+                tracing::warn!("session cache: {e}; logging in without it");
+                None
+            }
+        };
+        if lock.is_some() && adopt(self).is_some() {
+            tracing::debug!("another vmha logged in meanwhile: reusing its session");
+            return Ok(());
+        }
+        self.kept.store(false, Ordering::SeqCst);
+        self.login().await?;
+        if lock.is_some()
+            && let Some(cookie) = self.client.session_cookie()
+        {
+            match cache.store(&cookie, self.client.peer_sha256(), &self.credentials.password) {
+                Ok(()) => self.kept.store(true, Ordering::SeqCst),
+                Err(e) => tracing::warn!("session cache: {e}; this session is logged out at the end"),
+            }
+        }
+        Ok(())
     }
 
     async fn login(&self) -> Result<(), VimError> {
@@ -132,9 +225,97 @@ impl Session {
     /// Logs in again on a fresh cookie, after the server expired the session.
     pub async fn relogin(&self) -> Result<(), VimError> {
         tracing::info!("the server ended the session; logging in again");
+        // Its collectors died with it.
+        if let Ok(mut c) = self.collectors.lock() {
+            c.clear();
+        }
+        let stale = self.client.session_cookie();
         self.client.clear_session();
         self.logged_in.store(false, Ordering::SeqCst);
+        if self.cache.is_some() {
+            return self.login_shared(stale.as_ref().map(|c| c.expose_secret())).await;
+        }
         self.login().await
+    }
+
+    /// Ends the command's use of the session: a cached session is kept for the next process, any other
+    /// is logged out. Returns false when a Logout was not confirmed.
+    pub async fn finish(&self) -> bool {
+        if self.is_kept() {
+            // Collectors left by an interrupted wait would live as long as the shared session.
+            let left = self
+                .collectors
+                .lock()
+                .map(|mut c| std::mem::take(&mut *c))
+                .unwrap_or_default();
+            for pc in left {
+                self.cleanup("DestroyPropertyCollector", async |c| {
+                    methods::destroy_property_collector(c, &pc).await
+                })
+                .await;
+            }
+            return true;
+        }
+        self.logout().await
+    }
+
+    /// Notes a private collector this login created (see [`Session::finish`]).
+    pub(crate) fn track_collector(&self, pc: &MoRef) {
+        if let Ok(mut c) = self.collectors.lock() {
+            c.push(pc.clone());
+        }
+    }
+
+    /// The collector was destroyed, or died with its login.
+    pub(crate) fn untrack_collector(&self, pc: &MoRef) {
+        if let Ok(mut c) = self.collectors.lock() {
+            c.retain(|x| x != pc);
+        }
+    }
+
+    /// True when this session is logged out at the end of the command, taking its collectors with it.
+    pub(crate) fn ends_with_command(&self) -> bool {
+        !self.is_kept()
+    }
+
+    /// True when the session belongs to the session cache (and outlives this process).
+    pub fn is_kept(&self) -> bool {
+        self.kept.load(Ordering::SeqCst) && self.logged_in.load(Ordering::SeqCst)
+    }
+
+    /// Where a VM selector (`key`) led last time, from the session cache: a managed object id, and for a
+    /// path the `[datastore] path` it resolved to. For the caller to check before it trusts it.
+    pub fn remembered_vm(&self, key: &str) -> Option<(MoRef, Option<String>)> {
+        let cache = self.cache.as_ref().filter(|_| self.is_kept())?;
+        let v = cache.name(key)?;
+        let (id, path) = match v.split_once('\n') {
+            Some((id, p)) => (id.to_string(), Some(p.to_string())),
+            None => (v, None),
+        };
+        Some((MoRef::new("VirtualMachine", &id), path))
+    }
+
+    /// Remembers where `key` led (or forgets it). Failures only cost the next call a search.
+    pub async fn remember_vm(&self, key: &str, found: Option<(&MoRef, Option<&str>)>) {
+        let Some(cache) = self.cache.as_ref().filter(|_| self.is_kept()) else {
+            return;
+        };
+        let value = found.map(|(m, p)| match p {
+            Some(p) => format!("{}\n{p}", m.value),
+            None => m.value.clone(),
+        });
+        if let Err(e) = cache.set_name(key, value.as_deref(), self.lock_wait()).await {
+            tracing::debug!("session cache: {e}");
+        }
+    }
+
+    /// `vmha logout`: Logout of the cached session, and the file removed. True when the server confirmed.
+    pub async fn end_cached(&self) -> bool {
+        let ok = self.logout().await;
+        if let Some(cache) = &self.cache {
+            cache.remove();
+        }
+        ok
     }
 
     /// Which login this is (1 for the first): objects created under an earlier one are gone.

@@ -6,8 +6,8 @@ use crate::vim::{
     HeartbeatStatus, HostConnectionState, MoRef, ObjectContent, PowerState, QuestionInfo, VmConnectionState,
 };
 
-use super::{Inventory, Session, Task, VimError};
-use crate::vim::methods;
+use super::{HostInfo, Inventory, Session, Task, VimError};
+use crate::vim::methods::{self, ObjectSpec, PropertyFilterSpec, PropertySpec, TraversalSpec};
 
 /// The VM properties every command reads, and that `monitor --watch` watches.
 pub const VM_PATHS: &[&str] = &[
@@ -102,6 +102,58 @@ impl<'s> Vm<'s> {
     pub async fn state(&self, inv: &Inventory) -> Result<VmState, VimError> {
         let oc = self.session.properties(&self.moref, VM_PATHS).await?;
         Ok(VmState::from_content(&oc)?.with_host(inv))
+    }
+
+    /// The VM's state and its host (name, connection state, compute resource) in one request: no
+    /// inventory needed. `Gone` if the VM no longer exists.
+    pub async fn read(&self) -> Result<(VmState, Option<HostInfo>), VimError> {
+        let spec = PropertyFilterSpec {
+            props: vec![
+                PropertySpec {
+                    kind: "VirtualMachine".into(),
+                    paths: VM_PATHS.iter().map(|p| p.to_string()).collect(),
+                },
+                PropertySpec {
+                    kind: "HostSystem".into(),
+                    paths: vec!["name".into(), "runtime.connectionState".into(), "parent".into()],
+                },
+            ],
+            objects: vec![ObjectSpec {
+                obj: self.moref.clone(),
+                skip: false,
+                traversals: vec![TraversalSpec {
+                    name: "vmHost".into(),
+                    kind: "VirtualMachine".into(),
+                    path: "runtime.host".into(),
+                    select: vec![],
+                }],
+            }],
+        };
+        let found = match self.session.retrieve(&spec).await {
+            Ok(f) => f,
+            Err(e) if e.is_object_gone() => return Err(VimError::Gone(self.moref.clone())),
+            Err(e) => return Err(e),
+        };
+        let vm = found
+            .iter()
+            .find(|o| o.obj == self.moref)
+            .ok_or_else(|| VimError::Gone(self.moref.clone()))?;
+        let mut state = VmState::from_content(vm)?;
+        let host = state
+            .host
+            .as_ref()
+            .and_then(|h| found.iter().find(|o| &o.obj == h))
+            .map(|o| HostInfo {
+                moref: o.obj.clone(),
+                name: o.text("name").unwrap_or_default().to_string(),
+                connection_state: HostConnectionState::parse(o.text("runtime.connectionState").unwrap_or("connected")),
+                parent: o.prop("parent").and_then(|e| MoRef::from_xml(e).ok()),
+            });
+        if let Some(h) = &host {
+            state.host_name = Some(h.name.clone());
+            state.host_connection_state = Some(h.connection_state.clone());
+        }
+        Ok((state, host))
     }
 
     /// PowerOnVM_Task. `host` only with vCenter (ESX-direct powers on where the VM is registered).

@@ -46,6 +46,7 @@ impl<'a> Watch<'a> {
             .call(async |c| methods::create_property_collector(c, root).await)
             .await?;
         self.generation = s.generation();
+        s.track_collector(&collector);
         self.collector = Some(collector.clone());
         let spec = &self.spec;
         if let Err(e) = s
@@ -140,6 +141,7 @@ impl<'a> Watch<'a> {
 
     async fn close_collector(&mut self) {
         let Some(pc) = self.collector.take() else { return };
+        self.session.untrack_collector(&pc);
         // A collector of an earlier session died with it. After a lost connection only Logout is tried:
         // it ends the session and its collectors, and one short cleanup call keeps the exit bounded.
         if self.generation == self.session.generation() && !self.session.is_degraded() {
@@ -151,8 +153,15 @@ impl<'a> Watch<'a> {
         }
     }
 
-    /// Destroys the collector, and with it the filter, within the session's cleanup budget.
+    /// Destroys the collector, and with it the filter, within the session's cleanup budget. A session
+    /// logged out when the command ends takes its collectors with it: then the call is saved.
     pub(crate) async fn close(mut self) {
+        if self.session.ends_with_command() && self.generation == self.session.generation() {
+            if let Some(pc) = self.collector.take() {
+                tracing::debug!("collector {pc} left for Logout to end with the session");
+            }
+            return;
+        }
         self.close_collector().await;
     }
 }

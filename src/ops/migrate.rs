@@ -12,7 +12,7 @@ pub async fn run(ctx: &Ctx<'_>, to_host: &str) -> Result<(), OpError> {
     if !ctx.vcenter() {
         return Err(OpError::MigrateNeedsVcenter);
     }
-    let target = ctx.host_named(to_host, "--to-host")?;
+    let target = ctx.host_named(to_host, "--to-host").await?;
     if target.connection_state != HostConnectionState::Connected {
         return Err(OpError::HostUnavailable {
             host: target.name.clone(),
@@ -38,7 +38,7 @@ pub async fn run(ctx: &Ctx<'_>, to_host: &str) -> Result<(), OpError> {
     };
     ctx.log.info(format!("{kind} from {from} to {}", target.name));
     ctx.vm(&state.moref)
-        .relocate(&ctx.pool_of(&target)?, &target.moref)
+        .relocate(&ctx.pool_of(&target).await?, &target.moref)
         .await?
         .wait(MIGRATE_LIMIT)
         .await?;

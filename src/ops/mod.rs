@@ -26,7 +26,8 @@ pub struct Ctx<'a> {
     pub session: &'a Session,
     pub settings: &'a ResourceSettings,
     pub log: &'a StepLog,
-    pub inv: Inventory,
+    /// Read on first use: most calls never need the inventory above the VM.
+    inv: tokio::sync::OnceCell<Inventory>,
 }
 
 impl<'a> Ctx<'a> {
@@ -35,13 +36,17 @@ impl<'a> Ctx<'a> {
         settings: &'a ResourceSettings,
         log: &'a StepLog,
     ) -> Result<Ctx<'a>, OpError> {
-        let inv = Inventory::load(session).await?;
         Ok(Ctx {
             session,
             settings,
             log,
-            inv,
+            inv: tokio::sync::OnceCell::new(),
         })
+    }
+
+    /// Datacenters, hosts, pools and datastores, read once when first needed.
+    pub async fn inv(&self) -> Result<&Inventory, OpError> {
+        Ok(self.inv.get_or_try_init(|| Inventory::load(self.session)).await?)
     }
 
     pub fn vcenter(&self) -> bool {
@@ -49,9 +54,14 @@ impl<'a> Ctx<'a> {
     }
 
     pub async fn find(&self) -> Result<FoundVm, OpError> {
+        if self.settings.datacenter.is_none()
+            && let Some(found) = crate::client::find_vm_anywhere(self.session, &self.settings.vm).await
+        {
+            return Ok(found?);
+        }
         Ok(crate::client::find_vm(
             self.session,
-            &self.inv,
+            self.inv().await?,
             &self.settings.vm,
             self.settings.datacenter.as_deref(),
         )
@@ -64,51 +74,113 @@ impl<'a> Ctx<'a> {
 
     /// The VM's state now; its name becomes the log label.
     pub async fn state(&self, vm: &Vm<'_>) -> Result<VmState, OpError> {
-        let s = vm.state(&self.inv).await?;
+        Ok(self.read(vm).await?.0)
+    }
+
+    /// The VM's state and its host, in one request.
+    pub async fn read(&self, vm: &Vm<'_>) -> Result<(VmState, Option<HostInfo>), OpError> {
+        let (s, h) = vm.read().await?;
         self.log.set_label(&s.name);
-        Ok(s)
+        Ok((s, h))
+    }
+
+    /// The session cache's key for this VM selector.
+    fn selector_key(&self) -> String {
+        format!(
+            "{} in {}",
+            self.settings.vm,
+            self.settings.datacenter.as_deref().unwrap_or("*")
+        )
+    }
+
+    /// Whether a state read proves the remembered managed object is still the VM the settings name.
+    fn still_matches(&self, s: &VmState, path: Option<&str>) -> bool {
+        match &self.settings.vm {
+            VmSelector::Name(n) => &s.name == n,
+            VmSelector::Vmx(_) => path.is_some() && s.vmx.as_deref() == path,
+            VmSelector::Uuid(u) => s.uuid.as_deref().is_some_and(|x| x.eq_ignore_ascii_case(u)),
+        }
     }
 
     /// Finds the VM and reads its state: `None` when it is not registered.
     pub async fn observe(&self) -> Result<(FoundVm, Option<VmState>), OpError> {
+        let (found, seen) = self.observe_with_host().await?;
+        Ok((found, seen.map(|(s, _)| s)))
+    }
+
+    /// As [`Ctx::observe`], with the VM's host. Where the session cache remembers the VM, one state
+    /// read both checks that memory (same name, .vmx or uuid, and a datacenter given is not checked
+    /// again: the key holds it) and is the read the command needs; otherwise it searches, and remembers.
+    pub async fn observe_with_host(&self) -> Result<(FoundVm, Option<(VmState, Option<HostInfo>)>), OpError> {
+        let key = self.selector_key();
+        if let Some((moref, path)) = self.session.remembered_vm(&key) {
+            match self.read(&self.vm(&moref)).await {
+                Ok(seen) if self.still_matches(&seen.0, path.as_deref()) => {
+                    let found = FoundVm {
+                        vm: Some(moref),
+                        vmx: path,
+                    };
+                    return Ok((found, Some(seen)));
+                }
+                Ok(_) => tracing::debug!("{moref} is no longer {}: searching again", self.settings.vm),
+                Err(OpError::Vim(e)) if e.is_object_gone() => {
+                    tracing::debug!("{moref} is gone: searching again")
+                }
+                Err(e) => return Err(e),
+            }
+        }
         let found = self.find().await?;
-        let state = match &found.vm {
-            Some(m) => Some(self.state(&self.vm(m)).await?),
+        let seen = match &found.vm {
+            Some(m) => Some(self.read(&self.vm(m)).await?),
             None => None,
         };
-        Ok((found, state))
+        let remember = found.vm.as_ref().map(|m| (m, found.vmx.as_deref()));
+        self.session.remember_vm(&key, remember).await;
+        Ok((found, seen))
     }
 
     /// The host this node stands for: `--host`, required with vCenter; the connected host on ESX-direct.
-    pub fn node_host(&self) -> Result<HostInfo, OpError> {
+    /// `seen` is a host already read (the VM's): when it is the one named, no inventory is read.
+    pub async fn node_host(&self, seen: Option<&HostInfo>) -> Result<HostInfo, OpError> {
         match &self.settings.host {
-            Some(name) => self.host_named(name, "--host"),
-            None if !self.vcenter() && self.inv.hosts.len() == 1 => Ok(self.inv.hosts[0].clone()),
+            Some(name) => {
+                if let Some(h) = seen.filter(|h| h.name.eq_ignore_ascii_case(name)) {
+                    return Ok(h.clone());
+                }
+                self.host_named(name, "--host").await
+            }
             None if self.vcenter() => Err(OpError::HostRequired),
-            None => Err(OpError::HostAmbiguous),
+            None => {
+                let inv = self.inv().await?;
+                match inv.hosts.as_slice() {
+                    [one] => Ok(one.clone()),
+                    _ => Err(OpError::HostAmbiguous),
+                }
+            }
         }
     }
 
-    pub fn host_named(&self, name: &str, flag: &'static str) -> Result<HostInfo, OpError> {
-        self.inv
-            .host_by_name(name)
-            .cloned()
-            .ok_or_else(|| OpError::UnknownHost {
-                name: name.to_string(),
-                known: self
-                    .inv
-                    .hosts
-                    .iter()
-                    .map(|h| h.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                flag,
-            })
+    /// Refuses a missing `--host` with vCenter before any lookup.
+    pub fn require_host(&self) -> Result<(), OpError> {
+        if self.settings.host.is_none() && self.vcenter() {
+            return Err(OpError::HostRequired);
+        }
+        Ok(())
+    }
+
+    pub async fn host_named(&self, name: &str, flag: &'static str) -> Result<HostInfo, OpError> {
+        let inv = self.inv().await?;
+        inv.host_by_name(name).cloned().ok_or_else(|| OpError::UnknownHost {
+            name: name.to_string(),
+            known: inv.hosts.iter().map(|h| h.name.as_str()).collect::<Vec<_>>().join(", "),
+            flag,
+        })
     }
 
     /// The root resource pool of the host's cluster or standalone compute resource.
-    pub fn pool_of(&self, host: &HostInfo) -> Result<MoRef, OpError> {
-        self.inv
+    pub async fn pool_of(&self, host: &HostInfo) -> Result<MoRef, OpError> {
+        self.inv()
+            .await?
             .pool_for_host(&host.moref)
             .cloned()
             .ok_or_else(|| OpError::HostPlacement {
@@ -117,8 +189,9 @@ impl<'a> Ctx<'a> {
             })
     }
 
-    pub fn datacenter_of(&self, host: &HostInfo) -> Result<&DatacenterInfo, OpError> {
-        self.inv
+    pub async fn datacenter_of(&self, host: &HostInfo) -> Result<&DatacenterInfo, OpError> {
+        self.inv()
+            .await?
             .datacenter_of(&host.moref)
             .ok_or_else(|| OpError::HostPlacement {
                 what: "datacenter",

@@ -97,15 +97,42 @@ pub fn assess(s: Option<&VmState>, want_host: Option<&MoRef>, require_heartbeat:
 }
 
 pub async fn run(ctx: &Ctx<'_>, opts: &MonitorOptions) -> Result<MonitorReport, OpError> {
-    let want = ctx.node_host()?.moref;
-    let found = ctx.find().await?;
+    ctx.require_host()?;
+    let (found, seen) = ctx.observe_with_host().await?;
+    let want = ctx.node_host(seen.as_ref().and_then(|(_, h)| h.as_ref())).await?.moref;
     let Some(vm) = found.vm else {
         return Ok(MonitorReport::failed(
             MonitorFailure::NotRegistered,
             format!("{} is not registered", ctx.settings.vm),
         ));
     };
-    let hosts: Vec<MoRef> = ctx.inv.hosts.iter().map(|h| h.moref.clone()).collect();
+    // One-shot: the state just read decides, unless the VM is on another host and the migration wait
+    // asks to see whether it stays there (that takes the watch below).
+    if !opts.watch
+        && let Some((state, _)) = &seen
+    {
+        match assess(Some(state), Some(&want), opts.require_heartbeat) {
+            Health::Unhealthy(failure, why) => return Ok(MonitorReport::failed(failure, why)),
+            Health::Healthy(warning) => {
+                if let Some(w) = &warning {
+                    ctx.log.warn(w);
+                }
+                let host = state.host_name.clone().unwrap_or_default();
+                return Ok(MonitorReport {
+                    failure: None,
+                    why: format!("healthy: poweredOn on {host}, heartbeat {}", state.heartbeat),
+                });
+            }
+            Health::Elsewhere(host) if ctx.settings.migration_wait.is_zero() => {
+                return Ok(MonitorReport::failed(
+                    MonitorFailure::Migrated,
+                    format!("VM now runs on {host} (moved by someone else); follow it there"),
+                ));
+            }
+            Health::Elsewhere(_) => {}
+        }
+    }
+    let hosts: Vec<MoRef> = ctx.inv().await?.hosts.iter().map(|h| h.moref.clone()).collect();
     let mut states = pin!(vm_states(ctx.session, vm, hosts));
     let mut elsewhere_since: Option<(tokio::time::Instant, String)> = None;
     let mut last_warning: Option<String> = None;

@@ -130,8 +130,13 @@ pub fn plan(i: &StartInput<'_>) -> Result<StartPlan, OpError> {
 
 /// Starts the VM; returns the name of the plan carried out.
 pub async fn run(ctx: &Ctx<'_>, answers: &AnswerPolicy) -> Result<&'static str, OpError> {
-    let target = ctx.node_host()?;
-    let (found, state) = ctx.observe().await?;
+    ctx.require_host()?;
+    let (found, seen) = ctx.observe_with_host().await?;
+    let (state, vm_host) = match seen {
+        Some((s, h)) => (Some(s), h),
+        None => (None, None),
+    };
+    let target = ctx.node_host(vm_host.as_ref()).await?;
     let label = ctx.vm_label();
     let decided = plan(&StartInput {
         target: &target,
@@ -141,6 +146,11 @@ pub async fn run(ctx: &Ctx<'_>, answers: &AnswerPolicy) -> Result<&'static str, 
         vcenter: ctx.vcenter(),
     })?;
     let name = decided.name();
+    // The state just read is still current when the plan only powers on: no second read.
+    let current = match &decided {
+        StartPlan::PowerOn { .. } => state.clone(),
+        _ => None,
+    };
     let vm = match decided {
         StartPlan::AlreadyRunning => {
             ctx.log.info(format!("already running on {}", target.name));
@@ -152,7 +162,7 @@ pub async fn run(ctx: &Ctx<'_>, answers: &AnswerPolicy) -> Result<&'static str, 
             let power = state.as_ref().map(|s| s.power_state.to_string()).unwrap_or_default();
             ctx.log
                 .info(format!("relocating from {from} to {} ({power})", target.name));
-            vm.relocate(&ctx.pool_of(&target)?, &target.moref)
+            vm.relocate(&ctx.pool_of(&target).await?, &target.moref)
                 .await?
                 .wait(RELOCATE_LIMIT)
                 .await?;
@@ -172,15 +182,19 @@ pub async fn run(ctx: &Ctx<'_>, answers: &AnswerPolicy) -> Result<&'static str, 
         }
         StartPlan::Register { vmx } => register(ctx, &vmx, &target).await?,
     };
-    power_on(ctx, &vm, &target, answers).await?;
-    wait_heartbeat(ctx, &vm).await?;
+    // The power-on's wait watches the heartbeat too: when it turned green there, no second wait.
+    match power_on(ctx, &vm, &target, answers, current).await? {
+        None => ctx.log.info("guest heartbeat green: started"),
+        Some(left) => wait_heartbeat(ctx, &vm, left).await?,
+    }
     Ok(name)
 }
 
 async fn register<'a>(ctx: &Ctx<'a>, vmx: &str, host: &HostInfo) -> Result<Vm<'a>, OpError> {
-    let pool = ctx.pool_of(host)?;
+    let pool = ctx.pool_of(host).await?;
     let task = ctx
-        .datacenter_of(host)?
+        .datacenter_of(host)
+        .await?
         .register_vm(ctx.session, vmx, &pool, &host.moref)
         .await?;
     let moref = task.wait_for_entity(ctx.session.request_timeout()).await?;
@@ -191,12 +205,18 @@ async fn register<'a>(ctx: &Ctx<'a>, vmx: &str, host: &HostInfo) -> Result<Vm<'a
 }
 
 /// Powers on, retrying while another host still holds the files' lock, for up to `--start-wait`.
-async fn power_on(ctx: &Ctx<'_>, vm: &Vm<'_>, host: &HostInfo, answers: &AnswerPolicy) -> Result<(), OpError> {
+async fn power_on(
+    ctx: &Ctx<'_>,
+    vm: &Vm<'_>,
+    host: &HostInfo,
+    answers: &AnswerPolicy,
+    mut current: Option<VmState>,
+) -> Result<Option<Duration>, OpError> {
     let budget = ctx.settings.start_wait;
     let started = tokio::time::Instant::now();
     let mut delay = Duration::from_millis(500);
     loop {
-        match power_on_once(ctx, vm, host, answers).await {
+        match power_on_once(ctx, vm, host, answers, current.take()).await {
             Err(OpError::Vim(e)) if e.is_file_lock() => {
                 let left = budget.saturating_sub(started.elapsed());
                 if left.is_zero() {
@@ -225,8 +245,18 @@ async fn power_on(ctx: &Ctx<'_>, vm: &Vm<'_>, host: &HostInfo, answers: &AnswerP
     }
 }
 
-async fn power_on_once(ctx: &Ctx<'_>, vm: &Vm<'_>, host: &HostInfo, answers: &AnswerPolicy) -> Result<(), OpError> {
-    let state = ctx.state(vm).await?;
+/// `current`: the VM's state if it was just read; otherwise it is read here.
+async fn power_on_once(
+    ctx: &Ctx<'_>,
+    vm: &Vm<'_>,
+    host: &HostInfo,
+    answers: &AnswerPolicy,
+    current: Option<VmState>,
+) -> Result<Option<Duration>, OpError> {
+    let state = match current {
+        Some(s) => s,
+        None => ctx.state(vm).await?,
+    };
     let mut answered = HashSet::new();
     if let Some(q) = &state.question {
         // A question left from an earlier attempt blocks everything until answered.
@@ -234,18 +264,38 @@ async fn power_on_once(ctx: &Ctx<'_>, vm: &Vm<'_>, host: &HostInfo, answers: &An
     }
     if state.power_state == PowerState::PoweredOn {
         ctx.log.info(format!("running on {}", host.name));
-        return Ok(());
+        return Ok(Some(ctx.settings.start_wait));
     }
     let task = match vm.power_on(ctx.vcenter().then_some(&host.moref)).await {
         Ok(t) => t,
-        Err(e) => return after_refused_power_on(ctx, vm, answers, &mut answered, e).await,
+        Err(e) => {
+            return after_refused_power_on(ctx, vm, answers, &mut answered, e)
+                .await
+                .map(|()| Some(ctx.settings.start_wait));
+        }
     };
     ctx.log.info(format!("powering on (host {})", host.name));
     let limit = ctx.session.request_timeout().max(ctx.settings.start_wait);
-    let targets = Targets::vm(vm, &[VmProp::Question]).and_task(&task);
-    let followed = wait::until(ctx.session, targets, limit, None, async |seen| {
-        if seen.task(&task)?.is_some() {
-            return Ok(Control::Done(()));
+    let heartbeat_wait = ctx.settings.start_wait;
+    // When the task ended; from then on the same watch waits for the heartbeat, for --start-wait.
+    let mut done_at: Option<Duration> = None;
+    let targets = Targets::vm(vm, &[VmProp::Question, VmProp::Heartbeat, VmProp::PowerState]).and_task(&task);
+    let wake = Some(heartbeat_wait.max(Duration::from_secs(1)));
+    let followed = wait::until(ctx.session, targets, limit, wake, async |seen| {
+        if done_at.is_none() && seen.task(&task)?.is_some() {
+            ctx.log.info(format!("powered on (host {})", host.name));
+            done_at = Some(seen.elapsed());
+        }
+        if let Some(t) = done_at {
+            let left = heartbeat_wait.saturating_sub(seen.elapsed().saturating_sub(t));
+            return Ok(if seen.heartbeat(vm) == HeartbeatStatus::Green {
+                Control::Done(None)
+            } else if left.is_zero() || seen.power_state(vm) == Some(PowerState::PoweredOff) {
+                // The heartbeat wait reports what it sees: powered off again, or not green in time.
+                Control::Done(Some(left))
+            } else {
+                Control::Continue
+            });
         }
         if let Some(q) = seen.question(vm)? {
             answer_question(ctx, answers, vm, &q, &mut answered).await?;
@@ -254,19 +304,18 @@ async fn power_on_once(ctx: &Ctx<'_>, vm: &Vm<'_>, host: &HostInfo, answers: &An
     })
     .await;
     match followed {
-        Ok(Waited::Done(())) => {}
-        Ok(Waited::TimedOut) => {
-            return Err(VimError::Timeout {
-                what: task.method().into(),
-                secs: limit.as_secs(),
-            }
-            .into());
+        Ok(Waited::Done(left)) => Ok(left),
+        Ok(Waited::TimedOut) if done_at.is_some() => Ok(Some(Duration::ZERO)),
+        Ok(Waited::TimedOut) => Err(VimError::Timeout {
+            what: task.method().into(),
+            secs: limit.as_secs(),
         }
-        Err(OpError::Vim(e)) => return after_refused_power_on(ctx, vm, answers, &mut answered, e).await,
-        Err(e) => return Err(e),
+        .into()),
+        Err(OpError::Vim(e)) => after_refused_power_on(ctx, vm, answers, &mut answered, e)
+            .await
+            .map(|()| Some(ctx.settings.start_wait)),
+        Err(e) => Err(e),
     }
-    ctx.log.info(format!("powered on (host {})", host.name));
-    Ok(())
 }
 
 /// A power-on refused or failed: someone else's power-on won (the state we want), or one is already in
@@ -320,8 +369,8 @@ async fn follow_other_power_on(
 }
 
 /// Returns once the guest heartbeat is green; after `--start-wait` without it, succeeds with a warning.
-async fn wait_heartbeat(ctx: &Ctx<'_>, vm: &Vm<'_>) -> Result<(), OpError> {
-    let limit = ctx.settings.start_wait;
+/// `limit`: what is left of `--start-wait` (the power-on's wait may have used some of it).
+async fn wait_heartbeat(ctx: &Ctx<'_>, vm: &Vm<'_>, limit: Duration) -> Result<(), OpError> {
     let mut last = HeartbeatStatus::Gray;
     let targets = Targets::vm(vm, &[VmProp::Heartbeat, VmProp::PowerState]);
     let waited = wait::until(ctx.session, targets, limit, None, async |seen| {
@@ -344,7 +393,7 @@ async fn wait_heartbeat(ctx: &Ctx<'_>, vm: &Vm<'_>) -> Result<(), OpError> {
             };
             ctx.log.warn(format!(
                 "no green guest heartbeat after {} s ({why}); the VM is powered on: started",
-                limit.as_secs()
+                ctx.settings.start_wait.as_secs()
             ));
         }
     }

@@ -107,8 +107,13 @@ pub fn plan(i: &StopInput<'_>) -> Result<StopPlan, OpError> {
 
 /// Stops the VM; returns the name of the plan carried out.
 pub async fn run(ctx: &Ctx<'_>, opts: &StopOptions) -> Result<&'static str, OpError> {
-    let here = ctx.node_host()?;
-    let (_, state) = ctx.observe().await?;
+    ctx.require_host()?;
+    let (_, seen) = ctx.observe_with_host().await?;
+    let (state, vm_host) = match seen {
+        Some((s, h)) => (Some(s), h),
+        None => (None, None),
+    };
+    let here = ctx.node_host(vm_host.as_ref()).await?;
     let label = ctx.vm_label();
     let decided = plan(&StopInput {
         here: &here,

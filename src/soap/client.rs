@@ -480,6 +480,23 @@ impl SoapClient {
         }
     }
 
+    /// The session cookie, to keep it for the next process (the session cache).
+    pub fn session_cookie(&self) -> Option<SecretString> {
+        self.cookie.lock().ok().and_then(|c| c.clone())
+    }
+
+    /// Adopts a session cookie an earlier process was given by this server.
+    pub fn set_session_cookie(&self, cookie: SecretString) {
+        if let Ok(mut c) = self.cookie.lock() {
+            *c = Some(cookie);
+        }
+    }
+
+    /// SHA-256 of the certificate the server presented (`None` on plain HTTP or before the first call).
+    pub fn peer_sha256(&self) -> Option<[u8; 32]> {
+        self.conns.peer_sha256()
+    }
+
     pub fn clear_session(&self) {
         if let Ok(mut c) = self.cookie.lock() {
             *c = None;

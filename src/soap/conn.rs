@@ -17,6 +17,7 @@ use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use rustls::ClientConfig;
 use rustls::pki_types::ServerName;
+use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 pub type Sender = SendRequest<Full<Bytes>>;
@@ -86,6 +87,9 @@ pub struct Connections {
     connect_timeout: Duration,
     idle: Mutex<Option<Sender>>,
     opened: AtomicU64,
+    /// SHA-256 of the certificate the server presented on the latest TLS connection: a cached session
+    /// cookie is only sent to the server it was issued by.
+    peer_sha256: Mutex<Option<[u8; 32]>>,
 }
 
 impl Connections {
@@ -95,6 +99,7 @@ impl Connections {
             connect_timeout,
             idle: Mutex::new(None),
             opened: AtomicU64::new(0),
+            peer_sha256: Mutex::new(None),
         }
     }
 
@@ -105,6 +110,11 @@ impl Connections {
     /// TCP(+TLS) connections opened so far.
     pub fn opened(&self) -> u64 {
         self.opened.load(Ordering::Relaxed)
+    }
+
+    /// SHA-256 of the latest TLS connection's server certificate (`None` before one, and on plain HTTP).
+    pub fn peer_sha256(&self) -> Option<[u8; 32]> {
+        self.peer_sha256.lock().ok().and_then(|p| *p)
     }
 
     /// The idle connection if there is one that is still open, else a new one.
@@ -148,7 +158,17 @@ impl Connections {
             let _ = tcp.set_nodelay(true);
             let stream: Box<dyn Stream> = match &ep.tls {
                 Some((connector, name)) => {
-                    Box::new(connector.connect(name.clone(), tcp).await.map_err(ConnectFailure::Io)?)
+                    let tls = connector.connect(name.clone(), tcp).await.map_err(ConnectFailure::Io)?;
+                    let digest = tls
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|chain| chain.first())
+                        .map(|leaf| <[u8; 32]>::from(Sha256::digest(leaf.as_ref())));
+                    if let Ok(mut p) = self.peer_sha256.lock() {
+                        *p = digest;
+                    }
+                    Box::new(tls)
                 }
                 None => Box::new(tcp),
             };

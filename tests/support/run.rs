@@ -2,7 +2,8 @@
 //!
 //! Every run starts from a clean slate: inherited `VMHA_*` variables are removed, so a developer's own
 //! settings never leak into a test. The server, user and password go in through the environment
-//! (`VMHA_URL`, `VMHA_USER`, `VMHA_PASSWORD`), never the password in argv.
+//! (`VMHA_URL`, `VMHA_USER`, `VMHA_PASSWORD`), never the password in argv. The session cache is off
+//! unless the flags name a `--session-dir`.
 
 use std::ffi::OsStr;
 use std::io::{Read, Write};
@@ -55,6 +56,15 @@ impl Vmha {
         cmd.env("VMHA_URL", &self.url).env("VMHA_USER", &self.user);
         if let Some(pw) = &self.password {
             cmd.env("VMHA_PASSWORD", pw);
+        }
+        // Tests count Logins and Logouts per call: the session cache is on only where a test names its
+        // own directory, never the developer's.
+        if !self
+            .flags
+            .iter()
+            .any(|f| f == "--session-dir" || f.starts_with("--session-dir="))
+        {
+            cmd.env("VMHA_NO_SESSION_CACHE", "1");
         }
         cmd.args(&self.flags)
             .args(args)

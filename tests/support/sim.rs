@@ -363,6 +363,11 @@ impl Sim {
         self.call("GET", "/stats", None)
     }
 
+    /// `GET /sessions`: how many SOAP sessions are live.
+    pub fn live_sessions(&self) -> u64 {
+        self.call("GET", "/sessions", None)["live"].as_u64().unwrap_or(0)
+    }
+
     pub fn reset_stats(&self) {
         self.post("/stats/reset", Value::Null);
     }
