@@ -8,9 +8,10 @@ use std::time::Duration;
 use futures_util::Stream;
 use tokio::time::Instant;
 
+use super::vm::vm_and_host_props;
 use super::watch::Watch;
-use super::{Session, VimError, VmState, vm::VM_PATHS};
-use crate::vim::methods::{PropertyFilterSpec, PropertySpec};
+use super::{Session, VimError, VmState};
+use crate::vim::methods::PropertyFilterSpec;
 use crate::vim::{HostConnectionState, MoRef};
 
 /// How long a reconnect may take after the loss was noticed, even when the server has already been
@@ -54,16 +55,7 @@ fn spec(vm: &MoRef, hosts: &[MoRef]) -> PropertyFilterSpec {
     let mut objs = vec![vm.clone()];
     objs.extend(hosts.iter().cloned());
     PropertyFilterSpec {
-        props: vec![
-            PropertySpec {
-                kind: "VirtualMachine".into(),
-                paths: VM_PATHS.iter().map(|p| p.to_string()).collect(),
-            },
-            PropertySpec {
-                kind: "HostSystem".into(),
-                paths: vec!["name".into(), "runtime.connectionState".into()],
-            },
-        ],
+        props: vm_and_host_props(&["name", "runtime.connectionState"]),
         objects: PropertyFilterSpec::of_objects(&objs, &[]).objects,
     }
 }

@@ -81,6 +81,20 @@ impl VmState {
     }
 }
 
+/// The VM's [`VM_PATHS`] and these properties of its host: what a state read or a watch asks for.
+pub(crate) fn vm_and_host_props(host_paths: &[&str]) -> Vec<PropertySpec> {
+    vec![
+        PropertySpec {
+            kind: "VirtualMachine".into(),
+            paths: VM_PATHS.iter().map(|p| p.to_string()).collect(),
+        },
+        PropertySpec {
+            kind: "HostSystem".into(),
+            paths: host_paths.iter().map(|p| p.to_string()).collect(),
+        },
+    ]
+}
+
 /// A VirtualMachine handle, as govmomi's `object.VirtualMachine`: the VM operations the commands use.
 /// Every call goes through the session (re-login once on expiry); task methods return a [`Task`].
 pub struct Vm<'s> {
@@ -108,16 +122,7 @@ impl<'s> Vm<'s> {
     /// inventory needed. `Gone` if the VM no longer exists.
     pub async fn read(&self) -> Result<(VmState, Option<HostInfo>), VimError> {
         let spec = PropertyFilterSpec {
-            props: vec![
-                PropertySpec {
-                    kind: "VirtualMachine".into(),
-                    paths: VM_PATHS.iter().map(|p| p.to_string()).collect(),
-                },
-                PropertySpec {
-                    kind: "HostSystem".into(),
-                    paths: vec!["name".into(), "runtime.connectionState".into(), "parent".into()],
-                },
-            ],
+            props: vm_and_host_props(&["name", "runtime.connectionState", "parent"]),
             objects: vec![ObjectSpec {
                 obj: self.moref.clone(),
                 skip: false,
