@@ -1,5 +1,4 @@
 //! Helpers shared by the cluster tests: the agent shim, the password file, external tools.
-#![allow(dead_code)]
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

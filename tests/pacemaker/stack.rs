@@ -2,7 +2,6 @@
 //! namespace), so the node's /var/lib/pacemaker, /var/lib/corosync, /run, /dev/shm and logs are its own and
 //! vanish with it. Every process is started here and stopped by its PID; leftovers are found by their mount
 //! namespace, never by name.
-#![allow(dead_code)]
 
 use std::fs;
 use std::io::{BufRead, BufReader};
