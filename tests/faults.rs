@@ -314,7 +314,7 @@ fn cases() -> Vec<Case> {
         case("status/InvalidLogin Login", Status, "Login", 1, f(Fault::soap("InvalidLogin")), 3, &["login refused"]),
         case("monitor/503 html RPX#1", Monitor, RPX, 1, f(Fault::Html503), 1, &["503"]),
         case("monitor/headers-only RPX#1", Monitor, RPX, 1, f(Fault::HeadersOnly), 4, TIMED_OUT),
-        case("start/stall CreatePropertyCollector", Start, "CreatePropertyCollector", 1, f(Fault::Stall), 4, TIMED_OUT),
+        case("start/stall CreateFilter", Start, "CreateFilter", 1, f(Fault::Stall), 4, TIMED_OUT),
         case("start/headers-only WFU#2", Start, WFU, 2, f(Fault::HeadersOnly), 4, TIMED_OUT),
         case("stop/ToolsUnavailable ShutdownGuest", Stop, "ShutdownGuest", 1, f(Fault::soap("ToolsUnavailable")), 0, &["stopped", "powered off", "poweredOff"]),
         case("stop/503 html RPX#2", Stop, RPX, 2, f(Fault::Html503), 1, &["503"]),

@@ -49,11 +49,17 @@ fn n(by: &Value, m: &str) -> u64 {
     by[m].as_u64().unwrap_or(0)
 }
 
-/// A cached session outlives the command: every collector it made must be destroyed.
-fn no_collector_left(by: &Value) {
+/// A cached session outlives the command: every collector it made, and every filter it put on the
+/// session's default collector, must be destroyed (a private collector takes its one filter with it).
+fn nothing_left_watching(by: &Value) {
     assert_eq!(
         n(by, "CreatePropertyCollector"),
         n(by, "DestroyPropertyCollector"),
+        "{by}"
+    );
+    assert_eq!(
+        n(by, "CreateFilter"),
+        n(by, "DestroyPropertyCollector") + n(by, "DestroyPropertyFilter"),
         "{by}"
     );
 }
@@ -68,37 +74,62 @@ fn request_counts_cold_and_warm() {
     let start = ["start", "--name", VM, "--host", H1];
     let stop = ["stop", "--name", VM, "--host", H1];
 
-    // Without the cache: Login and Logout each time, and nothing remembered.
+    // Without the cache: Login and Logout each time, and nothing remembered. The session is this
+    // process's alone, so its waits use the session's default collector (no CreatePropertyCollector),
+    // and Logout takes the filter with it.
     assert!(measure(&sim, &uncached, &monitor, 0).0 <= 5);
     power_off(&sim);
-    assert!(measure(&sim, &uncached, &start, 0).0 <= 11);
-    assert!(measure(&sim, &uncached, &stop, 0).0 <= 10);
+    let (total, by) = measure(&sim, &uncached, &start, 0);
+    assert!(total <= 10, "start, no cache: {total} requests: {by}");
+    assert_eq!(n(&by, "CreatePropertyCollector"), 0, "{by}");
+    let (total, by) = measure(&sim, &uncached, &stop, 0);
+    assert!(total <= 9, "stop, no cache: {total} requests: {by}");
 
-    // Cold cache: one Login, kept; the name is looked up once.
+    // Cold cache: one Login, kept with the service content; the name is looked up once.
     let (total, by) = measure(&sim, &warm, &["status", "--name", VM], 0);
     assert_eq!((n(&by, "Login"), n(&by, "Logout")), (1, 0), "{by}");
     assert!(total <= 4, "{by}");
-    // Warm: the service content and one state read, then the work.
+    // Warm: no RetrieveServiceContent (kept beside the session), one state read, then the work.
     let (total, by) = measure(&sim, &warm, &start, 0);
     assert!(
-        total <= 9,
+        total <= 8,
         "start of a registered, powered-off VM, warm cache: {total} requests: {by}"
     );
-    no_collector_left(&by);
+    assert_eq!(n(&by, "RetrieveServiceContent"), 0, "{by}");
+    nothing_left_watching(&by);
     let (total, by) = measure(&sim, &warm, &monitor, 0);
-    assert!(total <= 3, "one-shot monitor, warm cache: {total} requests: {by}");
+    assert!(total <= 1, "one-shot monitor, warm cache: {total} requests: {by}");
     assert_eq!(n(&by, "Login"), 0);
     let (total, by) = measure(&sim, &warm, &stop, 0);
-    assert!(total <= 8, "stop, warm cache: {total} requests: {by}");
-    no_collector_left(&by);
+    assert!(total <= 7, "stop, warm cache: {total} requests: {by}");
+    nothing_left_watching(&by);
     let (total, by) = measure(&sim, &warm, &["status", "--vmx", &sim::vmx_path(VM)], 0);
-    assert!(total <= 4, "{by}");
-    let (total, by) = measure(&sim, &warm, &["status", "--vmx", &sim::vmx_path(VM)], 0);
-    assert!(total <= 2, "status by vmx, warm: {by}");
-    let (total, by) = measure(&sim, &warm, &["status", "--uuid", UUID], 0);
     assert!(total <= 3, "{by}");
+    let (total, by) = measure(&sim, &warm, &["status", "--vmx", &sim::vmx_path(VM)], 0);
+    assert!(total <= 1, "status by vmx, warm: {by}");
     let (total, by) = measure(&sim, &warm, &["status", "--uuid", UUID], 0);
-    assert!(total <= 2, "status by uuid, warm: {by}");
+    assert!(total <= 2, "{by}");
+    let (total, by) = measure(&sim, &warm, &["status", "--uuid", UUID], 0);
+    assert!(total <= 1, "status by uuid, warm: {by}");
+}
+
+#[test]
+fn the_process_that_logs_in_waits_on_the_default_collector_and_leaves_nothing_in_the_kept_session() {
+    let sim = Sim::start("vcenter");
+    let tmp = tempfile::tempdir().unwrap();
+    let cold = cached(&sim, &tmp.path().join("vmha"));
+    power_off(&sim);
+    // Cold cache: this process logs in, so nobody else knows the session's default collector yet.
+    let (total, by) = measure(&sim, &cold, &["start", "--name", VM, "--host", H1], 0);
+    assert!(total <= 10, "start, cold cache: {total} requests: {by}");
+    assert_eq!((n(&by, "Login"), n(&by, "Logout")), (1, 0), "{by}");
+    assert_eq!(n(&by, "CreatePropertyCollector"), 0, "{by}");
+    assert_eq!(n(&by, "DestroyPropertyFilter"), 1, "the session lives on: {by}");
+    nothing_left_watching(&by);
+    // Adopting the session: a private collector, destroyed.
+    let (_, by) = measure(&sim, &cold, &["stop", "--name", VM, "--host", H1], 0);
+    assert_eq!(n(&by, "CreatePropertyCollector"), 1, "{by}");
+    nothing_left_watching(&by);
 }
 
 #[test]
@@ -113,6 +144,6 @@ fn a_monitor_waiting_out_a_migration_leaves_no_collector_in_the_cached_session()
         &["monitor", "--name", VM, "--host", H2, "--migration-wait", "1"],
         14,
     );
-    assert!(n(&by, "CreatePropertyCollector") >= 1, "the wait watches: {by}");
-    no_collector_left(&by);
+    assert!(n(&by, "CreateFilter") >= 1, "the wait watches: {by}");
+    nothing_left_watching(&by);
 }

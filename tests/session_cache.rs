@@ -138,6 +138,13 @@ fn an_ended_session_is_replaced_once_and_the_file_rewritten() {
     let after = std::fs::read_to_string(&session_files(&dir)[0]).unwrap();
     let cookie = |t: &str| serde_json::from_str::<Value>(t).unwrap()["cookie"].clone();
     assert_ne!(cookie(&before), cookie(&after), "the file must hold the new session");
+    let api_type =
+        |t: &str| serde_json::from_str::<Value>(t).unwrap()["service"]["content"]["about"]["api_type"].clone();
+    assert_eq!(
+        api_type(&after),
+        "VirtualCenter",
+        "the service content is kept with it: {after}"
+    );
     // Several processes meeting the ended session at once: still one new Login between them.
     sim.post("/sessions/expire", Value::Null);
     let running: Vec<_> = (0..10).map(|_| v.spawn(&["status", "--name", VM])).collect();
@@ -281,9 +288,10 @@ fn a_name_lookup_costs_one_state_read_once_remembered() {
     let r = v.run(&["status", "--name", VM]);
     assert_eq!(r.code, 0, "{r:?}");
     let stats = sim.stats();
-    // RetrieveServiceContent and the one state read: no listing of every VM's name.
+    // The one state read: no listing of every VM's name, and no RetrieveServiceContent (the service
+    // content is kept beside the session).
     assert_eq!(count(&stats, "RetrievePropertiesEx"), 1, "{stats}");
-    assert_eq!(stats["total"], 2, "{stats}");
+    assert_eq!(stats["total"], 1, "{stats}");
 }
 
 #[test]

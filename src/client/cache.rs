@@ -4,6 +4,8 @@
 //! The file holds the session cookie, the SHA-256 of the certificate the server presented when the cookie
 //! was issued (a cookie is only ever sent back to that certificate), a salted SHA-256 of the password it
 //! was opened with (so a wrong or changed password is refused as without the cache, not masked by it),
+//! the server's ServiceContent and the vim25 version negotiated with it (as govc's persisted session keeps
+//! its client), so that a warm call sends no RetrieveServiceContent and reads no vimServiceVersions.xml,
 //! and the VMs found by name (name → managed object id, checked on every use). Never the password. The directory is 0700, the file 0600,
 //! both owned by the user running vmha; anything else is refused, and vmha then works without the cache.
 //!
@@ -22,6 +24,8 @@ use std::time::{Duration, Instant};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+use crate::vim::ServiceContent;
 
 /// The directory when none is configured: `$XDG_RUNTIME_DIR/vmha`, else `/run/vmha`.
 pub fn default_dir() -> PathBuf {
@@ -59,6 +63,17 @@ struct Entry {
     /// VM name → managed object id, checked against the VM's name and .vmx on every use.
     #[serde(default)]
     names: BTreeMap<String, String>,
+    /// What the process that logged in read from the server: valid as long as the session.
+    #[serde(default)]
+    service: Option<ServiceInfo>,
+}
+
+/// The server's ServiceContent and the vim25 version negotiated with it. A server is not upgraded under
+/// a live session (an upgrade restarts it and ends every session), so they live as long as the cookie.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ServiceInfo {
+    pub version: String,
+    pub content: ServiceContent,
 }
 
 impl std::fmt::Debug for Entry {
@@ -89,6 +104,8 @@ pub struct LockGuard {
 /// A cached session, valid for the certificate it was issued over.
 pub struct CachedSession {
     pub cookie: SecretString,
+    /// `None` in a file written before vmha kept it.
+    pub service: Option<ServiceInfo>,
 }
 
 fn hex_of(d: Option<[u8; 32]>) -> Option<String> {
@@ -219,9 +236,18 @@ impl SessionCache {
                 return None;
             }
         }
+        let service = e.service;
         e.cookie.map(|c| CachedSession {
             cookie: SecretString::from(c),
+            service,
         })
+    }
+
+    /// True when the file holds a session with its ServiceContent: worth opening the connection for, to
+    /// see whether the server presents the certificate it was issued over.
+    pub fn has_service(&self) -> bool {
+        self.read_entry()
+            .is_some_and(|e| e.cookie.is_some() && e.service.is_some())
     }
 
     /// Keeps a freshly issued session. The names found under an earlier certificate are dropped with it.
@@ -230,6 +256,7 @@ impl SessionCache {
         cookie: &SecretString,
         server_sha256: Option<[u8; 32]>,
         password: &SecretString,
+        service: &ServiceInfo,
     ) -> Result<(), CacheError> {
         let fingerprint = hex_of(server_sha256);
         let salt = new_salt().map_err(|cause| CacheError::File {
@@ -248,6 +275,7 @@ impl SessionCache {
             password_check: Some(password_check(&salt, password)),
             salt: Some(salt),
             names,
+            service: Some(service.clone()),
         })
     }
 
@@ -321,6 +349,19 @@ mod tests {
         SecretString::from("s3cret-pw")
     }
 
+    fn svc() -> ServiceInfo {
+        let xml = r#"<returnval><rootFolder type="Folder">group-d1</rootFolder>
+            <propertyCollector type="PropertyCollector">propertyCollector</propertyCollector>
+            <about><name>VMware vCenter Server</name><fullName>VMware vCenter Server 8.0.2</fullName>
+            <version>8.0.2</version><apiType>VirtualCenter</apiType><apiVersion>8.0.2.0</apiVersion></about>
+            <sessionManager type="SessionManager">SessionManager</sessionManager></returnval>"#;
+        let el = crate::soap::xml::parse(xml, 16).unwrap();
+        ServiceInfo {
+            version: "8.0.2.0".into(),
+            content: ServiceContent::from_xml(&el).unwrap(),
+        }
+    }
+
     fn private_dir() -> tempfile::TempDir {
         let d = tempfile::tempdir().unwrap();
         fs::set_permissions(d.path(), fs::Permissions::from_mode(0o700)).unwrap();
@@ -334,11 +375,14 @@ mod tests {
         let c = SessionCache::open(&dir, "https://vc/sdk", "admin").unwrap();
         assert_eq!(fs::metadata(&dir).unwrap().mode() & 0o777, 0o700);
         let cert = Some([7u8; 32]);
-        c.store(&SecretString::from("cookie-1"), cert, &pw()).unwrap();
+        c.store(&SecretString::from("cookie-1"), cert, &pw(), &svc()).unwrap();
         assert_eq!(fs::metadata(c.path()).unwrap().mode() & 0o777, 0o600);
         let text = fs::read_to_string(c.path()).unwrap();
         assert!(!text.contains("s3cret-pw"), "{text}");
         assert_eq!(c.session(cert, &pw()).unwrap().cookie.expose_secret(), "cookie-1");
+        let kept = c.session(cert, &pw()).unwrap().service.unwrap();
+        assert_eq!((kept.version.as_str(), kept.content), ("8.0.2.0", svc().content));
+        assert!(c.has_service());
         assert!(
             c.session(Some([8u8; 32]), &pw()).is_none(),
             "another certificate must not get the cookie"
@@ -378,7 +422,7 @@ mod tests {
     fn a_file_others_can_read_is_ignored() {
         let d = private_dir();
         let c = SessionCache::open(d.path(), "https://vc/sdk", "admin").unwrap();
-        c.store(&SecretString::from("c"), None, &pw()).unwrap();
+        c.store(&SecretString::from("c"), None, &pw(), &svc()).unwrap();
         assert!(c.session(None, &pw()).is_some());
         fs::set_permissions(c.path(), fs::Permissions::from_mode(0o644)).unwrap();
         assert!(c.session(None, &pw()).is_none());
@@ -388,14 +432,15 @@ mod tests {
     async fn names_survive_a_new_cookie_but_not_a_new_certificate() {
         let d = private_dir();
         let c = SessionCache::open(d.path(), "https://vc/sdk", "admin").unwrap();
-        c.store(&SecretString::from("c1"), None, &pw()).unwrap();
+        c.store(&SecretString::from("c1"), None, &pw(), &svc()).unwrap();
         c.set_name("web", Some("vm-42"), Duration::from_secs(1)).await.unwrap();
-        c.store(&SecretString::from("c2"), None, &pw()).unwrap();
+        c.store(&SecretString::from("c2"), None, &pw(), &svc()).unwrap();
         assert_eq!(c.name("web").as_deref(), Some("vm-42"));
         c.set_name("web", None, Duration::from_secs(1)).await.unwrap();
         assert_eq!(c.name("web"), None);
         c.set_name("web", Some("vm-43"), Duration::from_secs(1)).await.unwrap();
-        c.store(&SecretString::from("c3"), Some([1; 32]), &pw()).unwrap();
+        c.store(&SecretString::from("c3"), Some([1; 32]), &pw(), &svc())
+            .unwrap();
         assert_eq!(c.name("web"), None);
     }
 

@@ -15,7 +15,7 @@ use crate::vim::methods::{self, PropertyFilterSpec};
 use crate::vim::{MoRef, ObjectContent, ServiceContent};
 
 use super::VimError;
-use super::cache::SessionCache;
+use super::cache::{ServiceInfo, SessionCache};
 
 /// After a timeout or a broken connection the server is probably gone: cleanup calls (destroying a
 /// collector, Logout) then get this long, so a command still ends within its documented bound.
@@ -76,8 +76,14 @@ pub struct Session {
     cache: Option<SessionCache>,
     /// The session is the cache's: it outlives this process, so it is not logged out at the end.
     kept: AtomicBool,
-    /// Collectors of this login not yet destroyed: a kept session must not collect them.
+    /// Collectors, and filters on the default collector, of this login not yet destroyed: a kept session
+    /// must not collect them.
     collectors: std::sync::Mutex<Vec<MoRef>>,
+    /// The login (generation) whose default PropertyCollector this process may still wait on, or 0. Only
+    /// the process that logged in may: no other process on the session knows of it, so its filters and
+    /// update versions are this process's alone and no CreatePropertyCollector is needed. Processes that
+    /// adopt a cached session create private collectors.
+    default_collector_free: AtomicU64,
 }
 
 impl Session {
@@ -91,6 +97,20 @@ impl Session {
             None => None,
         };
         let client = SoapClient::new(opts.transport, recorder)?;
+        if let Some(cache) = &opts.cache
+            && cache.has_service()
+        {
+            // The certificate decides whether the cached cookie may be sent: open the connection first.
+            client.open().await?;
+            if let Some(cached) = cache.session(client.peer_sha256(), &opts.credentials.password)
+                && let Some(service) = cached.service
+            {
+                tracing::debug!(file = %cache.path().display(), "reusing the cached session and service content");
+                client.adopt_version(&service.version);
+                client.set_session_cookie(cached.cookie);
+                return Ok(Session::adopted(client, service.content, opts.credentials, opts.cache));
+            }
+        }
         let content = methods::retrieve_service_content(&client).await?;
         client.negotiate_version(&content.about.api_version);
         let session = Session {
@@ -103,6 +123,7 @@ impl Session {
             cache: opts.cache,
             kept: AtomicBool::new(false),
             collectors: std::sync::Mutex::new(Vec::new()),
+            default_collector_free: AtomicU64::new(0),
         };
         if session.cache.is_some() {
             session.login_shared(None).await?;
@@ -125,17 +146,28 @@ impl Session {
             return Ok(None);
         };
         client.set_session_cookie(cached.cookie);
-        Ok(Some(Session {
+        Ok(Some(Session::adopted(client, content, opts.credentials, opts.cache)))
+    }
+
+    /// A session another process logged in and the cache keeps.
+    fn adopted(
+        client: SoapClient,
+        content: ServiceContent,
+        credentials: Credentials,
+        cache: Option<SessionCache>,
+    ) -> Session {
+        Session {
             client,
             content,
-            credentials: opts.credentials,
+            credentials,
             logged_in: AtomicBool::new(true),
             degraded: AtomicBool::new(false),
             generation: AtomicU64::new(1),
-            cache: opts.cache,
+            cache,
             kept: AtomicBool::new(true),
             collectors: std::sync::Mutex::new(Vec::new()),
-        }))
+            default_collector_free: AtomicU64::new(0),
+        }
     }
 
     /// How long to wait for another process's login: its own calls are bounded by the request timeout.
@@ -181,7 +213,11 @@ impl Session {
         if lock.is_some()
             && let Some(cookie) = self.client.session_cookie()
         {
-            match cache.store(&cookie, self.client.peer_sha256(), &self.credentials.password) {
+            let service = ServiceInfo {
+                version: self.client.version(),
+                content: self.content.clone(),
+            };
+            match cache.store(&cookie, self.client.peer_sha256(), &self.credentials.password, &service) {
                 Ok(()) => self.kept.store(true, Ordering::SeqCst),
                 Err(e) => tracing::warn!("session cache: {e}; this session is logged out at the end"),
             }
@@ -194,7 +230,8 @@ impl Session {
         match methods::login(&self.client, &sm, &self.credentials.user, &self.credentials.password).await {
             Ok(_) => {
                 self.logged_in.store(true, Ordering::SeqCst);
-                self.generation.fetch_add(1, Ordering::SeqCst);
+                let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+                self.default_collector_free.store(generation, Ordering::SeqCst);
                 Ok(())
             }
             Err(SoapError::Fault { fault, .. }) if fault.kind == FaultKind::InvalidLogin => {
@@ -248,25 +285,44 @@ impl Session {
                 .lock()
                 .map(|mut c| std::mem::take(&mut *c))
                 .unwrap_or_default();
-            for pc in left {
-                self.cleanup("DestroyPropertyCollector", async |c| {
-                    methods::destroy_property_collector(c, &pc).await
-                })
-                .await;
+            for obj in left {
+                if obj.kind == "PropertyFilter" {
+                    self.cleanup("DestroyPropertyFilter", async |c| {
+                        methods::destroy_property_filter(c, &obj).await
+                    })
+                    .await;
+                } else {
+                    self.cleanup("DestroyPropertyCollector", async |c| {
+                        methods::destroy_property_collector(c, &obj).await
+                    })
+                    .await;
+                }
             }
             return true;
         }
         self.logout().await
     }
 
-    /// Notes a private collector this login created (see [`Session::finish`]).
+    /// The session's default PropertyCollector, once per login and only to the process that logged in
+    /// (see `default_collector_free`); `None` means: create a private one.
+    pub(crate) fn claim_default_collector(&self) -> Option<MoRef> {
+        let generation = self.generation();
+        self.default_collector_free
+            .compare_exchange(generation, 0, Ordering::SeqCst, Ordering::SeqCst)
+            .ok()
+            .filter(|&g| g != 0)
+            .map(|_| self.content.property_collector.clone())
+    }
+
+    /// Notes a private collector, or a filter on the default collector, this login created (see
+    /// [`Session::finish`]).
     pub(crate) fn track_collector(&self, pc: &MoRef) {
         if let Ok(mut c) = self.collectors.lock() {
             c.push(pc.clone());
         }
     }
 
-    /// The collector was destroyed, or died with its login.
+    /// The collector (or filter) was destroyed, or died with its login.
     pub(crate) fn untrack_collector(&self, pc: &MoRef) {
         if let Ok(mut c) = self.collectors.lock() {
             c.retain(|x| x != pc);

@@ -1,7 +1,8 @@
 //! The one wait primitive, after govmomi's `property.Wait` and kube-rs's `await_condition`: a scoped
-//! watch over a private PropertyCollector, a condition that sees every update and decides, and the
-//! deadline applied here and nowhere else. The collector is destroyed on every exit path (done, error,
-//! deadline); see [`super::watch::Watch`]'s `Drop` for the one path where it cannot be (cancellation).
+//! watch over a PropertyCollector no other process waits on, a condition that sees every update and
+//! decides, and the deadline applied here and nowhere else. The collector (or, on the session's default
+//! collector, the filter) is destroyed on every exit path (done, error, deadline) unless Logout follows;
+//! see [`super::watch::Watch`]'s `Drop` for the one path where it cannot be (cancellation).
 
 use std::time::Duration;
 

@@ -1,4 +1,6 @@
-//! A private PropertyCollector with one filter, fed by WaitForUpdatesEx: no sleep-and-poll.
+//! A PropertyCollector with one filter, fed by WaitForUpdatesEx: no sleep-and-poll. The collector is the
+//! session's default one when this process logged the session in and nothing else waited on it yet
+//! (saves CreatePropertyCollector), else a private one.
 //! Private to the client layer: commands wait through [`super::wait::until`] and watch a VM through
 //! [`super::stream::vm_states`], which own a `Watch` and close it on every exit path.
 
@@ -15,6 +17,8 @@ pub(crate) struct Watch<'a> {
     session: &'a Session,
     /// `None` once destroyed (or never created after a failed rebuild).
     collector: Option<MoRef>,
+    /// The filter, when it sits on the session's default collector: it is destroyed by itself.
+    filter_on_default: Option<MoRef>,
     /// The login the collector belongs to; it dies with that session.
     generation: u64,
     spec: PropertyFilterSpec,
@@ -28,6 +32,7 @@ impl<'a> Watch<'a> {
         let mut w = Watch {
             session,
             collector: None,
+            filter_on_default: None,
             generation: session.generation(),
             spec,
             version: String::new(),
@@ -38,23 +43,36 @@ impl<'a> Watch<'a> {
         Ok(w)
     }
 
-    /// A new collector with the filter; returns the collector.
+    /// A collector with the filter; returns the collector.
     async fn create(&mut self) -> Result<MoRef, VimError> {
         let s = self.session;
-        let root = &s.content().property_collector;
-        let collector = s
-            .call(async |c| methods::create_property_collector(c, root).await)
-            .await?;
+        let (collector, on_default) = match s.claim_default_collector() {
+            Some(pc) => (pc, true),
+            None => {
+                let root = &s.content().property_collector;
+                let pc = s
+                    .call(async |c| methods::create_property_collector(c, root).await)
+                    .await?;
+                s.track_collector(&pc);
+                (pc, false)
+            }
+        };
         self.generation = s.generation();
-        s.track_collector(&collector);
         self.collector = Some(collector.clone());
         let spec = &self.spec;
-        if let Err(e) = s
+        match s
             .call_once(async |c| methods::create_filter(c, &collector, spec).await)
             .await
         {
-            self.close_collector().await;
-            return Err(e);
+            Ok(filter) if on_default => {
+                s.track_collector(&filter);
+                self.filter_on_default = Some(filter);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                self.close_collector().await;
+                return Err(e);
+            }
         }
         self.version.clear();
         Ok(collector)
@@ -141,10 +159,26 @@ impl<'a> Watch<'a> {
 
     async fn close_collector(&mut self) {
         let Some(pc) = self.collector.take() else { return };
-        self.session.untrack_collector(&pc);
+        let on_default = pc == self.session.content().property_collector;
+        let filter = self.filter_on_default.take();
         // A collector of an earlier session died with it. After a lost connection only Logout is tried:
         // it ends the session and its collectors, and one short cleanup call keeps the exit bounded.
-        if self.generation == self.session.generation() && !self.session.is_degraded() {
+        let alive = self.generation == self.session.generation() && !self.session.is_degraded();
+        if on_default {
+            // The default collector stays; only our filter goes (and it is ours alone: see Session).
+            let Some(filter) = filter else { return };
+            self.session.untrack_collector(&filter);
+            if alive {
+                self.session
+                    .cleanup("DestroyPropertyFilter", async |c| {
+                        methods::destroy_property_filter(c, &filter).await
+                    })
+                    .await;
+            }
+            return;
+        }
+        self.session.untrack_collector(&pc);
+        if alive {
             self.session
                 .cleanup("DestroyPropertyCollector", async |c| {
                     methods::destroy_property_collector(c, &pc).await
@@ -153,8 +187,9 @@ impl<'a> Watch<'a> {
         }
     }
 
-    /// Destroys the collector, and with it the filter, within the session's cleanup budget. A session
-    /// logged out when the command ends takes its collectors with it: then the call is saved.
+    /// Destroys the collector, and with it the filter (on the default collector: the filter), within the
+    /// session's cleanup budget. A session logged out when the command ends takes its collectors and
+    /// filters with it: then the call is saved.
     pub(crate) async fn close(mut self) {
         if self.session.ends_with_command() && self.generation == self.session.generation() {
             if let Some(pc) = self.collector.take() {

@@ -480,6 +480,21 @@ impl SoapClient {
         }
     }
 
+    /// Speaks `version`, which an earlier process negotiated with this server (the session cache keeps it),
+    /// without reading `vimServiceVersions.xml` again.
+    pub fn adopt_version(&self, version: &str) {
+        self.negotiate_version(version);
+        let _ = self.versions_read.set(());
+    }
+
+    /// Opens the connection (TCP and TLS) without sending anything, so that the server's certificate is
+    /// known before a cached session cookie goes out (see [`SoapClient::peer_sha256`]).
+    pub async fn open(&self) -> Result<(), SoapError> {
+        let sender = self.conns.take().await.map_err(|e| self.connect_error(e))?;
+        self.conns.give_back(sender);
+        Ok(())
+    }
+
     /// The session cookie, to keep it for the next process (the session cache).
     pub fn session_cookie(&self) -> Option<SecretString> {
         self.cookie.lock().ok().and_then(|c| c.clone())

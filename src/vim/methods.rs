@@ -229,6 +229,12 @@ pub async fn create_filter(c: &SoapClient, pc: &MoRef, spec: &PropertyFilterSpec
     moref_result("CreateFilter", &resp)
 }
 
+pub async fn destroy_property_filter(c: &SoapClient, filter: &MoRef) -> Result<(), SoapError> {
+    c.call("DestroyPropertyFilter", Body::this(filter).as_str())
+        .await
+        .map(|_| ())
+}
+
 /// Returns `None` when `max_wait_secs` passed with no change.
 pub async fn wait_for_updates_ex(
     c: &SoapClient,

@@ -3,7 +3,7 @@
 //! Decoders are lenient where servers differ (missing optional elements, unknown extra elements) and strict
 //! where a missing value would make vmha act on a guess (a ManagedObjectReference without its type).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::soap::{Element, Fault};
 
@@ -31,7 +31,7 @@ fn opt_text(el: &Element, name: &str) -> Option<String> {
 }
 
 /// A managed object reference: its `type` attribute (never `xsi:type`) and its id.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct MoRef {
     #[serde(rename = "type")]
     pub kind: String,
@@ -72,7 +72,7 @@ fn req_moref(el: &Element, name: &str) -> Result<MoRef, DecodeError> {
     opt_moref(el, name)?.ok_or_else(|| decode_err(&el.name, format!("missing <{name}>")))
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AboutInfo {
     pub name: String,
     pub full_name: String,
@@ -104,7 +104,8 @@ impl AboutInfo {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Serialisable so that the session cache can keep it beside the session (as govc's persisted session does).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceContent {
     pub root_folder: MoRef,
     pub property_collector: MoRef,

@@ -15,7 +15,6 @@
 //!
 //! A rule may also run a hook before forwarding (kill, freeze or replace the simulator).
 
-
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};

@@ -9,13 +9,23 @@ package main
 // vcsim creates the per-session instance of the ServiceContent
 // PropertyCollector with reflect.New on the type registered in the Map, so
 // registering a *PC for that moref makes every session use a *PC.
+//
+// WaitForUpdatesEx on a session's default collector: vcsim 0.24 keys its
+// change listeners by moref, and every session's instance of the default
+// collector has the same moref, so the session that waited last would take
+// every other session's updates. vCenter and ESXi keep the default collector
+// per session (only CreatePropertyCollector's are "private" within one), so
+// each instance listens under a key of its own here.
 
 import (
+	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"github.com/vmware/govmomi/simulator"
 	"github.com/vmware/govmomi/vim25/methods"
+	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/soap"
 	"github.com/vmware/govmomi/vim25/types"
 )
@@ -26,6 +36,44 @@ type PC struct {
 	tokMu sync.Mutex
 	pages map[string]*pagedResult
 	next  int
+
+	listener *sessionListener
+}
+
+// defaultPC is ServiceContent.propertyCollector.
+var defaultPC types.ManagedObjectReference
+
+var listenerSeq int64
+
+// sessionListener forwards inventory changes to one session's instance of the
+// default collector, under a moref of its own (see the comment at the top).
+type sessionListener struct {
+	pc  *simulator.PropertyCollector
+	ref types.ManagedObjectReference
+}
+
+func (l *sessionListener) Reference() types.ManagedObjectReference { return l.ref }
+func (l *sessionListener) PutObject(o mo.Reference)                { l.pc.PutObject(o) }
+func (l *sessionListener) UpdateObject(o mo.Reference, c []types.PropertyChange) {
+	l.pc.UpdateObject(o, c)
+}
+func (l *sessionListener) RemoveObject(ref types.ManagedObjectReference) { l.pc.RemoveObject(ref) }
+
+func (pc *PC) WaitForUpdatesEx(ctx *simulator.Context, r *types.WaitForUpdatesEx) soap.HasFault {
+	res := pc.PropertyCollector.WaitForUpdatesEx(ctx, r)
+	if r.Version == "" && pc.Self == defaultPC {
+		// The call above listens under the shared moref: move it to our own.
+		ctx.Map.RemoveHandler(&pc.PropertyCollector)
+		if pc.listener == nil {
+			n := atomic.AddInt64(&listenerSeq, 1)
+			pc.listener = &sessionListener{
+				pc:  &pc.PropertyCollector,
+				ref: types.ManagedObjectReference{Type: "PropertyCollector", Value: fmt.Sprintf("%s-session-%d", pc.Self.Value, n)},
+			}
+		}
+		ctx.Map.AddHandler(pc.listener)
+	}
+	return res
 }
 
 type pagedResult struct {
@@ -34,6 +82,7 @@ type pagedResult struct {
 }
 
 func installPropertyCollector(ref types.ManagedObjectReference) {
+	defaultPC = ref
 	w := &PC{}
 	w.Self = ref
 	simulator.Map.Put(w)
