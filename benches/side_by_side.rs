@@ -570,6 +570,8 @@ fn section_a(peers: &Peers, runs: usize, scratch: &Path, verdicts: &mut Verdicts
     let peer_clients: Vec<Client> = clients.iter().copied().filter(|c| !c.is_vmha()).collect();
     print_ratios(&table, &names, &vmha, &peer_clients);
 
+    print_floor(&b, runs);
+
     let r = ratio(&table, "status", Client::VmhaWarm, Client::Govmomi);
     verdicts.check(
         r.map(|r| r <= 0.35),
@@ -620,6 +622,41 @@ fn section_a(peers: &Peers, runs: usize, scratch: &Path, verdicts: &mut Verdicts
             conns.iter().collect::<std::collections::BTreeSet<_>>()
         ),
     );
+}
+
+/// What starting each program costs before it talks to a server: `vmha --version`, the govmomi peer
+/// without a command (usage error, exit 2), pyVmomi's `import pyVmomi`.
+fn print_floor(b: &Bench, runs: usize) {
+    let mut parts = vec![];
+    let mut time = |label: &str, mut cmd: Command| {
+        let mut walls = vec![];
+        for _ in 0..runs {
+            cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+            let started = Instant::now();
+            match cmd.spawn() {
+                Ok(child) => walls.push(reap(child, started).0),
+                Err(e) => {
+                    parts.push(format!("{label}: cannot start: {e}"));
+                    return;
+                }
+            }
+        }
+        if let Some(m) = median(&walls) {
+            parts.push(format!("{label} {:.1} ms", ms(m)));
+        }
+    };
+    let mut v = Command::new(bin());
+    v.arg("--version");
+    time("vmha --version", v);
+    if let Ok(g) = &b.peers.govmomi {
+        time("govmomi peer (usage error)", Command::new(g));
+    }
+    if let Ok(py) = &b.peers.python {
+        let mut c = Command::new(py);
+        c.args(["-c", "import pyVmomi"]);
+        time("python -c 'import pyVmomi'", c);
+    }
+    println!("  process start-up alone (median, no server): {}", parts.join(", "));
 }
 
 // ---- (b) lookups at inventory sizes -------------------------------------------------------
