@@ -22,7 +22,7 @@
 //! "no cache" (`--no-session-cache`: Login and Logout per call, as the peers do).
 //!
 //! Environment:
-//! * `VMHA_BENCH_RUNS` runs per client and command (default 7).
+//! * `VMHA_BENCH_RUNS` runs per client and command (default 11).
 //! * `VMHA_BENCH_SIZES` inventory sizes for (b) (default `10,500,5000`; each at least 5).
 //! * `VMHA_BENCH_LOOP_SECS` length of the loop (c) in seconds (default 300).
 //! * `VMHA_BENCH_SECTIONS` which sections to run (default `a,b,c`).
@@ -860,7 +860,7 @@ fn main() {
         // `cargo test` and `--list`: nothing to do.
         return;
     }
-    let runs: usize = env_or("VMHA_BENCH_RUNS", 7).max(1);
+    let runs: usize = env_or("VMHA_BENCH_RUNS", 11).max(1);
     let loop_secs: u64 = env_or("VMHA_BENCH_LOOP_SECS", 300);
     let sizes: Vec<usize> = env_or("VMHA_BENCH_SIZES", "10,500,5000".to_string())
         .split(',')
