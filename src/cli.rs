@@ -64,7 +64,7 @@ pub struct GlobalArgs {
     /// Accept only the server certificate with this SHA-256 thumbprint (hex, colons optional)
     #[arg(long, global = true, env = "VMHA_THUMBPRINT")]
     pub thumbprint: Option<String>,
-    /// Extra trusted root certificates (PEM)
+    /// Trusted root certificates (PEM), instead of the system store
     #[arg(long, global = true, env = "VMHA_CA_FILE")]
     pub ca_file: Option<PathBuf>,
     /// Seconds each request may take [default: 120]

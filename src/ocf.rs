@@ -594,7 +594,7 @@ pub const PARAMETERS: &[(&str, bool, &str, &str, &str, &str)] = &[
         "string",
         "",
         "Extra CA certificates",
-        "PEM file with extra trusted root certificates.",
+        "PEM file with the trusted root certificates, used instead of the system store.",
     ),
     (
         "insecure",

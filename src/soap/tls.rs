@@ -164,9 +164,14 @@ pub fn client_config(policy: &TlsPolicy) -> Result<ClientConfig, TlsSetupError> 
     let verifier: Arc<dyn ServerCertVerifier> = match policy {
         TlsPolicy::Verify { extra_roots_pem } => {
             let mut roots = RootCertStore::empty();
-            for cert in rustls_native_certs::load_native_certs().certs {
-                // A broken system certificate must not take the others down with it.
-                let _ = roots.add(cert);
+            // A CA file replaces the system store, as curl's --cacert, govmomi's SetRootCAs and Python's
+            // ssl.create_default_context(cafile=...) do: the operator named whom to trust (and reading
+            // the system's hundred-odd certificates is most of a warm call's time).
+            if extra_roots_pem.is_empty() {
+                for cert in rustls_native_certs::load_native_certs().certs {
+                    // A broken system certificate must not take the others down with it.
+                    let _ = roots.add(cert);
+                }
             }
             let mut own = Vec::new();
             for pem in extra_roots_pem {

@@ -241,6 +241,11 @@ pub fn vmx_path(vm: &str) -> String {
 impl Sim {
     /// Builds (if needed) and starts a simulator in `mode` (`vcenter` or `esx`); waits for its ready line.
     pub fn start(mode: &str) -> Sim {
+        Sim::start_with(mode, &[])
+    }
+
+    /// As `start`, with more of the simulator's flags, e.g. `&["--vms", "5000"]` (tests/vcsim/README.md).
+    pub fn start_with(mode: &str, args: &[&str]) -> Sim {
         let bin = binary();
         let dir = std::env::temp_dir().join(format!(
             "vmha-sim-{}-{}-{}",
@@ -261,6 +266,7 @@ impl Sim {
             .arg(mode)
             .arg("--ca-out")
             .arg(&ca_out)
+            .args(args)
             .env("TMPDIR", &dir) // datastore directories land in our dir
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -292,8 +298,9 @@ impl Sim {
                     Err(_) => format!("no ready line within {READY_TIMEOUT:?}"),
                 };
                 panic!(
-                    "vSphere simulator ({} --mode {mode}) did not start: {why}\n--- {} ---\n{}",
+                    "vSphere simulator ({} --mode {mode} {}) did not start: {why}\n--- {} ---\n{}",
                     bin.display(),
+                    args.join(" "),
                     log_file.display(),
                     log_tail(&log_file, 60)
                 );

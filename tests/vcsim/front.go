@@ -35,9 +35,10 @@ import (
 // ---- stats -----------------------------------------------------------------
 
 type stats struct {
-	mu       sync.Mutex
-	total    int
-	byMethod map[string]int
+	mu          sync.Mutex
+	total       int
+	byMethod    map[string]int
+	connections int // TCP connections accepted on the SOAP port
 }
 
 func newStats() *stats { return &stats{byMethod: map[string]int{}} }
@@ -49,6 +50,12 @@ func (s *stats) add(method string) {
 	s.byMethod[method]++
 }
 
+func (s *stats) addConnection() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.connections++
+}
+
 func (s *stats) snapshot() map[string]interface{} {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -56,7 +63,7 @@ func (s *stats) snapshot() map[string]interface{} {
 	for k, v := range s.byMethod {
 		m[k] = v
 	}
-	return map[string]interface{}{"total": s.total, "by_method": m}
+	return map[string]interface{}{"total": s.total, "by_method": m, "connections": s.connections}
 }
 
 func (s *stats) reset() {
@@ -64,6 +71,7 @@ func (s *stats) reset() {
 	defer s.mu.Unlock()
 	s.total = 0
 	s.byMethod = map[string]int{}
+	s.connections = 0
 }
 
 // ---- sessions --------------------------------------------------------------

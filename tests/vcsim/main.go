@@ -4,7 +4,7 @@
 // Tools, host connection loss, .vmx locks, session expiry, ...), driven
 // through a small JSON control API. See README.md.
 //
-//	vcsim-ext --mode vcenter|esx [--ca-out PATH] [--ignore-stdin] [--trace]
+//	vcsim-ext --mode vcenter|esx [--ca-out PATH] [--ignore-stdin] [--trace] [--vms N]
 //
 // It prints exactly one JSON line on stdout once it is ready and serves until
 // SIGTERM/SIGINT or until its stdin reaches EOF.
@@ -66,13 +66,18 @@ func main() {
 	ignoreStdin := flag.Bool("ignore-stdin", false, "do not exit when stdin reaches EOF (for manual runs)")
 	trace := flag.Bool("trace", false, "dump SOAP requests and responses to stderr")
 	tlsProfile := flag.String("tls", tlsCASigned, "server TLS: ca-signed, self-signed-ca, rsa1024, tls10 or expired")
+	vms := flag.Int("vms", 0, "add this many powered-off VMs bench-vm-00001... (spread over the cluster's hosts)")
 	flag.Parse()
 
 	log.SetOutput(os.Stderr)
 	log.SetFlags(log.LstdFlags | log.Lmicroseconds)
 	simulator.Trace = *trace
 
-	inst, err := start(*mode, *caOut, *tlsProfile)
+	if *vms < 0 {
+		log.Printf("vcsim-ext: --vms must be >= 0")
+		os.Exit(2)
+	}
+	inst, err := start(*mode, *caOut, *tlsProfile, *vms)
 	if err != nil {
 		log.Printf("vcsim-ext: start-up failed: %s", err)
 		os.Exit(1)
@@ -116,7 +121,7 @@ func (inst *instance) close() {
 	}
 }
 
-func start(mode, caOut, tlsProfile string) (*instance, error) {
+func start(mode, caOut, tlsProfile string, extraVMs int) (*instance, error) {
 	var m *simulator.Model
 	switch mode {
 	case "vcenter":
@@ -134,6 +139,16 @@ func start(mode, caOut, tlsProfile string) (*instance, error) {
 	if err := X.prepareInventory(m); err != nil {
 		m.Remove()
 		return nil, fmt.Errorf("preparing inventory: %w", err)
+	}
+	if extraVMs > 0 {
+		c, err := vim25.NewClient(context.Background(), m.Service)
+		if err == nil {
+			err = X.addBenchVMs(context.Background(), c, extraVMs)
+		}
+		if err != nil {
+			m.Remove()
+			return nil, fmt.Errorf("adding %d VMs: %w", extraVMs, err)
+		}
 	}
 
 	mat, err := generateTLSProfile(tlsProfile)
@@ -167,6 +182,17 @@ func start(mode, caOut, tlsProfile string) (*instance, error) {
 	// Put our front handler before vcsim's mux. No client knows the port
 	// yet, so nothing is being served concurrently.
 	srv.Config.Handler = X.frontHandler(srv.Config.Handler)
+	// Count the TCP connections clients open (GET /stats "connections"); the
+	// server's own hook (it tracks connections for Close) still runs.
+	serverHook := srv.Config.ConnState
+	srv.Config.ConnState = func(c net.Conn, cs http.ConnState) {
+		if cs == http.StateNew {
+			X.stats.addConnection()
+		}
+		if serverHook != nil {
+			serverHook(c, cs)
+		}
+	}
 	inst.server = srv
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -145,8 +145,11 @@ func (pc *PC) CancelRetrievePropertiesEx(ctx *simulator.Context, r *types.Cancel
 }
 
 // CreatePropertyCollector returns a *PC too (vcsim would create a plain one).
+// Its moref's type is PropertyCollector, as vCenter sends (left empty, vcsim
+// would name it after the Go type, "PC", which pyVmomi cannot deserialize).
 func (pc *PC) CreatePropertyCollector(ctx *simulator.Context, c *types.CreatePropertyCollector) soap.HasFault {
 	cpc := &PC{}
+	cpc.Self.Type = "PropertyCollector"
 	return &methods.CreatePropertyCollectorBody{
 		Res: &types.CreatePropertyCollectorResponse{Returnval: ctx.Session.Put(cpc).Reference()},
 	}

@@ -54,7 +54,7 @@ func isFault(err error, name string) bool {
 }
 
 func TestSimulator(t *testing.T) {
-	inst, err := start("vcenter", filepath.Join(t.TempDir(), "ca.pem"), tlsCASigned)
+	inst, err := start("vcenter", filepath.Join(t.TempDir(), "ca.pem"), tlsCASigned, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,6 +209,42 @@ func TestSimulator(t *testing.T) {
 		}
 		if err := vm.ShutdownGuest(ctx); !isFault(err, "InvalidHostConnectionState") {
 			t.Fatalf("ShutdownGuest: %v", err)
+		}
+	})
+
+	t.Run("bench VMs and connection count", func(t *testing.T) {
+		ic, err := vim25.NewClient(ctx, inst.model.Service)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := X.addBenchVMs(ctx, ic, 3); err != nil {
+			t.Fatal(err)
+		}
+		hosts := map[string]bool{}
+		for i := 1; i <= 3; i++ {
+			v := control("GET", "/vm/"+benchVMName(i), "")
+			if v["power_state"] != "poweredOff" || v["heartbeat"] != "gray" || v["connection_state"] != "connected" {
+				t.Fatalf("%s: %v", benchVMName(i), v)
+			}
+			hosts[v["host"].(string)] = true
+		}
+		if len(hosts) != 3 {
+			t.Fatalf("bench VMs not spread over the cluster's hosts: %v", hosts)
+		}
+		control("POST", "/stats/reset", "")
+		if n := control("GET", "/stats", "")["connections"]; n != 0.0 {
+			t.Fatalf("connections after reset: %v", n)
+		}
+		u2, _ := url.Parse(inst.ready.URL)
+		sc2 := soap.NewClient(u2, false)
+		if err := sc2.SetRootCAs(inst.ready.CAFile); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := vim25.NewClient(ctx, sc2); err != nil {
+			t.Fatal(err)
+		}
+		if n := control("GET", "/stats", "")["connections"]; n != 1.0 {
+			t.Fatalf("connections after one new client: %v", n)
 		}
 	})
 
