@@ -20,8 +20,7 @@ fn main() -> std::process::ExitCode {
         .with_env_filter(filter)
         .with_target(false)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
