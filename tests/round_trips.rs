@@ -147,3 +147,19 @@ fn a_monitor_waiting_out_a_migration_leaves_no_collector_in_the_cached_session()
     assert!(n(&by, "CreateFilter") >= 1, "the wait watches: {by}");
     nothing_left_watching(&by);
 }
+
+#[test]
+fn a_name_lookup_in_a_large_inventory_reads_pages_and_finds_the_vm() {
+    // 2,504 VMs: the lookup asks for 1,000 names per answer, so three answers, the last VM in the third.
+    let sim = Sim::start_with("vcenter", &["--vms", "2500"]);
+    let v = sim.vmha(bin());
+    let (_, by) = measure(&sim, &v, &["status", "--name", "bench-vm-02500"], 0);
+    assert_eq!(n(&by, "ContinueRetrievePropertiesEx"), 2, "{by}");
+    let r = v.run(&["status", "--name", "bench-vm-02500", "--json"]);
+    let out: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(
+        (&out["name"], &out["registered"]),
+        (&Value::from("bench-vm-02500"), &Value::from(true)),
+        "{out}"
+    );
+}

@@ -485,18 +485,33 @@ impl Session {
 
     /// RetrievePropertiesEx with its continuation pages.
     pub(crate) async fn retrieve(&self, spec: &PropertyFilterSpec) -> Result<Vec<ObjectContent>, VimError> {
+        let mut out = Vec::new();
+        self.retrieve_pages(spec, None, |mut page| out.append(&mut page))
+            .await?;
+        Ok(out)
+    }
+
+    /// RetrievePropertiesEx page by page, each handed to `each` and then dropped: memory stays that of
+    /// one page of at most `max_objects` objects, whatever the inventory's size.
+    pub(crate) async fn retrieve_pages(
+        &self,
+        spec: &PropertyFilterSpec,
+        max_objects: Option<u32>,
+        mut each: impl FnMut(Vec<ObjectContent>),
+    ) -> Result<(), VimError> {
         let pc = &self.content.property_collector;
         let mut page = self
-            .call(async |c| methods::retrieve_properties_ex(c, pc, spec).await)
+            .call(async |c| methods::retrieve_properties_ex(c, pc, spec, max_objects).await)
             .await?;
-        let mut out = std::mem::take(&mut page.objects);
-        while let Some(token) = page.token.take() {
+        loop {
+            each(std::mem::take(&mut page.objects));
+            let Some(token) = page.token.take() else {
+                return Ok(());
+            };
             page = self
                 .call(async |c| methods::continue_retrieve_properties_ex(c, pc, &token).await)
                 .await?;
-            out.append(&mut page.objects);
         }
-        Ok(out)
     }
 
     /// Some properties of one object. `Gone` when the server no longer knows it.

@@ -183,14 +183,21 @@ impl PropertyFilterSpec {
     }
 }
 
+/// `max_objects`: at most this many objects per answer, the rest behind a token (the server may send
+/// fewer); `None` leaves the page size to the server.
 pub async fn retrieve_properties_ex(
     c: &SoapClient,
     pc: &MoRef,
     spec: &PropertyFilterSpec,
+    max_objects: Option<u32>,
 ) -> Result<RetrieveResult, SoapError> {
     let m = "RetrievePropertiesEx";
     let mut b = Body::this(pc);
-    b.raw(&spec.to_xml("specSet")).raw("<options></options>");
+    b.raw(&spec.to_xml("specSet"));
+    match max_objects {
+        Some(n) => b.raw(&format!("<options><maxObjects>{n}</maxObjects></options>")),
+        None => b.raw("<options></options>"),
+    };
     let resp = c.call(m, b.as_str()).await?;
     // No returnval at all means "no objects".
     match resp.child("returnval") {
