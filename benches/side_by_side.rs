@@ -51,6 +51,8 @@ const H1: &str = "DC0_C0_H0";
 const DEFAULT_VMS: usize = 4;
 const LOOP_RESOURCES: usize = 20;
 const LOOP_INTERVAL: Duration = Duration::from_secs(2);
+/// Quiet time before each measured run (see `Bench::run`).
+const SETTLE: Duration = Duration::from_millis(50);
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_vmha"))
@@ -354,6 +356,9 @@ impl<'a> Bench<'a> {
             _ => None,
         };
         self.sim.reset_stats();
+        // Every client starts on a quiet machine: the previous run's work (a pyVmomi process's exit, the
+        // simulator's garbage collection, a guest shutdown's tail) must not land on the next one's clock.
+        std::thread::sleep(SETTLE);
         let (wall, rss_kib, code, stderr) = self.spawn_and_reap(client, args, dir);
         let stats = self.sim.stats();
         if let Some(d) = &cold_dir {
@@ -552,9 +557,9 @@ fn section_a(peers: &Peers, runs: usize, scratch: &Path, verdicts: &mut Verdicts
     ];
     b.prepare(&["status", "--name", VM]); // the warm directory: a session and the VM's lookup
     let mut table = Table::new();
-    for _ in 0..runs {
+    for run in 0..runs {
         for (name, args) in &cmds {
-            for &c in &clients {
+            for c in rotated(&clients, run) {
                 match *name {
                     "start (powered off)" => b.power_off(VM),
                     "stop (guest shutdown)" | "monitor" => b.power_on(VM, H1),
@@ -622,6 +627,16 @@ fn section_a(peers: &Peers, runs: usize, scratch: &Path, verdicts: &mut Verdicts
             conns.iter().collect::<std::collections::BTreeSet<_>>()
         ),
     );
+}
+
+/// The clients in turn, starting one further along on each run: each client follows each other one
+/// equally often, so no client always pays for the one before it (pyVmomi's exit, say).
+fn rotated(clients: &[Client], run: usize) -> Vec<Client> {
+    let mut order = clients.to_vec();
+    if !order.is_empty() {
+        order.rotate_left(run % clients.len());
+    }
+    order
 }
 
 /// What starting each program costs before it talks to a server: `vmha --version`, the govmomi peer
@@ -693,9 +708,9 @@ fn section_b(peers: &Peers, runs: usize, sizes: &[usize], scratch: &Path, verdic
             b.prepare(args);
         }
         let mut table = Table::new();
-        for _ in 0..runs {
+        for run in 0..runs {
             for (name, args) in &cmds {
-                for &c in &clients {
+                for c in rotated(&clients, run) {
                     let s = b.run(c, args);
                     table.entry((name.clone(), c)).or_default().0.push(s);
                 }
