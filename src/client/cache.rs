@@ -279,6 +279,21 @@ impl SessionCache {
         })
     }
 
+    /// Adds the service content to a file that holds a session without it (one an older vmha wrote).
+    pub async fn add_service(&self, service: &ServiceInfo, wait: Duration) -> Result<(), CacheError> {
+        if self.read_entry().is_none_or(|e| e.service.is_some()) {
+            return Ok(());
+        }
+        let _lock = self.lock(wait).await?;
+        match self.read_entry() {
+            Some(mut e) if e.service.is_none() => {
+                e.service = Some(service.clone());
+                self.write_entry(&e)
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// The managed object id last found for `name` (to be checked before it is trusted).
     pub fn name(&self, name: &str) -> Option<String> {
         self.read_entry()?.names.get(name).cloned()
@@ -442,6 +457,23 @@ mod tests {
         c.store(&SecretString::from("c3"), Some([1; 32]), &pw(), &svc())
             .unwrap();
         assert_eq!(c.name("web"), None);
+    }
+
+    #[tokio::test]
+    async fn a_file_without_service_content_gets_it_once() {
+        let d = private_dir();
+        let c = SessionCache::open(d.path(), "https://vc/sdk", "admin").unwrap();
+        c.store(&SecretString::from("c1"), None, &pw(), &svc()).unwrap();
+        // As an older vmha wrote it: no service content.
+        let text = fs::read_to_string(c.path()).unwrap();
+        let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        v.as_object_mut().unwrap().remove("service");
+        fs::write(c.path(), v.to_string()).unwrap();
+        assert!(!c.has_service());
+        assert!(c.session(None, &pw()).unwrap().service.is_none());
+        c.add_service(&svc(), Duration::from_secs(1)).await.unwrap();
+        assert!(c.has_service());
+        assert_eq!(c.session(None, &pw()).unwrap().cookie.expose_secret(), "c1");
     }
 
     #[tokio::test]

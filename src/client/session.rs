@@ -195,6 +195,14 @@ impl Session {
         };
         if adopt(self).is_some() {
             tracing::debug!(file = %cache.path().display(), "reusing the cached session");
+            // A file an older vmha wrote has no service content: add it, so the next call is warm.
+            let service = ServiceInfo {
+                version: self.client.version(),
+                content: self.content.clone(),
+            };
+            if let Err(e) = cache.add_service(&service, self.lock_wait()).await {
+                tracing::debug!("session cache: {e}");
+            }
             return Ok(());
         }
         let lock = match cache.lock(self.lock_wait()).await {
