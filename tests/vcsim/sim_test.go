@@ -21,6 +21,7 @@ import (
 	"github.com/vmware/govmomi/session"
 	"github.com/vmware/govmomi/task"
 	"github.com/vmware/govmomi/vim25"
+	"github.com/vmware/govmomi/vim25/methods"
 	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/soap"
 	"github.com/vmware/govmomi/vim25/types"
@@ -245,6 +246,65 @@ func TestSimulator(t *testing.T) {
 		}
 		if n := control("GET", "/stats", "")["connections"]; n != 1.0 {
 			t.Fatalf("connections after one new client: %v", n)
+		}
+	})
+
+	t.Run("each session's default collector gets its own updates", func(t *testing.T) {
+		// Two sessions, each waiting on its own instance of ServiceContent.propertyCollector: a
+		// change must reach both (vcsim 0.24 alone would give it to the last one that waited).
+		u2, _ := url.Parse(inst.ready.URL)
+		sc2 := soap.NewClient(u2, false)
+		if err := sc2.SetRootCAs(inst.ready.CAFile); err != nil {
+			t.Fatal(err)
+		}
+		c2, err := vim25.NewClient(ctx, sc2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := session.NewManager(c2).Login(ctx, url.UserPassword(simUser, simPassword)); err != nil {
+			t.Fatal(err)
+		}
+		pc := c.ServiceContent.PropertyCollector
+		spec := types.PropertyFilterSpec{
+			PropSet:   []types.PropertySpec{{Type: "VirtualMachine", PathSet: []string{"runtime.powerState"}}},
+			ObjectSet: []types.ObjectSpec{{Obj: vmRef}},
+		}
+		maxWait := int32(5)
+		versions := make([]string, 2)
+		for i, cl := range []*vim25.Client{c, c2} {
+			if _, err := methods.CreateFilter(ctx, cl, &types.CreateFilter{This: pc, Spec: spec}); err != nil {
+				t.Fatal(err)
+			}
+			res, err := methods.WaitForUpdatesEx(ctx, cl, &types.WaitForUpdatesEx{This: pc, Options: &types.WaitOptions{MaxWaitSeconds: &maxWait}})
+			if err != nil || res.Returnval == nil {
+				t.Fatalf("session %d, initial update: %v", i+1, err)
+			}
+			versions[i] = res.Returnval.Version
+		}
+		seen := make(chan int, 2)
+		for i, cl := range []*vim25.Client{c, c2} {
+			go func(i int, cl *vim25.Client) {
+				res, err := methods.WaitForUpdatesEx(ctx, cl, &types.WaitForUpdatesEx{This: pc, Version: versions[i], Options: &types.WaitOptions{MaxWaitSeconds: &maxWait}})
+				if err == nil && res.Returnval != nil && len(res.Returnval.FilterSet) > 0 {
+					seen <- i + 1
+					return
+				}
+				seen <- -(i + 1)
+			}(i, cl)
+		}
+		time.Sleep(100 * time.Millisecond)
+		tk, err := vm.PowerOff(ctx)
+		if err == nil {
+			err = tk.Wait(ctx)
+		}
+		if err != nil && !isFault(err, "InvalidPowerState") {
+			tk, _ = vm.PowerOn(ctx)
+			_ = tk.Wait(ctx)
+		}
+		for n := 0; n < 2; n++ {
+			if got := <-seen; got < 0 {
+				t.Fatalf("session %d saw no update on its default collector", -got)
+			}
 		}
 	})
 
