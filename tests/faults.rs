@@ -285,6 +285,8 @@ fn cases() -> Vec<Case> {
         case("start/refuse PowerOn", Start, "PowerOnVM_Task", 1, f(Fault::Refuse), 4, &["connect", "closed"]),
         case("start/503 html PowerOn", Start, "PowerOnVM_Task", 1, f(Fault::Html503), 1, &["503"]),
         case("start/unknown fault PowerOn", Start, "PowerOnVM_Task", 1, f(Fault::soap("VmhaMysteryFault")), 1, &["VmhaMysteryFault"]),
+        // A role without VirtualMachine.Interact.PowerOn (README: the vSphere user's privileges).
+        case("start/NoPermission PowerOn", Start, "PowerOnVM_Task", 1, f(Fault::soap("NoPermission")), 1, &["PowerOnVM_Task", "NoPermission"]),
         case("start/deep nesting CreateFilter", Start, "CreateFilter", 1, f(Fault::DeepNesting), 1, &["deeper than", "nesting"]),
         case("start/invalid utf-8 WFU#1", Start, WFU, 1, f(Fault::InvalidUtf8), 1, &["UTF-8"]),
         case("start/oversize declared WFU#1", Start, WFU, 1, f(Fault::OversizeDeclared), 1, &["larger than"]),
