@@ -74,7 +74,7 @@ impl<'a> Watcher<'a> {
     async fn step(&mut self) -> Option<Result<VmEvent, VimError>> {
         match std::mem::replace(&mut self.phase, Phase::Done) {
             Phase::Done => None,
-            Phase::Opening => match Watch::open(self.session, spec(&self.vm, &self.hosts)).await {
+            Phase::Opening => match Watch::open_private(self.session, spec(&self.vm, &self.hosts)).await {
                 Ok(watch) => {
                     self.last_contact = Instant::now();
                     self.phase = Phase::Watching { watch, fresh: true };
@@ -142,7 +142,7 @@ impl<'a> Watcher<'a> {
     async fn reconnect(&self) -> Result<Watch<'a>, VimError> {
         let mut delay = Duration::from_millis(250);
         loop {
-            match Watch::open(self.session, spec(&self.vm, &self.hosts)).await {
+            match Watch::open_private(self.session, spec(&self.vm, &self.hosts)).await {
                 Ok(w) => return Ok(w),
                 Err(e) if e.is_connection_loss() => tracing::debug!("reconnect: {e}"),
                 Err(e) => return Err(e),

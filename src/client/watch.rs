@@ -19,6 +19,8 @@ pub(crate) struct Watch<'a> {
     collector: Option<MoRef>,
     /// The filter, when it sits on the session's default collector: it is destroyed by itself.
     filter_on_default: Option<MoRef>,
+    /// Never the session's default collector (see [`Watch::open_private`]).
+    private_only: bool,
     /// The login the collector belongs to; it dies with that session.
     generation: u64,
     spec: PropertyFilterSpec,
@@ -29,10 +31,23 @@ pub(crate) struct Watch<'a> {
 
 impl<'a> Watch<'a> {
     pub(crate) async fn open(session: &'a Session, spec: PropertyFilterSpec) -> Result<Watch<'a>, VimError> {
+        Watch::opened(session, spec, false).await
+    }
+
+    /// A watch on a collector of its own, whatever the session: for a watch that lives for days
+    /// (`monitor --watch`). Nothing else in the process can disturb it, and a simulator that keys
+    /// change listeners by moref (govmomi's vcsim gives every session's default collector the same
+    /// one) cannot hand its updates to another session's wait.
+    pub(crate) async fn open_private(session: &'a Session, spec: PropertyFilterSpec) -> Result<Watch<'a>, VimError> {
+        Watch::opened(session, spec, true).await
+    }
+
+    async fn opened(session: &'a Session, spec: PropertyFilterSpec, private_only: bool) -> Result<Watch<'a>, VimError> {
         let mut w = Watch {
             session,
             collector: None,
             filter_on_default: None,
+            private_only,
             generation: session.generation(),
             spec,
             version: String::new(),
@@ -46,7 +61,12 @@ impl<'a> Watch<'a> {
     /// A collector with the filter; returns the collector.
     async fn create(&mut self) -> Result<MoRef, VimError> {
         let s = self.session;
-        let (collector, on_default) = match s.claim_default_collector() {
+        let claimed = if self.private_only {
+            None
+        } else {
+            s.claim_default_collector()
+        };
+        let (collector, on_default) = match claimed {
             Some(pc) => (pc, true),
             None => {
                 let root = &s.content().property_collector;
