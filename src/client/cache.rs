@@ -243,13 +243,6 @@ impl SessionCache {
         })
     }
 
-    /// True when the file holds a session with its ServiceContent: worth opening the connection for, to
-    /// see whether the server presents the certificate it was issued over.
-    pub fn has_service(&self) -> bool {
-        self.read_entry()
-            .is_some_and(|e| e.cookie.is_some() && e.service.is_some())
-    }
-
     /// Keeps a freshly issued session. The names found under an earlier certificate are dropped with it.
     pub fn store(
         &self,
@@ -397,7 +390,6 @@ mod tests {
         assert_eq!(c.session(cert, &pw()).unwrap().cookie.expose_secret(), "cookie-1");
         let kept = c.session(cert, &pw()).unwrap().service.unwrap();
         assert_eq!((kept.version.as_str(), kept.content), ("8.0.2.0", svc().content));
-        assert!(c.has_service());
         assert!(
             c.session(Some([8u8; 32]), &pw()).is_none(),
             "another certificate must not get the cookie"
@@ -469,10 +461,9 @@ mod tests {
         let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
         v.as_object_mut().unwrap().remove("service");
         fs::write(c.path(), v.to_string()).unwrap();
-        assert!(!c.has_service());
         assert!(c.session(None, &pw()).unwrap().service.is_none());
         c.add_service(&svc(), Duration::from_secs(1)).await.unwrap();
-        assert!(c.has_service());
+        assert!(c.session(None, &pw()).unwrap().service.is_some());
         assert_eq!(c.session(None, &pw()).unwrap().cookie.expose_secret(), "c1");
     }
 

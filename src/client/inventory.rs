@@ -252,12 +252,12 @@ fn names<'a>(it: impl Iterator<Item = &'a str>) -> String {
     it.collect::<Vec<_>>().join(", ")
 }
 
-/// Finds a VM named by name or uuid in every datacenter without reading the inventory first: `None`
-/// for a .vmx path (FindByDatastorePath needs a datacenter, so the inventory).
 /// VM names per answer when searching by name: the search reads every VM's name, and pages keep its
 /// memory flat in a large inventory (5,000 VMs: five answers, not one of several megabytes).
 const NAME_PAGE: u32 = 1000;
 
+/// Finds a VM named by name or uuid in every datacenter without reading the inventory first: `None`
+/// for a .vmx path (FindByDatastorePath needs a datacenter, so the inventory).
 pub async fn find_vm_anywhere(session: &Session, sel: &VmSelector) -> Option<Result<FoundVm, VimError>> {
     match sel {
         VmSelector::Vmx(_) => None,

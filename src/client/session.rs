@@ -97,10 +97,9 @@ impl Session {
             None => None,
         };
         let client = SoapClient::new(opts.transport, recorder)?;
-        if let Some(cache) = &opts.cache
-            && cache.has_service()
-        {
-            // The certificate decides whether the cached cookie may be sent: open the connection first.
+        if let Some(cache) = &opts.cache {
+            // The certificate decides whether the cached cookie may be sent: open the connection first
+            // (the calls that follow use it either way).
             client.open().await?;
             if let Some(cached) = cache.session(client.peer_sha256(), &opts.credentials.password)
                 && let Some(service) = cached.service
@@ -196,11 +195,7 @@ impl Session {
         if adopt(self).is_some() {
             tracing::debug!(file = %cache.path().display(), "reusing the cached session");
             // A file an older vmha wrote has no service content: add it, so the next call is warm.
-            let service = ServiceInfo {
-                version: self.client.version(),
-                content: self.content.clone(),
-            };
-            if let Err(e) = cache.add_service(&service, self.lock_wait()).await {
+            if let Err(e) = cache.add_service(&self.service_info(), self.lock_wait()).await {
                 tracing::debug!("session cache: {e}");
             }
             return Ok(());
@@ -221,16 +216,25 @@ impl Session {
         if lock.is_some()
             && let Some(cookie) = self.client.session_cookie()
         {
-            let service = ServiceInfo {
-                version: self.client.version(),
-                content: self.content.clone(),
-            };
-            match cache.store(&cookie, self.client.peer_sha256(), &self.credentials.password, &service) {
+            match cache.store(
+                &cookie,
+                self.client.peer_sha256(),
+                &self.credentials.password,
+                &self.service_info(),
+            ) {
                 Ok(()) => self.kept.store(true, Ordering::SeqCst),
                 Err(e) => tracing::warn!("session cache: {e}; this session is logged out at the end"),
             }
         }
         Ok(())
+    }
+
+    /// What the session cache keeps beside the cookie: this server's ServiceContent and the version spoken.
+    fn service_info(&self) -> ServiceInfo {
+        ServiceInfo {
+            version: self.client.version(),
+            content: self.content.clone(),
+        }
     }
 
     async fn login(&self) -> Result<(), VimError> {
@@ -294,17 +298,7 @@ impl Session {
                 .map(|mut c| std::mem::take(&mut *c))
                 .unwrap_or_default();
             for obj in left {
-                if obj.kind == "PropertyFilter" {
-                    self.cleanup("DestroyPropertyFilter", async |c| {
-                        methods::destroy_property_filter(c, &obj).await
-                    })
-                    .await;
-                } else {
-                    self.cleanup("DestroyPropertyCollector", async |c| {
-                        methods::destroy_property_collector(c, &obj).await
-                    })
-                    .await;
-                }
+                self.destroy_watch_object(&obj).await;
             }
             return true;
         }
@@ -327,6 +321,22 @@ impl Session {
     pub(crate) fn track_collector(&self, pc: &MoRef) {
         if let Ok(mut c) = self.collectors.lock() {
             c.push(pc.clone());
+        }
+    }
+
+    /// Destroys, within the cleanup budget, what a watch made: a private collector (its filter goes with
+    /// it) or a filter on the default collector.
+    pub(crate) async fn destroy_watch_object(&self, obj: &MoRef) {
+        if obj.kind == "PropertyFilter" {
+            self.cleanup("DestroyPropertyFilter", async |c| {
+                methods::destroy_property_filter(c, obj).await
+            })
+            .await;
+        } else {
+            self.cleanup("DestroyPropertyCollector", async |c| {
+                methods::destroy_property_collector(c, obj).await
+            })
+            .await;
         }
     }
 

@@ -17,8 +17,9 @@ pub(crate) struct Watch<'a> {
     session: &'a Session,
     /// `None` once destroyed (or never created after a failed rebuild).
     collector: Option<MoRef>,
-    /// The filter, when it sits on the session's default collector: it is destroyed by itself.
-    filter_on_default: Option<MoRef>,
+    /// What this watch destroys when done: its private collector (the filter goes with it), or its
+    /// filter on the session's default collector (the collector stays).
+    owned: Option<MoRef>,
     /// Never the session's default collector (see [`Watch::open_private`]).
     private_only: bool,
     /// The login the collector belongs to; it dies with that session.
@@ -46,7 +47,7 @@ impl<'a> Watch<'a> {
         let mut w = Watch {
             session,
             collector: None,
-            filter_on_default: None,
+            owned: None,
             private_only,
             generation: session.generation(),
             spec,
@@ -66,27 +67,29 @@ impl<'a> Watch<'a> {
         } else {
             s.claim_default_collector()
         };
-        let (collector, on_default) = match claimed {
-            Some(pc) => (pc, true),
+        let (collector, owned) = match claimed {
+            Some(pc) => (pc, None),
             None => {
                 let root = &s.content().property_collector;
                 let pc = s
                     .call(async |c| methods::create_property_collector(c, root).await)
                     .await?;
                 s.track_collector(&pc);
-                (pc, false)
+                (pc.clone(), Some(pc))
             }
         };
         self.generation = s.generation();
         self.collector = Some(collector.clone());
+        self.owned = owned;
         let spec = &self.spec;
         match s
             .call_once(async |c| methods::create_filter(c, &collector, spec).await)
             .await
         {
-            Ok(filter) if on_default => {
+            // On the default collector, the filter is what is ours to destroy.
+            Ok(filter) if self.owned.is_none() => {
                 s.track_collector(&filter);
-                self.filter_on_default = Some(filter);
+                self.owned = Some(filter);
             }
             Ok(_) => {}
             Err(e) => {
@@ -178,32 +181,13 @@ impl<'a> Watch<'a> {
     }
 
     async fn close_collector(&mut self) {
-        let Some(pc) = self.collector.take() else { return };
-        let on_default = pc == self.session.content().property_collector;
-        let filter = self.filter_on_default.take();
+        self.collector = None;
+        let Some(obj) = self.owned.take() else { return };
+        self.session.untrack_collector(&obj);
         // A collector of an earlier session died with it. After a lost connection only Logout is tried:
         // it ends the session and its collectors, and one short cleanup call keeps the exit bounded.
-        let alive = self.generation == self.session.generation() && !self.session.is_degraded();
-        if on_default {
-            // The default collector stays; only our filter goes (and it is ours alone: see Session).
-            let Some(filter) = filter else { return };
-            self.session.untrack_collector(&filter);
-            if alive {
-                self.session
-                    .cleanup("DestroyPropertyFilter", async |c| {
-                        methods::destroy_property_filter(c, &filter).await
-                    })
-                    .await;
-            }
-            return;
-        }
-        self.session.untrack_collector(&pc);
-        if alive {
-            self.session
-                .cleanup("DestroyPropertyCollector", async |c| {
-                    methods::destroy_property_collector(c, &pc).await
-                })
-                .await;
+        if self.generation == self.session.generation() && !self.session.is_degraded() {
+            self.session.destroy_watch_object(&obj).await;
         }
     }
 
