@@ -549,31 +549,24 @@ fn section_a(peers: &Peers, runs: usize, scratch: &Path, verdicts: &mut Verdicts
     let vmha = [Client::VmhaWarm, Client::VmhaCold, Client::VmhaNoCache];
     let clients = peers.clients(&vmha);
     let by = ["--name", VM];
-    let cmds: Vec<(&str, Vec<&str>)> = vec![
-        ("status", [&["status"][..], &by].concat()),
-        ("start (powered off)", [&["start"][..], &by, &["--host", H1]].concat()),
-        ("monitor", [&["monitor"][..], &by, &["--host", H1]].concat()),
-        ("stop (guest shutdown)", [&["stop"][..], &by, &["--host", H1]].concat()),
+    let cmds: Vec<(String, Vec<&str>)> = vec![
+        ("status".into(), [&["status"][..], &by].concat()),
+        (
+            "start (powered off)".into(),
+            [&["start"][..], &by, &["--host", H1]].concat(),
+        ),
+        ("monitor".into(), [&["monitor"][..], &by, &["--host", H1]].concat()),
+        (
+            "stop (guest shutdown)".into(),
+            [&["stop"][..], &by, &["--host", H1]].concat(),
+        ),
     ];
     b.prepare(&["status", "--name", VM]); // the warm directory: a session and the VM's lookup
-    let mut table = Table::new();
-    for run in 0..runs {
-        for (name, args) in &cmds {
-            for c in rotated(&clients, run) {
-                match *name {
-                    "start (powered off)" => b.power_off(VM),
-                    "stop (guest shutdown)" | "monitor" => b.power_on(VM, H1),
-                    _ => {}
-                }
-                let s = b.run(c, args);
-                table.entry((name.to_string(), c)).or_default().0.push(s);
-            }
-        }
-    }
-    let names: Vec<String> = cmds.iter().map(|(n, _)| n.to_string()).collect();
-    print_table(&table, &names, &clients);
-    let peer_clients: Vec<Client> = clients.iter().copied().filter(|c| !c.is_vmha()).collect();
-    print_ratios(&table, &names, &vmha, &peer_clients);
+    let table = measure_rounds(&b, &cmds, &clients, &vmha, runs, |name| match name {
+        "start (powered off)" => b.power_off(VM),
+        "stop (guest shutdown)" | "monitor" => b.power_on(VM, H1),
+        _ => {}
+    });
 
     print_floor(&b, runs);
 
@@ -627,6 +620,33 @@ fn section_a(peers: &Peers, runs: usize, scratch: &Path, verdicts: &mut Verdicts
             conns.iter().collect::<std::collections::BTreeSet<_>>()
         ),
     );
+}
+
+/// Runs every command `runs` times for every client, the clients in a rotating order, each run after
+/// `before(command name)` has prepared the simulator; prints the table and the vmha/peer ratios.
+fn measure_rounds(
+    b: &Bench,
+    cmds: &[(String, Vec<&str>)],
+    clients: &[Client],
+    vmha: &[Client],
+    runs: usize,
+    before: impl Fn(&str),
+) -> Table {
+    let mut table = Table::new();
+    for run in 0..runs {
+        for (name, args) in cmds {
+            for c in rotated(clients, run) {
+                before(name);
+                let s = b.run(c, args);
+                table.entry((name.clone(), c)).or_default().0.push(s);
+            }
+        }
+    }
+    let names: Vec<String> = cmds.iter().map(|(n, _)| n.clone()).collect();
+    print_table(&table, &names, clients);
+    let peer_clients: Vec<Client> = clients.iter().copied().filter(|c| !c.is_vmha()).collect();
+    print_ratios(&table, &names, vmha, &peer_clients);
+    table
 }
 
 /// The clients in turn, starting one further along on each run: each client follows each other one
@@ -707,19 +727,7 @@ fn section_b(peers: &Peers, runs: usize, sizes: &[usize], scratch: &Path, verdic
         for (_, args) in &cmds {
             b.prepare(args);
         }
-        let mut table = Table::new();
-        for run in 0..runs {
-            for (name, args) in &cmds {
-                for c in rotated(&clients, run) {
-                    let s = b.run(c, args);
-                    table.entry((name.clone(), c)).or_default().0.push(s);
-                }
-            }
-        }
-        let names: Vec<String> = cmds.iter().map(|(n, _)| n.clone()).collect();
-        print_table(&table, &names, &clients);
-        let peer_clients: Vec<Client> = clients.iter().copied().filter(|c| !c.is_vmha()).collect();
-        print_ratios(&table, &names, &vmha, &peer_clients);
+        let table = measure_rounds(&b, &cmds, &clients, &vmha, runs, |_| {});
         let s = table.get(&("status --name".to_string(), Client::VmhaWarm));
         by_name_warm.insert(
             DEFAULT_VMS + extra,
