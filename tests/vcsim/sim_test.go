@@ -61,15 +61,20 @@ func TestSimulator(t *testing.T) {
 	}
 	defer inst.close()
 	ctx := context.Background()
-	u, _ := url.Parse(inst.ready.URL)
-	sc := soap.NewClient(u, false)
-	if err := sc.SetRootCAs(inst.ready.CAFile); err != nil {
-		t.Fatal(err)
+	// A new client (its own connection, not logged in) trusting the simulator's CA.
+	newClient := func(t *testing.T) *vim25.Client {
+		u, _ := url.Parse(inst.ready.URL)
+		sc := soap.NewClient(u, false)
+		if err := sc.SetRootCAs(inst.ready.CAFile); err != nil {
+			t.Fatal(err)
+		}
+		c, err := vim25.NewClient(ctx, sc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
 	}
-	c, err := vim25.NewClient(ctx, sc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := newClient(t)
 	sm := session.NewManager(c)
 	control := func(method, path string, body string) map[string]interface{} {
 		req, _ := http.NewRequest(method, inst.ready.Control+path, strings.NewReader(body))
@@ -236,14 +241,7 @@ func TestSimulator(t *testing.T) {
 		if n := control("GET", "/stats", "")["connections"]; n != 0.0 {
 			t.Fatalf("connections after reset: %v", n)
 		}
-		u2, _ := url.Parse(inst.ready.URL)
-		sc2 := soap.NewClient(u2, false)
-		if err := sc2.SetRootCAs(inst.ready.CAFile); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := vim25.NewClient(ctx, sc2); err != nil {
-			t.Fatal(err)
-		}
+		newClient(t)
 		if n := control("GET", "/stats", "")["connections"]; n != 1.0 {
 			t.Fatalf("connections after one new client: %v", n)
 		}
@@ -252,15 +250,7 @@ func TestSimulator(t *testing.T) {
 	t.Run("each session's default collector gets its own updates", func(t *testing.T) {
 		// Two sessions, each waiting on its own instance of ServiceContent.propertyCollector: a
 		// change must reach both (vcsim 0.24 alone would give it to the last one that waited).
-		u2, _ := url.Parse(inst.ready.URL)
-		sc2 := soap.NewClient(u2, false)
-		if err := sc2.SetRootCAs(inst.ready.CAFile); err != nil {
-			t.Fatal(err)
-		}
-		c2, err := vim25.NewClient(ctx, sc2)
-		if err != nil {
-			t.Fatal(err)
-		}
+		c2 := newClient(t)
 		if err := session.NewManager(c2).Login(ctx, url.UserPassword(simUser, simPassword)); err != nil {
 			t.Fatal(err)
 		}
