@@ -51,13 +51,9 @@ func (x *Ext) addBenchVMs(ctx context.Context, c *vim25.Client, n int) error {
 		}
 		hosts = append(hosts, h)
 	}
-	cr := computeResourceOf(hosts[0])
-	if cr == nil {
-		return fmt.Errorf("inventory: host without compute resource")
-	}
-	pool := computeResourcePool(*cr)
-	if pool == nil {
-		return fmt.Errorf("inventory: compute resource without pool")
+	pool, err := rootPoolOf(hosts[0])
+	if err != nil {
+		return err
 	}
 
 	first := 1
@@ -77,7 +73,7 @@ func (x *Ext) addBenchVMs(ctx context.Context, c *vim25.Client, n int) error {
 				MemoryMB: 64,
 				Files:    &types.VirtualMachineFileInfo{VmPathName: "[LocalDS_0]"},
 			},
-			Pool: *pool,
+			Pool: pool,
 			Host: &host,
 		}
 		res, err := methods.CreateVM_Task(ctx, c, &req)
@@ -102,10 +98,7 @@ func (x *Ext) addBenchVMs(ctx context.Context, c *vim25.Client, n int) error {
 	}
 	x.ensureWrapped(true)
 	for _, ref := range created {
-		withVM(ref, func(vm *VM) {
-			changes := append([]types.PropertyChange{{Name: "guest.toolsVersion", Val: toolsVersionWhenRunning}}, guestDownChanges()...)
-			simulator.Map.Update(vm, changes)
-		})
+		withVM(ref, func(vm *VM) { simulator.Map.Update(vm, initialGuestChanges(false)) })
 	}
 	log.Printf("added %d powered-off VMs %s..%s in %s", n, benchVMName(first), benchVMName(first+n-1),
 		time.Since(started).Round(time.Millisecond))

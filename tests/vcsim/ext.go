@@ -16,6 +16,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log"
 	"path"
@@ -319,6 +320,30 @@ func hostConnection(ref *types.ManagedObjectReference) types.HostSystemConnectio
 
 func hostConnected(ref *types.ManagedObjectReference) bool {
 	return hostConnection(ref) == types.HostSystemConnectionStateConnected
+}
+
+// rootPoolOf is the root resource pool of a host's compute resource.
+func rootPoolOf(host types.ManagedObjectReference) (types.ManagedObjectReference, error) {
+	cr := computeResourceOf(host)
+	if cr == nil {
+		return types.ManagedObjectReference{}, errors.New("inventory: host without compute resource")
+	}
+	p := computeResourcePool(*cr)
+	if p == nil {
+		return types.ManagedObjectReference{}, errors.New("inventory: compute resource without pool")
+	}
+	return *p, nil
+}
+
+// initialGuestChanges is a VM's guest state when the simulator starts or
+// adds it: Tools installed; running: Tools running and a green heartbeat,
+// otherwise down (gray).
+func initialGuestChanges(poweredOn bool) []types.PropertyChange {
+	changes := []types.PropertyChange{{Name: "guest.toolsVersion", Val: toolsVersionWhenRunning}}
+	if poweredOn {
+		return append(changes, guestUpChanges(types.ManagedEntityStatusGreen)...)
+	}
+	return append(changes, guestDownChanges()...)
 }
 
 // computeResourceOf walks up the parents of a host or pool to its

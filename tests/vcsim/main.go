@@ -265,15 +265,10 @@ func (x *Ext) prepareInventory(m *simulator.Model) error {
 		}
 		host = href
 	}
-	cr := computeResourceOf(host)
-	if cr == nil {
-		return errors.New("inventory: host without compute resource")
+	pool, err = rootPoolOf(host)
+	if err != nil {
+		return err
 	}
-	p := computeResourcePool(*cr)
-	if p == nil {
-		return errors.New("inventory: compute resource without pool")
-	}
-	pool = *p
 
 	// vmha-unreg: its files exist on the datastore, but it is not registered.
 	spec := types.VirtualMachineConfigSpec{
@@ -298,13 +293,7 @@ func (x *Ext) prepareInventory(m *simulator.Model) error {
 	// and a green heartbeat, the others are gray.
 	for _, vm := range allVMs() {
 		withVM(vm.Self, func(vm *VM) {
-			changes := []types.PropertyChange{{Name: "guest.toolsVersion", Val: toolsVersionWhenRunning}}
-			if vm.Runtime.PowerState == types.VirtualMachinePowerStatePoweredOn {
-				changes = append(changes, guestUpChanges(types.ManagedEntityStatusGreen)...)
-			} else {
-				changes = append(changes, guestDownChanges()...)
-			}
-			simulator.Map.Update(vm, changes)
+			simulator.Map.Update(vm, initialGuestChanges(vm.Runtime.PowerState == types.VirtualMachinePowerStatePoweredOn))
 		})
 	}
 
