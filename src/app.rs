@@ -136,7 +136,7 @@ pub async fn execute(cli: Cli, log: &StepLog) -> Result<Outcome, Error> {
             let page = String::from_utf8_lossy(&buf).into_owned();
             return Ok(Outcome::ok(Some(page.clone()), json!({"output": page})));
         }
-        // The agent speaks OCF's exit codes, not vmha's: `main` runs it through `crate::ocf::run`.
+        // The agent speaks OCF's exit codes, not vmha's: `main` runs it through `crate::adapters::ocf::run`.
         Command::Ocf { .. } => {
             return Err(Error::Config(config::ConfigError::Invalid(
                 "the OCF agent runs as its own entry point (vmha ocf ACTION), not as a command of this library call"

@@ -13,7 +13,7 @@ pub mod client;
 pub mod config;
 pub mod error;
 pub mod log;
-pub mod ocf;
+pub mod adapters;
 pub mod ops;
 pub mod soap;
 pub mod vim;

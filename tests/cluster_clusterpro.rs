@@ -1,4 +1,4 @@
-//! The CLUSTERPRO drop-ins (examples/clusterpro) run as CLUSTERPRO would run them, against the simulator.
+//! The CLUSTERPRO drop-ins (adapters/clusterpro) run as CLUSTERPRO would run them, against the simulator.
 //!
 //! Assumed CLUSTERPRO behaviour (from the CLUSTERPRO X reference guide's exec resource chapter, not verified
 //! against a real CLUSTERPRO here): start.sh and stop.sh run as root with CLP_EVENT (START, FAILOVER, RECOVER;
@@ -26,7 +26,7 @@ const RESOURCE: &str = "exec-vm1";
 
 fn script(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("examples/clusterpro")
+        .join("adapters/clusterpro")
         .join(name)
 }
 
