@@ -9,12 +9,14 @@ use clap::CommandFactory;
 use serde_json::{Map, Value, json};
 
 use crate::cli::{Cli, Command};
-use crate::client::cache::SessionCache;
+use crate::client::VimError;
+use crate::client::cache::{HostMemo, Memo, SessionCache, VmMemo};
 use crate::client::{ConnectOptions, Credentials, Session, VmSelector, server_thumbprint};
 use crate::config::{self, ConnectionSettings, Waits};
 use crate::error::{Error, ExitCode};
 use crate::log::StepLog;
 use crate::ops::{self, AnswerPolicy, Ctx};
+use crate::soap::FaultKind;
 
 /// What a command produced: its exit code, its human output, and its own fields for `--json`.
 #[derive(Debug)]
@@ -209,7 +211,8 @@ pub async fn execute(cli: Cli, log: &StepLog) -> Result<Outcome, Error> {
             VmSelector::Uuid(u) => u.clone(),
         });
     }
-    let conn = config::connection(&cli.global, &file)?;
+    let node_host = resource.as_ref().and_then(|r| r.host.clone());
+    let conn = config::connection(&cli.global, &file, node_host.as_deref())?;
     for w in &conn.warnings {
         eprintln!("vmha: warning: {w}");
     }
@@ -222,84 +225,388 @@ pub async fn execute(cli: Cli, log: &StepLog) -> Result<Outcome, Error> {
         Command::Monitor { watch, .. } => !watch.or(file.watch).unwrap_or(false),
         _ => true,
     };
-    let command = cli.command;
-    with_session(conn, cached, async move |session: &Session| {
-        let Some(settings) = resource.as_ref() else {
+    let Some(settings) = resource else {
+        if !conn.hosts.enabled() && conn.direct_host.is_none() {
+            eprintln!(
+                "vmha: warning: no --host-user: when this server (vCenter) is down, the cluster cannot act on its VMs; give a local ESXi user (--host-user, --host-password-file) so vmha can go through each node's host"
+            );
+        }
+        return with_session(connect_options(&conn, cached), async |session: &Session| {
             let about = &session.content().about;
-            return Ok(Outcome::ok(
+            Ok(Outcome::ok(
                 Some(format!("{}\n", ops::check::check_line(about))),
                 json!({ "about": about }),
-            ));
+            ))
+        })
+        .await;
+    };
+    let job = Job {
+        command: cli.command,
+        settings,
+        answers,
+        file,
+    };
+    run_resource(&conn, cached, &job, log).await
+}
+
+/// One resource command, settled before connecting.
+struct Job {
+    command: Command,
+    settings: config::ResourceSettings,
+    answers: AnswerPolicy,
+    file: config::FileSettings,
+}
+
+impl Job {
+    /// Commands that can be answered through this node's host when vCenter is down. A live migration
+    /// needs vCenter; a watch lives for days and reports a lost vCenter (exit 4) to be restarted.
+    fn may_go_through_host(&self) -> bool {
+        match &self.command {
+            Command::Status { .. } | Command::Start { .. } | Command::Stop { .. } => true,
+            Command::Monitor { watch, .. } => !watch.or(self.file.watch).unwrap_or(false),
+            _ => false,
+        }
+    }
+}
+
+/// Runs a resource command through vCenter, or through this node's host: when there is no vCenter at all,
+/// or when vCenter cannot be reached (refused, reset, 5xx, or no answer within `--fallback-after`) and a
+/// host user is configured.
+async fn run_resource(conn: &ConnectionSettings, cached: bool, job: &Job, log: &StepLog) -> Result<Outcome, Error> {
+    if let Some(host) = &conn.direct_host {
+        let route = ops::Route::Host {
+            name: host.clone(),
+            vcenter_down: None,
         };
-        let ctx = Ctx::new(session, settings, log).await?;
-        match command {
-            Command::Status { .. } => {
-                let report = ops::status::run(&ctx).await?;
-                Ok(Outcome::ok(Some(report.to_text()), json!(report)))
+        return with_session(connect_options(conn, cached), async |s: &Session| {
+            let peers = peer_probe(conn, cached, job, host, None, log);
+            act(s, job, route, None, Some(peers), log).await
+        })
+        .await;
+    }
+    let through_host = conn.hosts.enabled() && job.may_go_through_host();
+    let mut opts = connect_options(conn, cached);
+    if through_host && job.settings.host.is_some() {
+        opts.transport.first_answer_timeout = Some(conn.hosts.fallback_after);
+    }
+    let result = with_session(opts, async |s: &Session| {
+        act(s, job, ops::Route::Server, None, None, log).await
+    })
+    .await;
+    let (Err(e), true, Some(host)) = (&result, through_host, job.settings.host.as_deref()) else {
+        return result;
+    };
+    if !e.server_unreachable() {
+        return result;
+    }
+    let why = e.to_string();
+    log.warn(format!(
+        "vCenter cannot be reached ({why}); asking host {host} directly"
+    ));
+    via_host(conn, cached, job, host, why.clone(), log)
+        .await
+        .map_err(|cause| Error::Fallback {
+            host: host.to_string(),
+            vcenter: why,
+            cause: Box::new(cause),
+        })
+}
+
+/// What the vCenter session's cache remembers (empty without the cache).
+fn vcenter_memo(conn: &ConnectionSettings) -> Memo {
+    conn.session_dir
+        .as_ref()
+        .and_then(|dir| SessionCache::open(dir, &conn.url, &conn.user).ok())
+        .map(|c| c.memo())
+        .unwrap_or_default()
+}
+
+/// Connection options for `host`'s own endpoint, with the host user, trusted as `--host-thumbprint`, the
+/// certificate vCenter reported, or the `--ca-file` roots say.
+fn host_options(conn: &ConnectionSettings, memo: &Memo, host: &str, cached: bool) -> Result<ConnectOptions, Error> {
+    let url = conn.hosts.url_of(host)?;
+    let remembered = memo
+        .hosts
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(host))
+        .and_then(|(_, h)| h.cert_sha256.as_deref())
+        .and_then(|hex| crate::soap::tls::parse_thumbprint(hex).ok());
+    let (Some(user), Some(password)) = (&conn.hosts.user, &conn.hosts.password) else {
+        return Err(Error::Config(config::ConfigError::Invalid(
+            "no host user: give --host-user and --host-password-file".into(),
+        )));
+    };
+    let mut opts = ConnectOptions::new(
+        &url,
+        conn.hosts.tls_for(host, remembered),
+        conn.request_timeout,
+        Credentials {
+            user: user.clone(),
+            password: password.clone(),
+        },
+        conn.record.clone().map(|d| (d, conn.record_label.clone())),
+    );
+    opts.transport.first_answer_timeout = Some(conn.hosts.fallback_after);
+    opts.cache = match (&conn.session_dir, cached) {
+        (Some(dir), true) => SessionCache::open(dir, &url, user).ok(),
+        _ => None,
+    };
+    Ok(opts)
+}
+
+/// The command through this node's host, vCenter being down: what vCenter remembered of the VM (its
+/// files, where it ran) and of the hosts (their certificates) comes from the session cache.
+async fn via_host(
+    conn: &ConnectionSettings,
+    cached: bool,
+    job: &Job,
+    host: &str,
+    why: String,
+    log: &StepLog,
+) -> Result<Outcome, Error> {
+    let memo = vcenter_memo(conn);
+    let vm_memo = memo
+        .vms
+        .get(&ops::selector_key(&job.settings))
+        .cloned()
+        .unwrap_or_default();
+    let opts = host_options(conn, &memo, host, cached)?;
+    let route = ops::Route::Host {
+        name: host.to_string(),
+        vcenter_down: Some(why.clone()),
+    };
+    let result = with_session(opts, async |s: &Session| {
+        let peers = peer_probe(conn, cached, job, host, vm_memo.host.clone(), log);
+        act(s, job, route, vm_memo.vmx.clone(), Some(peers), log).await
+    })
+    .await;
+    match result {
+        Err(Error::Vim(v)) if login_refused(&v) => Err(Error::HostLoginRefused {
+            host: host.to_string(),
+            user: conn.hosts.user.clone().unwrap_or_default(),
+            lockdown: memo
+                .hosts
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(host))
+                .and_then(|(_, h)| h.lockdown.clone()),
+            cause: v,
+        }),
+        other => other.map(|mut o| {
+            o.fields.insert("source".into(), "host".into());
+            o.fields.insert("via_host".into(), host.into());
+            o.fields.insert("fallback_reason".into(), why.into());
+            o
+        }),
+    }
+}
+
+/// A host refused the login itself: wrong user or password, or (ESXi's lockdown mode) not allowed.
+fn login_refused(v: &VimError) -> bool {
+    matches!(v, VimError::LoginRefused { .. })
+        || v.fault().is_some_and(|f| match &f.kind {
+            FaultKind::InvalidLogin => true,
+            FaultKind::Other(name) => name == "NoPermission",
+            _ => false,
+        })
+}
+
+/// Asks the other hosts about the VM, each on its own endpoint: those in `--host-address`, and the one
+/// vCenter last saw it on. Each is bounded by `--fallback-after`; one that does not answer says so.
+fn peer_probe<'a>(
+    conn: &'a ConnectionSettings,
+    cached: bool,
+    job: &'a Job,
+    here: &str,
+    last_host: Option<String>,
+    log: &'a StepLog,
+) -> ops::PeerProbe<'a> {
+    let mut names: Vec<String> = conn.hosts.named().map(str::to_string).collect();
+    if let Some(h) = last_host
+        && !names.iter().any(|n| n.eq_ignore_ascii_case(&h))
+    {
+        names.push(h);
+    }
+    names.retain(|n| !n.eq_ignore_ascii_case(here));
+    let names = std::rc::Rc::new(names);
+    Box::new(move || {
+        let names = names.clone();
+        Box::pin(async move {
+            if !conn.hosts.enabled() {
+                return Vec::new();
             }
-            Command::Start { host, .. } => {
-                let plan = ops::start::run(&ctx, &answers).await?;
-                Ok(Outcome::ok(None, json!({"host": host.host, "plan": plan})))
+            let memo = vcenter_memo(conn);
+            let asks = names.iter().map(|name| ask_peer(conn, &memo, cached, job, name, log));
+            futures_util::future::join_all(asks).await
+        })
+    })
+}
+
+async fn ask_peer(
+    conn: &ConnectionSettings,
+    memo: &Memo,
+    cached: bool,
+    job: &Job,
+    name: &str,
+    log: &StepLog,
+) -> ops::PeerSeen {
+    let seen = async {
+        let opts = host_options(conn, memo, name, cached)?;
+        with_session(opts, async |s: &Session| {
+            let ctx = Ctx::new(s, &job.settings, log).await?.with_route(
+                ops::Route::Host {
+                    name: name.to_string(),
+                    vcenter_down: None,
+                },
+                None,
+                None,
+            );
+            let (_, state) = ctx.observe().await?;
+            Ok(state.map(|s| s.power_state))
+        })
+        .await
+    };
+    // Connecting and the first answer are bounded by --fallback-after; this bounds the rest.
+    let limit = conn.hosts.fallback_after * 2;
+    ops::PeerSeen {
+        host: name.to_string(),
+        seen: match tokio::time::timeout(limit, seen).await {
+            Ok(Ok(power)) => Ok(power),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("no answer within {} s", limit.as_secs())),
+        },
+    }
+}
+
+/// Carries out a resource command on a session: status, start, stop, monitor or migrate.
+async fn act<'a>(
+    session: &'a Session,
+    job: &'a Job,
+    route: ops::Route,
+    remembered_vmx: Option<String>,
+    peers: Option<ops::PeerProbe<'a>>,
+    log: &'a StepLog,
+) -> Result<Outcome, Error> {
+    let settings = &job.settings;
+    let file = &job.file;
+    let answers = job.answers.clone();
+    let ctx = Ctx::new(session, settings, log)
+        .await?
+        .with_route(route, remembered_vmx, peers);
+    let outcome = match &job.command {
+        Command::Status { .. } => {
+            let report = ops::status::run(&ctx).await?;
+            Outcome::ok(Some(report.to_text()), json!(report))
+        }
+        Command::Start { host, .. } => {
+            let plan = ops::start::run(&ctx, &answers).await?;
+            Outcome::ok(None, json!({"host": host.host, "plan": plan}))
+        }
+        Command::Stop {
+            keep_registered,
+            unregister,
+            host,
+            ..
+        } => {
+            let opts = ops::stop::StopOptions {
+                keep_registered: keep_registered.or(file.keep_registered).unwrap_or(false),
+                unregister: unregister.or(file.unregister).unwrap_or(false),
+                answers,
+            };
+            let plan = ops::stop::run(&ctx, &opts).await?;
+            Outcome::ok(None, json!({"host": host.host, "plan": plan}))
+        }
+        Command::Monitor {
+            watch,
+            require_heartbeat,
+            ..
+        } => {
+            let opts = ops::monitor::MonitorOptions {
+                watch: watch.or(file.watch).unwrap_or(false),
+                require_heartbeat: require_heartbeat.or(file.require_heartbeat).unwrap_or(false),
+            };
+            let report = ops::monitor::run(&ctx, &opts).await?;
+            let code = report.failure.map_or(ExitCode::Ok, ExitCode::from);
+            if code == ExitCode::Ok {
+                log.info(&report.why);
+            } else {
+                log.error(format!("{} (exit {})", report.why, code.code()));
             }
-            Command::Stop {
-                keep_registered,
-                unregister,
-                host,
-                ..
-            } => {
-                let opts = ops::stop::StopOptions {
-                    keep_registered: keep_registered.or(file.keep_registered).unwrap_or(false),
-                    unregister: unregister.or(file.unregister).unwrap_or(false),
-                    answers,
-                };
-                let plan = ops::stop::run(&ctx, &opts).await?;
-                Ok(Outcome::ok(None, json!({"host": host.host, "plan": plan})))
-            }
-            Command::Monitor {
-                watch,
-                require_heartbeat,
-                ..
-            } => {
-                let opts = ops::monitor::MonitorOptions {
-                    watch: watch.or(file.watch).unwrap_or(false),
-                    require_heartbeat: require_heartbeat.or(file.require_heartbeat).unwrap_or(false),
-                };
-                let report = ops::monitor::run(&ctx, &opts).await?;
-                let code = report.failure.map_or(ExitCode::Ok, ExitCode::from);
-                if code == ExitCode::Ok {
-                    log.info(&report.why);
-                } else {
-                    log.error(format!("{} (exit {})", report.why, code.code()));
-                }
-                Ok(Outcome {
-                    code,
-                    text: None,
-                    fields: match json!({"healthy": report.failure.is_none(), "failure": report.failure, "reason": report.why}) {
-                        Value::Object(m) => m,
-                        _ => Map::new(),
-                    },
-                })
-            }
-            Command::Migrate { to_host, .. } => {
-                ops::migrate::run(&ctx, &to_host).await?;
-                Ok(Outcome::ok(None, json!({"to_host": to_host})))
-            }
-            Command::Check
-            | Command::Logout
-            | Command::Thumbprint
-            | Command::Completions { .. }
-            | Command::Man
-            | Command::Ocf { .. } => {
-                Ok(Outcome::ok(None, json!({})))
+            Outcome {
+                code,
+                text: None,
+                fields: match json!({"healthy": report.failure.is_none(), "failure": report.failure, "reason": report.why})
+                {
+                    Value::Object(m) => m,
+                    _ => Map::new(),
+                },
             }
         }
-    })
-    .await
+        Command::Migrate { to_host, .. } => {
+            ops::migrate::run(&ctx, to_host).await?;
+            Outcome::ok(None, json!({"to_host": to_host}))
+        }
+        Command::Check
+        | Command::Logout
+        | Command::Thumbprint
+        | Command::Completions { .. }
+        | Command::Man
+        | Command::Ocf { .. } => Outcome::ok(None, json!({})),
+    };
+    remember(&ctx).await;
+    Ok(outcome)
+}
+
+/// Keeps what vCenter said of the VM and of the hosts beside the cached session, for when vCenter is
+/// down: the VM's files and host at every call (free: read anyway), the hosts' certificates and lockdown
+/// modes once a day (one request per host).
+async fn remember(ctx: &Ctx<'_>) {
+    if ctx.route() != &ops::Route::Server || !ctx.vcenter() || !ctx.session.is_kept() {
+        return;
+    }
+    let key = ops::selector_key(ctx.settings);
+    let seen = ctx.last_seen();
+    let memo = ctx.session.memo();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let stale_hosts = memo.hosts.is_empty() || memo.hosts.values().any(|h| now.saturating_sub(h.read_at) > 86_400);
+    let mut trust = Vec::new();
+    if stale_hosts && let Ok(inv) = ctx.inv().await {
+        for h in &inv.hosts {
+            match crate::client::hosts::host_trust(ctx.session, &h.moref).await {
+                Ok(t) => trust.push((h.name.clone(), t)),
+                Err(e) => tracing::debug!("host {}: no certificate or lockdown mode read: {e}", h.name),
+            }
+        }
+    }
+    ctx.session
+        .update_memo(|m| {
+            if let Some((s, _)) = &seen {
+                let vm = VmMemo {
+                    vmx: s.vmx.clone(),
+                    uuid: s.uuid.clone(),
+                    host: s.host_name.clone(),
+                };
+                m.vms.insert(key, vm);
+            }
+            for (name, t) in trust {
+                m.hosts.insert(
+                    name,
+                    HostMemo {
+                        cert_sha256: t.cert_sha256.map(hex::encode),
+                        lockdown: t.lockdown,
+                        read_at: now,
+                    },
+                );
+            }
+        })
+        .await;
 }
 
 /// The connection options, with the session cache when `cached` and not opted out of. A cache that
 /// cannot be used (a directory others can read, say) is warned about and left out.
-fn connect_options(conn: ConnectionSettings, cached: bool) -> ConnectOptions {
+fn connect_options(conn: &ConnectionSettings, cached: bool) -> ConnectOptions {
     let cache = match (&conn.session_dir, cached) {
         (Some(dir), true) => match SessionCache::open(dir, &conn.url, &conn.user) {
             Ok(c) => Some(c),
@@ -312,13 +619,13 @@ fn connect_options(conn: ConnectionSettings, cached: bool) -> ConnectOptions {
     };
     let mut opts = ConnectOptions::new(
         &conn.url,
-        conn.tls,
+        conn.tls.clone(),
         conn.request_timeout,
         Credentials {
-            user: conn.user,
-            password: conn.password,
+            user: conn.user.clone(),
+            password: conn.password.clone(),
         },
-        conn.record.map(|d| (d, conn.record_label)),
+        conn.record.clone().map(|d| (d, conn.record_label.clone())),
     );
     opts.cache = cache;
     opts
@@ -332,7 +639,7 @@ async fn logout(conn: ConnectionSettings) -> Result<Outcome, Error> {
             json!({"ended": false}),
         ));
     }
-    let opts = connect_options(conn, true);
+    let opts = connect_options(&conn, true);
     let file = opts.cache.as_ref().map(|c| c.path().display().to_string());
     let Some(session) = Session::resume(opts).await? else {
         return Ok(Outcome::ok(
@@ -359,11 +666,9 @@ async fn logout(conn: ConnectionSettings) -> Result<Outcome, Error> {
 /// Connects, runs `work`, and logs out whatever happens (success, error, timeout, SIGINT or SIGTERM),
 /// unless the session is the cache's: that one is kept for the next command.
 async fn with_session<T>(
-    conn: ConnectionSettings,
-    cached: bool,
+    opts: ConnectOptions,
     work: impl AsyncFnOnce(&Session) -> Result<T, Error>,
 ) -> Result<T, Error> {
-    let opts = connect_options(conn, cached);
     // Connecting is bounded by the request timeout; a signal during it only ends the process.
     let session = tokio::select! {
         s = Session::connect(opts) => s?,

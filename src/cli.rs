@@ -88,6 +88,35 @@ pub struct GlobalArgs {
     /// Log in and out on every call instead of reusing the cached session
     #[arg(long, global = true, env = "VMHA_NO_SESSION_CACHE", action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new())]
     pub no_session_cache: bool,
+    /// How to reach an ESX host directly, as NAME=ADDRESS (NAME as vCenter shows the host; ADDRESS a host
+    /// name, IP or https URL); repeat for each host. Default: the host's name itself
+    #[arg(
+        long = "host-address",
+        value_name = "NAME=ADDRESS",
+        global = true,
+        env = "VMHA_HOST_ADDRESS",
+        value_delimiter = ';'
+    )]
+    pub host_address: Vec<String>,
+    /// User for direct logins to ESX hosts (a local ESXi user): enables acting through this node's host
+    /// when vCenter is down, and ESX-only clusters
+    #[arg(long, global = true, env = "VMHA_HOST_USER")]
+    pub host_user: Option<String>,
+    /// File whose first line is the ESX host user's password
+    #[arg(long, global = true, env = "VMHA_HOST_PASSWORD_FILE")]
+    pub host_password_file: Option<PathBuf>,
+    /// Accept only this certificate for a host, as NAME=SHA256 (repeat for each host)
+    #[arg(
+        long = "host-thumbprint",
+        value_name = "NAME=SHA256",
+        global = true,
+        env = "VMHA_HOST_THUMBPRINT",
+        value_delimiter = ';'
+    )]
+    pub host_thumbprint: Vec<String>,
+    /// Seconds vCenter may take to answer before vmha asks this node's host directly [default: 10]
+    #[arg(long, global = true, env = "VMHA_FALLBACK_AFTER", allow_negative_numbers = true, value_parser = seconds)]
+    pub fallback_after: Option<u64>,
     /// More detail on stderr (-v, -vv)
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -95,6 +124,9 @@ pub struct GlobalArgs {
     /// so it reaches neither argv nor a child's environment.
     #[arg(skip)]
     pub password: Option<SecretString>,
+    /// The ESX host user's password handed over in-process (the OCF agent's `host_password` parameter).
+    #[arg(skip)]
+    pub host_password: Option<SecretString>,
 }
 
 #[derive(Debug, Args, Default, Clone)]
@@ -129,6 +161,8 @@ pub enum Command {
     Status {
         #[command(flatten)]
         vm: VmArgs,
+        #[command(flatten)]
+        host: HostArg,
     },
     /// Activate the VM on --host: register, relocate, power on, answer the move question
     Start {

@@ -16,6 +16,9 @@ pub const DEFAULT_REQUEST_TIMEOUT: u64 = 120;
 pub const DEFAULT_START_WAIT: u64 = 30;
 pub const DEFAULT_STOP_WAIT: u64 = 240;
 pub const DEFAULT_MIGRATION_WAIT: u64 = 15;
+/// How long vCenter may take to answer before a node asks its own host: well inside an OCF monitor's
+/// usual 20-30 s timeout, and far above a healthy vCenter's answer (milliseconds).
+pub const DEFAULT_FALLBACK_AFTER: u64 = 10;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -56,6 +59,11 @@ pub struct FileSettings {
     pub answer: Option<Vec<String>>,
     pub session_dir: Option<PathBuf>,
     pub no_session_cache: Option<bool>,
+    pub host_address: Option<Vec<String>>,
+    pub host_user: Option<String>,
+    pub host_password_file: Option<PathBuf>,
+    pub host_thumbprint: Option<Vec<String>>,
+    pub fallback_after: Option<u64>,
 }
 
 impl FileSettings {
@@ -91,6 +99,169 @@ pub struct ConnectionSettings {
     pub session_dir: Option<PathBuf>,
     /// Warnings to print once settings are known (insecure TLS, readable password file).
     pub warnings: Vec<String>,
+    /// Direct access to the ESX hosts (vCenter's stand-in when it is down, and ESX-only clusters).
+    pub hosts: HostAccess,
+    /// No vCenter at all: `url` is this node's host's own endpoint, found from `--host` and
+    /// `--host-address` (an ESX-only cluster, one resource definition for every node). Its name.
+    pub direct_host: Option<String>,
+}
+
+/// How to reach ESX hosts directly, as VMware HA's own agent does: every host is its own SDK endpoint.
+#[derive(Clone, Debug)]
+pub struct HostAccess {
+    /// Host name (as vCenter shows it) and the URL of its own endpoint, from `--host-address`.
+    addresses: Vec<(String, String)>,
+    /// Host name and the SHA-256 its certificate must have, from `--host-thumbprint`.
+    thumbprints: Vec<(String, [u8; 32])>,
+    /// How hosts are trusted when no thumbprint names them: the `--ca-file` roots (VMCA signs host
+    /// certificates), or `--insecure`. A `--thumbprint` pins vCenter's certificate, never a host's.
+    base_tls: TlsPolicy,
+    pub user: Option<String>,
+    pub password: Option<SecretString>,
+    /// Longest wait for vCenter's first answer before this node's host is asked instead.
+    pub fallback_after: Duration,
+}
+
+impl HostAccess {
+    /// Whether direct host logins are configured (a host user and its password).
+    pub fn enabled(&self) -> bool {
+        self.user.is_some() && self.password.is_some()
+    }
+
+    /// The URL of `host`'s own endpoint: its `--host-address`, else its name as a host name.
+    pub fn url_of(&self, host: &str) -> Result<String, ConfigError> {
+        match self.addresses.iter().find(|(n, _)| n.eq_ignore_ascii_case(host)) {
+            Some((_, url)) => Ok(url.clone()),
+            None => normalize_url(host).map_err(|e| {
+                invalid(format!(
+                    "host '{host}' cannot be reached by its name ({e}); give its address with --host-address {host}=ADDRESS"
+                ))
+            }),
+        }
+    }
+
+    /// The hosts named in `--host-address`, in the order given.
+    pub fn named(&self) -> impl Iterator<Item = &str> {
+        self.addresses.iter().map(|(n, _)| n.as_str())
+    }
+
+    /// How to trust `host`: its `--host-thumbprint`, else the certificate vCenter reported for it
+    /// (`remembered`), else the `--ca-file` roots or the system store (or `--insecure`, which warned).
+    pub fn tls_for(&self, host: &str, remembered: Option<[u8; 32]>) -> TlsPolicy {
+        if let Some((_, sha256)) = self.thumbprints.iter().find(|(n, _)| n.eq_ignore_ascii_case(host)) {
+            return TlsPolicy::Pinned { sha256: *sha256 };
+        }
+        match (&self.base_tls, remembered) {
+            (TlsPolicy::Insecure, _) => TlsPolicy::Insecure,
+            (_, Some(sha256)) => TlsPolicy::Pinned { sha256 },
+            (base, None) => base.clone(),
+        }
+    }
+
+    /// Whether `host` is pinned by a `--host-thumbprint`.
+    pub fn has_thumbprint(&self, host: &str) -> bool {
+        self.thumbprints.iter().any(|(n, _)| n.eq_ignore_ascii_case(host))
+    }
+}
+
+/// Splits `NAME=VALUE` (not `:`, which an address's port uses), naming the option in the error.
+fn name_value<'a>(item: &'a str, option: &str, what: &str) -> Result<(&'a str, &'a str), ConfigError> {
+    item.split_once('=')
+        .map(|(n, v)| (n.trim(), v.trim()))
+        .filter(|(n, v)| !n.is_empty() && !v.is_empty())
+        .ok_or_else(|| {
+            invalid(format!(
+                "{option} '{item}': write NAME={what}, NAME being the host as vCenter shows it"
+            ))
+        })
+}
+
+/// `--host-address`, `--host-user`, `--host-password-file`, `--host-thumbprint`, `--fallback-after`.
+fn host_access(
+    g: &GlobalArgs,
+    file: &FileSettings,
+    base_tls: &TlsPolicy,
+    warnings: &mut Vec<String>,
+) -> Result<HostAccess, ConfigError> {
+    let items = |flag: &[String], key: &Option<Vec<String>>| -> Vec<String> {
+        let list = if flag.is_empty() {
+            key.clone().unwrap_or_default()
+        } else {
+            flag.to_vec()
+        };
+        list.iter()
+            .flat_map(|i| {
+                i.split([';', ','])
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    let mut addresses: Vec<(String, String)> = Vec::new();
+    for item in items(&g.host_address, &file.host_address) {
+        let (name, addr) = name_value(&item, "--host-address", "ADDRESS")?;
+        let url = normalize_url(addr).map_err(|e| invalid(format!("--host-address {name}: {e}")))?;
+        if addresses.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)) {
+            return Err(invalid(format!("--host-address names host {name} twice")));
+        }
+        addresses.push((name.to_string(), url));
+    }
+    let mut thumbprints = Vec::new();
+    for item in items(&g.host_thumbprint, &file.host_thumbprint) {
+        let (name, t) = name_value(&item, "--host-thumbprint", "SHA256")?;
+        let sha = parse_thumbprint(t).map_err(|e| invalid(format!("--host-thumbprint {name}: {e}")))?;
+        thumbprints.push((name.to_string(), sha));
+    }
+    let user = g
+        .host_user
+        .clone()
+        .or_else(|| file.host_user.clone())
+        .filter(|u| !u.trim().is_empty());
+    let path = g.host_password_file.clone().or_else(|| file.host_password_file.clone());
+    let password = match (&g.host_password, &path) {
+        (Some(_), Some(_)) => {
+            return Err(invalid("two host password sources: keep only --host-password-file"));
+        }
+        (Some(pw), None) => Some(pw.clone()),
+        (None, Some(p)) => Some(read_password_file(p, warnings)?),
+        (None, None) => None,
+    };
+    match (&user, &password) {
+        (Some(_), None) => {
+            return Err(invalid(
+                "--host-user is set but no host password: give --host-password-file PATH (a file whose first line is the ESXi user's password)",
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(invalid(
+                "--host-password-file is set but no --host-user: name the local ESXi user vmha logs in to hosts as",
+            ));
+        }
+        _ => {}
+    }
+    let fallback = g
+        .fallback_after
+        .or(file.fallback_after)
+        .unwrap_or(DEFAULT_FALLBACK_AFTER);
+    if fallback == 0 || fallback > 3600 {
+        return Err(invalid(format!("--fallback-after {fallback}: give 1 to 3600 seconds")));
+    }
+    let base_tls = match base_tls {
+        TlsPolicy::Pinned { .. } => TlsPolicy::Verify {
+            extra_roots_pem: Vec::new(),
+        },
+        other => other.clone(),
+    };
+    Ok(HostAccess {
+        addresses,
+        thumbprints,
+        base_tls,
+        user,
+        password,
+        fallback_after: Duration::from_secs(fallback),
+    })
 }
 
 /// The virtual machine resource's settings, as CLUSTERPRO names them.
@@ -175,6 +346,29 @@ fn read_secret_line(mut r: impl BufRead, what: &str) -> Result<SecretString, Con
     Ok(SecretString::from(pw))
 }
 
+/// The first line of a password file; warns when others can read it.
+fn read_password_file(path: &Path, warnings: &mut Vec<String>) -> Result<SecretString, ConfigError> {
+    let f = std::fs::File::open(path).map_err(|e| ConfigError::Read {
+        path: path.to_path_buf(),
+        cause: e.to_string(),
+    })?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = f.metadata()
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            warnings.push(format!(
+                "password file {} can be read by others (mode {:o}); run: chmod 600 {}",
+                path.display(),
+                meta.permissions().mode() & 0o777,
+                path.display()
+            ));
+        }
+    }
+    read_secret_line(std::io::BufReader::new(f), &path.display().to_string())
+}
+
 fn password(g: &GlobalArgs, file: &FileSettings, warnings: &mut Vec<String>) -> Result<SecretString, ConfigError> {
     let env = std::env::var("VMHA_PASSWORD").ok().filter(|s| !s.is_empty());
     let path = g.password_file.clone().or_else(|| file.password_file.clone());
@@ -194,25 +388,7 @@ fn password(g: &GlobalArgs, file: &FileSettings, warnings: &mut Vec<String>) -> 
         return Ok(pw.clone());
     }
     if let Some(path) = path {
-        let f = std::fs::File::open(&path).map_err(|e| ConfigError::Read {
-            path: path.clone(),
-            cause: e.to_string(),
-        })?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            if let Ok(meta) = f.metadata()
-                && meta.permissions().mode() & 0o077 != 0
-            {
-                warnings.push(format!(
-                    "password file {} can be read by others (mode {:o}); run: chmod 600 {}",
-                    path.display(),
-                    meta.permissions().mode() & 0o777,
-                    path.display()
-                ));
-            }
-        }
-        return read_secret_line(std::io::BufReader::new(f), &path.display().to_string());
+        return read_password_file(&path, warnings);
     }
     if g.password_stdin {
         return read_secret_line(std::io::stdin().lock(), "standard input");
@@ -235,7 +411,9 @@ pub fn server_url(g: &GlobalArgs, file: &FileSettings) -> Result<String, ConfigE
         .url
         .clone()
         .or_else(|| file.url.clone())
-        .ok_or_else(|| invalid("no server: give --url https://HOST/sdk (or VMHA_URL)"))?;
+        .ok_or_else(|| {
+            invalid("no server: give --url https://HOST/sdk (or VMHA_URL); with no vCenter, --host NAME (and --host-address NAME=ADDRESS) names the endpoint")
+        })?;
     normalize_url(&url)
 }
 
@@ -251,14 +429,19 @@ pub fn request_timeout(g: &GlobalArgs, file: &FileSettings) -> Result<Duration, 
     Ok(Duration::from_secs(secs))
 }
 
-pub fn connection(g: &GlobalArgs, file: &FileSettings) -> Result<ConnectionSettings, ConfigError> {
+/// How to connect. `node_host` is the ESX host this node stands for (`--host`): without a `--url` it is
+/// the endpoint itself (an ESX-only cluster: each node talks to its own host).
+pub fn connection(
+    g: &GlobalArgs,
+    file: &FileSettings,
+    node_host: Option<&str>,
+) -> Result<ConnectionSettings, ConfigError> {
     let mut warnings = Vec::new();
-    let url = server_url(g, file)?;
-    let user = g
-        .user
-        .clone()
-        .or_else(|| file.user.clone())
-        .ok_or_else(|| invalid("no user: give --user NAME (or VMHA_USER)"))?;
+    let configured_url = g.url.clone().or_else(|| file.url.clone());
+    let direct_host = match (&configured_url, node_host) {
+        (None, Some(h)) => Some(h.to_string()),
+        _ => None,
+    };
     let insecure = g.insecure || file.insecure.unwrap_or(false);
     let thumbprint = g.thumbprint.clone().or_else(|| file.thumbprint.clone());
     let ca_file = g.ca_file.clone().or_else(|| file.ca_file.clone());
@@ -288,8 +471,32 @@ pub fn connection(g: &GlobalArgs, file: &FileSettings) -> Result<ConnectionSetti
             TlsPolicy::Verify { extra_roots_pem: extra }
         }
     };
+    let hosts = host_access(g, file, &tls, &mut warnings)?;
     let request_timeout = request_timeout(g, file)?;
-    let password = password(g, file, &mut warnings)?;
+    let main_user = g.user.clone().or_else(|| file.user.clone());
+    let (url, user, password, tls) = match &direct_host {
+        None => (
+            server_url(g, file)?,
+            main_user.ok_or_else(|| invalid("no user: give --user NAME (or VMHA_USER)"))?,
+            password(g, file, &mut warnings)?,
+            tls,
+        ),
+        // No vCenter: this node's own host, with the host user when one is set.
+        Some(h) => {
+            let url = hosts.url_of(h)?;
+            let tls = hosts.tls_for(h, None);
+            match (&hosts.user, &hosts.password) {
+                (Some(u), Some(p)) => (url, u.clone(), p.clone(), tls),
+                _ => (
+                    url,
+                    main_user
+                        .ok_or_else(|| invalid("no user: give --host-user NAME (a local ESXi user) or --user NAME"))?,
+                    password(g, file, &mut warnings)?,
+                    tls,
+                ),
+            }
+        }
+    };
     Ok(ConnectionSettings {
         url,
         user,
@@ -309,6 +516,8 @@ pub fn connection(g: &GlobalArgs, file: &FileSettings) -> Result<ConnectionSetti
             )
         },
         warnings,
+        hosts,
+        direct_host,
     })
 }
 

@@ -61,6 +61,34 @@ pub enum Error {
     /// Writing the command's output failed (the man page renderer).
     #[error("cannot write the output: {0}")]
     Output(String),
+    /// vCenter could not be reached, and acting through this node's host failed too. The host's error
+    /// decides the exit code: it is what was last tried.
+    #[error("vCenter could not be reached ({vcenter}); through host {host}: {cause}")]
+    Fallback {
+        host: String,
+        vcenter: String,
+        #[source]
+        cause: Box<Error>,
+    },
+    /// The host refused vmha's direct login: wrong host user or password, or lockdown mode.
+    #[error("host {host} refused the login of '{user}'{}", lockdown_note(.lockdown))]
+    HostLoginRefused {
+        host: String,
+        user: String,
+        /// The host's lockdown mode as vCenter last reported it.
+        lockdown: Option<String>,
+        #[source]
+        cause: VimError,
+    },
+}
+
+fn lockdown_note(mode: &Option<String>) -> String {
+    match mode.as_deref() {
+        Some(m) if m != "lockdownDisabled" => format!(
+            ": the host is in lockdown mode ({m}), which refuses direct logins of every user not on its Exception Users list"
+        ),
+        _ => String::new(),
+    }
 }
 
 impl From<SoapError> for Error {
@@ -130,6 +158,20 @@ impl Error {
             Error::Vim(v) => vim_code(v),
             Error::Op(o) => op_code(o),
             Error::Interrupted(_) | Error::Output(_) => ExitCode::Failure,
+            Error::Fallback { cause, .. } => cause.exit_code(),
+            Error::HostLoginRefused { .. } => ExitCode::LoginRefused,
+        }
+    }
+
+    /// vCenter (or any server) could not be reached or did not answer: down, restarting, frozen, or
+    /// answering 5xx. Not a refusal: a wrong password or certificate is no reason to go around vCenter.
+    pub fn server_unreachable(&self) -> bool {
+        match self.vim() {
+            Some(VimError::Soap(s)) => {
+                s.is_connection_loss() || matches!(s, SoapError::Http { status, .. } if *status >= 500)
+            }
+            Some(VimError::ServerLost { .. }) => true,
+            _ => false,
         }
     }
 
@@ -142,6 +184,20 @@ impl Error {
 
     /// What to do about it, printed under the message.
     pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            Error::Fallback { cause, .. } => return cause.hint(),
+            Error::HostLoginRefused { lockdown: Some(m), .. } if m != "lockdownDisabled" => {
+                return Some(
+                    "add the host user to the host's Exception Users list (vSphere Client: host > Configure > Security Profile > Lockdown Mode), or disable lockdown mode; vmha does not retry a refused login, so the ESXi account is not locked",
+                );
+            }
+            Error::HostLoginRefused { .. } => {
+                return Some(
+                    "check --host-user and --host-password-file (a local ESXi user), and whether the host is in lockdown mode (then add the user to its Exception Users)",
+                );
+            }
+            _ => {}
+        }
         match self.vim()? {
             VimError::LoginRefused { .. } => {
                 Some("check --user and the password (VMHA_PASSWORD, --password-file or --password-stdin)")

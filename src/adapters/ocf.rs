@@ -81,7 +81,8 @@ fn configured(message: impl Into<String>) -> ParamError {
 /// The agent's parameters, read from `OCF_RESKEY_*`. Debug never shows the password (SecretString redacts it).
 #[derive(Debug, Default)]
 pub struct Params {
-    pub url: String,
+    /// vCenter (or an ESXi host); `None` in an ESX-only cluster, where each node uses its host's address.
+    pub url: Option<String>,
     pub user: String,
     pub password_file: Option<PathBuf>,
     pub password: Option<SecretString>,
@@ -94,6 +95,12 @@ pub struct Params {
     pub request_timeout: Option<u64>,
     pub start_wait: Option<u64>,
     pub stop_wait: Option<u64>,
+    /// `esx1=10.0.0.11;esx2=10.0.0.12`: each host's own endpoint.
+    pub host_addresses: Vec<String>,
+    pub host_user: Option<String>,
+    pub host_password_file: Option<PathBuf>,
+    pub host_thumbprints: Vec<String>,
+    pub fallback_after: Option<u64>,
 }
 
 /// Parses `node1:esx1;node2:esx2` (fence-agents' `pcmk_host_map` syntax: entries separated by `;` or white
@@ -150,7 +157,20 @@ fn parse_secs(name: &str, v: &str) -> Result<u64, ParamError> {
 /// Reads the parameters through `env` (a lookup of variable names, so tests need no real environment).
 pub fn params(env: &(dyn Fn(&str) -> Option<String> + Sync)) -> Result<Params, ParamError> {
     let get = |name: &str| env(&format!("OCF_RESKEY_{name}")).filter(|v| !v.trim().is_empty());
-    let url = get("url").ok_or_else(|| configured("parameter url is required (https://VCENTER/sdk)"))?;
+    let host_addresses: Vec<String> = get("host_addresses")
+        .map(|t| {
+            t.split(|c: char| c == ';' || c.is_whitespace())
+                .filter(|e| !e.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    let url = get("url");
+    if url.is_none() && host_addresses.is_empty() {
+        return Err(configured(
+            "parameter url is required (https://VCENTER/sdk); with no vCenter at all, give host_addresses instead (esx1=ADDRESS;esx2=ADDRESS) and hostmap",
+        ));
+    }
     let user = get("user").ok_or_else(|| configured("parameter user is required"))?;
     let password_file = get("password_file").map(PathBuf::from);
     let password = env("OCF_RESKEY_password")
@@ -204,6 +224,18 @@ pub fn params(env: &(dyn Fn(&str) -> Option<String> + Sync)) -> Result<Params, P
         request_timeout: secs("request_timeout")?,
         start_wait: secs("start_wait")?,
         stop_wait: secs("stop_wait")?,
+        host_thumbprints: get("host_thumbprints")
+            .map(|t| {
+                t.split([';', ' '])
+                    .filter(|e| !e.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default(),
+        host_addresses,
+        host_user: get("host_user"),
+        host_password_file: get("host_password_file").map(PathBuf::from),
+        fallback_after: secs("fallback_after")?,
     })
 }
 
@@ -304,7 +336,11 @@ pub fn ocf_code(action: Action, probe: bool, code: ExitCode) -> OcfCode {
 
 /// What the agent's own checks find wrong before vmha runs (the same checks as validate-all).
 fn check_local_files(p: &Params) -> Result<(), ParamError> {
-    for (name, path) in [("password_file", &p.password_file), ("ca_file", &p.ca_file)] {
+    for (name, path) in [
+        ("password_file", &p.password_file),
+        ("ca_file", &p.ca_file),
+        ("host_password_file", &p.host_password_file),
+    ] {
         if let Some(path) = path
             && let Err(e) = std::fs::metadata(path)
         {
@@ -323,14 +359,26 @@ fn check_local_files(p: &Params) -> Result<(), ParamError> {
     if let Some(t) = &p.thumbprint {
         crate::soap::tls::parse_thumbprint(t).map_err(|e| configured(format!("thumbprint: {e}")))?;
     }
-    crate::config::normalize_url(&p.url).map_err(|e| configured(e.to_string()))?;
+    if let Some(url) = &p.url {
+        crate::config::normalize_url(url).map_err(|e| configured(e.to_string()))?;
+    }
+    if p.host_user.is_some() != p.host_password_file.is_some() {
+        return Err(configured(
+            "host_user and host_password_file go together: the local ESXi user vmha logs in to hosts as, and its password file",
+        ));
+    }
     crate::config::vm_selector(&p.vm, &Default::default()).map_err(|e| configured(e.to_string()))?;
     Ok(())
 }
 
-fn global(p: &Params, request_timeout: Option<u64>) -> GlobalArgs {
+fn global(p: &Params, request_timeout: Option<u64>, fallback_after: Option<u64>) -> GlobalArgs {
     GlobalArgs {
-        url: Some(p.url.clone()),
+        url: p.url.clone(),
+        host_address: p.host_addresses.clone(),
+        host_user: p.host_user.clone(),
+        host_password_file: p.host_password_file.clone(),
+        host_thumbprint: p.host_thumbprints.clone(),
+        fallback_after,
         user: Some(p.user.clone()),
         password_file: p.password_file.clone(),
         password: p.password.clone(),
@@ -350,6 +398,16 @@ fn bounded_request_timeout(p: &Params, env: &(dyn Fn(&str) -> Option<String> + S
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(|ms| (ms / 2000).max(1));
     [p.request_timeout, meta, cap].into_iter().flatten().min()
+}
+
+/// How long vCenter may take before this node's host is asked: at most a quarter of the action's timeout, so
+/// that the host still has the rest (a 30 s monitor gives vCenter 7 s).
+fn bounded_fallback(p: &Params, env: &(dyn Fn(&str) -> Option<String> + Sync)) -> Option<u64> {
+    let meta = env("OCF_RESKEY_CRM_meta_timeout")
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(|ms| (ms / 4000).max(1));
+    let default = Some(crate::config::DEFAULT_FALLBACK_AFTER);
+    [p.fallback_after.or(default), meta].into_iter().flatten().min()
 }
 
 fn usage_text() -> &'static str {
@@ -413,6 +471,11 @@ pub async fn run(action: Option<&str>, env: &(dyn Fn(&str) -> Option<String> + S
                 "parameters valid; this node's ESX host: {}",
                 here.as_deref().unwrap_or("the connected host (ESX-direct)")
             ));
+            if params.url.is_some() && params.host_user.is_none() {
+                log.warn(
+                    "no host_user: while vCenter is down this resource can be neither monitored nor failed over (vCenter is a single point of failure); set host_user and host_password_file (a local ESXi user) so each node can act through its own host",
+                );
+            }
             return OcfCode::Success;
         }
         Action::Start => Command::Start {
@@ -458,7 +521,11 @@ pub async fn run(action: Option<&str>, env: &(dyn Fn(&str) -> Option<String> + S
     // A probe must be quick: one request may take at most 20 s.
     let cap = if action == Action::Monitor { Some(20) } else { None };
     let cli = Cli {
-        global: global(&params, bounded_request_timeout(&params, env, cap)),
+        global: global(
+            &params,
+            bounded_request_timeout(&params, env, cap),
+            bounded_fallback(&params, env),
+        ),
         command,
     };
     let result = dispatch(cli, log).await;
@@ -509,11 +576,11 @@ pub fn process_env(name: &str) -> Option<String> {
 pub const PARAMETERS: &[(&str, bool, &str, &str, &str, &str)] = &[
     (
         "url",
-        true,
+        false,
         "string",
         "",
         "vCenter or ESXi SDK URL",
-        "vCenter (or ESXi) endpoint: https://HOST[:PORT]/sdk or a bare HOST.",
+        "vCenter (or ESXi) endpoint: https://HOST[:PORT]/sdk or a bare HOST. Required, unless the cluster has no vCenter at all: then leave it out and give host_addresses; each node talks to its own host.",
     ),
     ("user", true, "string", "", "User name", "User to log in as."),
     (
@@ -627,6 +694,46 @@ pub const PARAMETERS: &[(&str, bool, &str, &str, &str, &str)] = &[
         "240",
         "Seconds for guest shutdown",
         "Seconds stop waits for the guest to shut down before powering off. Keep the stop timeout above stop_wait + 60.",
+    ),
+    (
+        "host_addresses",
+        false,
+        "string",
+        "",
+        "Each ESX host's own address",
+        "esx1=10.0.0.11;esx2=10.0.0.12: how to reach each host directly (name as vCenter shows it, or as hostmap names it = host name, IP or https URL). Default: the host's name. Used when vCenter is down, and in clusters without vCenter.",
+    ),
+    (
+        "host_user",
+        false,
+        "string",
+        "",
+        "Local ESXi user",
+        "A local ESXi user on every host (with the privileges the README lists for ESX-direct; on the Exception Users list of hosts in lockdown mode). With it, monitor, status, start and stop act through this node's host when vCenter cannot be reached.",
+    ),
+    (
+        "host_password_file",
+        false,
+        "string",
+        "",
+        "File holding the ESXi user's password",
+        "A file (mode 600, owned by root) whose first line is host_user's password.",
+    ),
+    (
+        "host_thumbprints",
+        false,
+        "string",
+        "",
+        "Host certificate SHA-256s",
+        "esx1=SHA256;esx2=SHA256: accept only these certificates from the hosts. Without it a host is trusted by ca_file (VMCA signs host certificates) or by the certificate vCenter reported for it while it was up.",
+    ),
+    (
+        "fallback_after",
+        false,
+        "integer",
+        "10",
+        "Seconds before asking the host",
+        "How long vCenter may take to answer before this node's host is asked directly; at most a quarter of the action's timeout.",
     ),
 ];
 

@@ -66,6 +66,41 @@ struct Entry {
     /// What the process that logged in read from the server: valid as long as the session.
     #[serde(default)]
     service: Option<ServiceInfo>,
+    /// What vCenter said about the VMs and hosts, for when it is down (outlives the session).
+    #[serde(default)]
+    memo: Memo,
+}
+
+/// Facts learnt from vCenter while it was up, for acting through the hosts when it is down: which files a
+/// VM is and where it ran, and how each host is trusted and whether it is in lockdown mode.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Memo {
+    /// VM selector key → what the VM was seen as.
+    #[serde(default)]
+    pub vms: BTreeMap<String, VmMemo>,
+    /// Host name (as vCenter shows it) → what vCenter reported of it.
+    #[serde(default)]
+    pub hosts: BTreeMap<String, HostMemo>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct VmMemo {
+    /// `[datastore] dir/x.vmx`: what a takeover through a host registers.
+    pub vmx: Option<String>,
+    /// BIOS UUID.
+    pub uuid: Option<String>,
+    /// The host it ran on last time vCenter was asked.
+    pub host: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HostMemo {
+    /// Hex SHA-256 of the certificate vCenter reports for the host (`config.certificate`).
+    pub cert_sha256: Option<String>,
+    /// `config.lockdownMode` (vSphere 6.0+): anything but lockdownDisabled refuses direct logins.
+    pub lockdown: Option<String>,
+    /// When this was read (seconds since 1970): re-read once a day.
+    pub read_at: u64,
 }
 
 /// The server's ServiceContent and the vim25 version negotiated with it. A server is not upgraded under
@@ -256,7 +291,9 @@ impl SessionCache {
             file: self.file.display().to_string(),
             cause,
         })?;
-        let names = match self.read_entry() {
+        let old = self.read_entry();
+        let memo = old.as_ref().map(|e| e.memo.clone()).unwrap_or_default();
+        let names = match old {
             Some(e) if e.server_sha256 == fingerprint => e.names,
             _ => BTreeMap::new(),
         };
@@ -269,7 +306,24 @@ impl SessionCache {
             salt: Some(salt),
             names,
             service: Some(service.clone()),
+            memo,
         })
+    }
+
+    /// What vCenter said of VMs and hosts, whether or not a session is cached (read when vCenter is down).
+    pub fn memo(&self) -> Memo {
+        self.read_entry().map(|e| e.memo).unwrap_or_default()
+    }
+
+    /// Changes the memo under the lock; written only if `change` changed it.
+    pub async fn update_memo(&self, change: impl FnOnce(&mut Memo), wait: Duration) -> Result<(), CacheError> {
+        let _lock = self.lock(wait).await?;
+        let Some(mut e) = self.read_entry() else {
+            return Ok(());
+        };
+        let before = e.memo.clone();
+        change(&mut e.memo);
+        if e.memo == before { Ok(()) } else { self.write_entry(&e) }
     }
 
     /// Adds the service content to a file that holds a session without it (one an older vmha wrote).

@@ -241,11 +241,14 @@ pub fn validate_vmx(path: &str) -> Result<(), String> {
 }
 
 /// Where a VM can be looked for: the selector resolved to a datastore path if it is one.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct FoundVm {
     pub vm: Option<MoRef>,
     /// The `[ds] path` form, when the selector was a path.
     pub vmx: Option<String>,
+    /// More VMs of the same name: either entries of the same files (after vCenter was away; the caller
+    /// picks one) or really other VMs (the caller refuses the name as ambiguous).
+    pub others: Vec<MoRef>,
 }
 
 fn names<'a>(it: impl Iterator<Item = &'a str>) -> String {
@@ -269,33 +272,18 @@ pub async fn find_vm_anywhere(session: &Session, sel: &VmSelector) -> Option<Res
                         .call(async |c| methods::find_by_uuid(c, &si, None, uuid, instance).await)
                         .await?;
                     if found.is_some() {
-                        return Ok(FoundVm { vm: found, vmx: None });
+                        return Ok(FoundVm {
+                            vm: found,
+                            ..Default::default()
+                        });
                     }
                 }
-                Ok(FoundVm { vm: None, vmx: None })
+                Ok(FoundVm::default())
             }
             .await,
         ),
         VmSelector::Name(name) => {
-            let t = |name: &str, kind: &str, path: &str, select: &[&str]| TraversalSpec {
-                name: name.into(),
-                kind: kind.into(),
-                path: path.into(),
-                select: select.iter().map(|s| s.to_string()).collect(),
-            };
-            // Only down to the VMs: folders, datacenters' VM folders, vApps.
-            let spec = PropertyFilterSpec {
-                props: vec![spec("VirtualMachine", &["name"])],
-                objects: vec![ObjectSpec {
-                    obj: session.content().root_folder.clone(),
-                    skip: false,
-                    traversals: vec![
-                        t("folder", "Folder", "childEntity", &["folder", "dcVm", "vappVm"]),
-                        t("dcVm", "Datacenter", "vmFolder", &["folder", "vappVm"]),
-                        t("vappVm", "VirtualApp", "vm", &[]),
-                    ],
-                }],
-            };
+            let spec = vm_search_spec(session, "name");
             let mut matches = Vec::new();
             let paged = session
                 .retrieve_pages(&spec, Some(NAME_PAGE), |page| {
@@ -311,18 +299,65 @@ pub async fn find_vm_anywhere(session: &Session, sel: &VmSelector) -> Option<Res
     }
 }
 
-fn one_of(name: &str, matches: Vec<MoRef>) -> Result<FoundVm, VimError> {
-    match matches.as_slice() {
-        [] => Ok(FoundVm { vm: None, vmx: None }),
-        [one] => Ok(FoundVm {
-            vm: Some(one.clone()),
-            vmx: None,
-        }),
-        many => Err(VimError::AmbiguousName {
-            name: name.to_string(),
-            count: many.len(),
-            morefs: names(many.iter().map(|m| m.value.as_str())),
-        }),
+fn one_of(_name: &str, mut matches: Vec<MoRef>) -> Result<FoundVm, VimError> {
+    if matches.is_empty() {
+        return Ok(FoundVm::default());
+    }
+    let first = matches.remove(0);
+    Ok(FoundVm {
+        vm: Some(first),
+        vmx: None,
+        others: matches,
+    })
+}
+
+/// The error for a name that several different VMs share.
+pub fn ambiguous(name: &str, all: &[MoRef]) -> VimError {
+    VimError::AmbiguousName {
+        name: name.to_string(),
+        count: all.len(),
+        morefs: names(all.iter().map(|m| m.value.as_str())),
+    }
+}
+
+/// Every VM registered with the files `vmx` (`[datastore] dir/x.vmx`), read 1,000 per answer. vSphere
+/// has no search that returns them all (FindByDatastorePath gives one), so every VM's path is read: done
+/// only when an entry looks stale.
+pub async fn entries_of_files(session: &Session, vmx: &str) -> Result<Vec<MoRef>, VimError> {
+    let spec = vm_search_spec(session, "config.files.vmPathName");
+    let mut found = Vec::new();
+    session
+        .retrieve_pages(&spec, Some(NAME_PAGE), |page| {
+            found.extend(
+                page.into_iter()
+                    .filter(|o| o.obj.kind == "VirtualMachine" && o.text("config.files.vmPathName") == Some(vmx))
+                    .map(|o| o.obj),
+            )
+        })
+        .await?;
+    Ok(found)
+}
+
+/// Every VM under the root folder, with one property.
+fn vm_search_spec(session: &Session, path: &str) -> PropertyFilterSpec {
+    let t = |name: &str, kind: &str, path: &str, select: &[&str]| TraversalSpec {
+        name: name.into(),
+        kind: kind.into(),
+        path: path.into(),
+        select: select.iter().map(|s| s.to_string()).collect(),
+    };
+    // Only down to the VMs: folders, datacenters' VM folders, vApps.
+    PropertyFilterSpec {
+        props: vec![spec("VirtualMachine", &[path])],
+        objects: vec![ObjectSpec {
+            obj: session.content().root_folder.clone(),
+            skip: false,
+            traversals: vec![
+                t("folder", "Folder", "childEntity", &["folder", "dcVm", "vappVm"]),
+                t("dcVm", "Datacenter", "vmFolder", &["folder", "vappVm"]),
+                t("vappVm", "VirtualApp", "vm", &[]),
+            ],
+        }],
     }
 }
 
@@ -355,12 +390,12 @@ pub async fn find_vm(
                     if let Some(vm) = found {
                         return Ok(FoundVm {
                             vm: Some(vm),
-                            vmx: None,
+                            ..Default::default()
                         });
                     }
                 }
             }
-            Ok(FoundVm { vm: None, vmx: None })
+            Ok(FoundVm::default())
         }
         VmSelector::Vmx(path) => {
             let path = path.trim();
@@ -381,12 +416,14 @@ pub async fn find_vm(
                     return Ok(FoundVm {
                         vm: Some(vm),
                         vmx: Some(ds_path),
+                        others: Vec::new(),
                     });
                 }
             }
             Ok(FoundVm {
                 vm: None,
                 vmx: Some(ds_path),
+                others: Vec::new(),
             })
         }
         VmSelector::Name(name) => {

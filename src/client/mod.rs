@@ -5,6 +5,7 @@
 //! It knows the wire types and the transport; it knows nothing of commands.
 
 pub mod cache;
+pub mod hosts;
 pub mod inventory;
 pub mod session;
 pub mod stream;

@@ -383,6 +383,21 @@ impl Session {
         }
     }
 
+    /// What vCenter said earlier of VMs and hosts (the session cache's memo); empty without the cache.
+    pub fn memo(&self) -> super::cache::Memo {
+        self.cache.as_ref().map(|c| c.memo()).unwrap_or_default()
+    }
+
+    /// Changes the memo beside the cached session. Failures cost only a later fallback its facts.
+    pub async fn update_memo(&self, change: impl FnOnce(&mut super::cache::Memo)) {
+        let Some(cache) = self.cache.as_ref().filter(|_| self.is_kept()) else {
+            return;
+        };
+        if let Err(e) = cache.update_memo(change, self.lock_wait()).await {
+            tracing::debug!("session cache: {e}");
+        }
+    }
+
     /// `vmha logout`: Logout of the cached session, and the file removed. True when the server confirmed.
     pub async fn end_cached(&self) -> bool {
         let ok = self.logout().await;

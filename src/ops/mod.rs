@@ -2,6 +2,7 @@
 //! and carries the decision out through the client layer's handles; none touches the wire.
 
 pub mod check;
+pub mod entries;
 pub mod error;
 #[cfg(test)]
 mod fixtures;
@@ -21,6 +22,33 @@ use crate::config::ResourceSettings;
 use crate::log::StepLog;
 use crate::vim::{MoRef, QuestionInfo};
 
+/// Which endpoint a command acts through.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Route {
+    /// The server `--url` names: vCenter, or an ESX host (its `apiType` says which).
+    #[default]
+    Server,
+    /// This node's own ESX host, directly: `vcenter_down` says why not vCenter; `None` is a cluster with no
+    /// vCenter at all (ESX-only). The connected host is this node's host, whatever it calls itself.
+    Host { name: String, vcenter_down: Option<String> },
+}
+
+/// What another host says of the VM, asked directly before a start through this node's host registers it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerSeen {
+    pub host: String,
+    /// `Ok(None)`: not registered there; `Err`: the host did not answer (dead, or cut off).
+    pub seen: Result<Option<crate::vim::PowerState>, String>,
+}
+
+/// Asks the other hosts about the VM (given by the caller, which owns the connections).
+pub type PeerProbe<'a> = Box<dyn Fn() -> futures_util::future::LocalBoxFuture<'a, Vec<PeerSeen>> + 'a>;
+
+/// The session cache's key for the VM the settings name (its remembered managed object and memo).
+pub fn selector_key(settings: &ResourceSettings) -> String {
+    format!("{} in {}", settings.vm, settings.datacenter.as_deref().unwrap_or("*"))
+}
+
 /// What a command works with once logged in.
 pub struct Ctx<'a> {
     pub session: &'a Session,
@@ -28,6 +56,16 @@ pub struct Ctx<'a> {
     pub log: &'a StepLog,
     /// Read on first use: most calls never need the inventory above the VM.
     inv: tokio::sync::OnceCell<Inventory>,
+    route: Route,
+    /// The VM's files as vCenter last reported them: what a takeover through a host registers when the
+    /// settings name the VM otherwise.
+    remembered_vmx: Option<String>,
+    peers: Option<PeerProbe<'a>>,
+    /// The last state read of the VM and its host, for the memo kept beside the session.
+    last_seen: std::sync::Mutex<Option<(VmState, Option<HostInfo>)>>,
+    /// Other inventory entries of the VM's files, and those of them safe to unregister.
+    duplicates: std::sync::Mutex<Vec<VmState>>,
+    removable: std::sync::Mutex<Vec<MoRef>>,
 }
 
 impl<'a> Ctx<'a> {
@@ -41,7 +79,50 @@ impl<'a> Ctx<'a> {
             settings,
             log,
             inv: tokio::sync::OnceCell::new(),
+            route: Route::Server,
+            remembered_vmx: None,
+            peers: None,
+            last_seen: std::sync::Mutex::new(None),
+            duplicates: std::sync::Mutex::new(Vec::new()),
+            removable: std::sync::Mutex::new(Vec::new()),
         })
+    }
+
+    /// Acts through `route`, knowing the VM's files from an earlier vCenter read, and asking `peers`.
+    pub fn with_route(mut self, route: Route, remembered_vmx: Option<String>, peers: Option<PeerProbe<'a>>) -> Self {
+        self.route = route;
+        self.remembered_vmx = remembered_vmx;
+        self.peers = peers;
+        self
+    }
+
+    pub fn route(&self) -> &Route {
+        &self.route
+    }
+
+    /// The VM belongs to vCenter's inventory (even when this command acts through a host).
+    pub fn vcenter_managed(&self) -> bool {
+        self.vcenter()
+            || matches!(
+                &self.route,
+                Route::Host {
+                    vcenter_down: Some(_),
+                    ..
+                }
+            )
+    }
+
+    /// The last state read of the VM and its host.
+    pub fn last_seen(&self) -> Option<(VmState, Option<HostInfo>)> {
+        self.last_seen.lock().ok().and_then(|s| s.clone())
+    }
+
+    /// What the other hosts say of the VM; empty when there is nobody to ask.
+    pub async fn ask_peers(&self) -> Vec<PeerSeen> {
+        match &self.peers {
+            Some(probe) => probe().await,
+            None => Vec::new(),
+        }
     }
 
     /// Datacenters, hosts, pools and datastores, read once when first needed.
@@ -81,16 +162,14 @@ impl<'a> Ctx<'a> {
     pub async fn read(&self, vm: &Vm<'_>) -> Result<(VmState, Option<HostInfo>), OpError> {
         let (s, h) = vm.read().await?;
         self.log.set_label(&s.name);
+        if let Ok(mut last) = self.last_seen.lock() {
+            *last = Some((s.clone(), h.clone()));
+        }
         Ok((s, h))
     }
 
-    /// The session cache's key for this VM selector.
     fn selector_key(&self) -> String {
-        format!(
-            "{} in {}",
-            self.settings.vm,
-            self.settings.datacenter.as_deref().unwrap_or("*")
-        )
+        selector_key(self.settings)
     }
 
     /// Whether a state read proves the remembered managed object is still the VM the settings name.
@@ -111,27 +190,39 @@ impl<'a> Ctx<'a> {
     /// As [`Ctx::observe`], with the VM's host. Where the session cache remembers the VM, one state
     /// read both checks that memory (same name, .vmx or uuid, and a datacenter given is not checked
     /// again: the key holds it) and is the read the command needs; otherwise it searches, and remembers.
+    /// An entry that looks stale (its host lost, or it is not connected) is checked against the other
+    /// entries of the same files, and the one that is the VM is used (see [`entries::choose`]).
     pub async fn observe_with_host(&self) -> Result<(FoundVm, Option<(VmState, Option<HostInfo>)>), OpError> {
         let key = self.selector_key();
         if let Some((moref, path)) = self.session.remembered_vm(&key) {
             match self.read(&self.vm(&moref)).await {
-                Ok(seen) if self.still_matches(&seen.0, path.as_deref()) => {
+                Ok(seen) if self.still_matches(&seen.0, path.as_deref()) && !self.looks_stale(&seen.0) => {
                     let found = FoundVm {
                         vm: Some(moref),
                         vmx: path,
+                        others: Vec::new(),
                     };
                     return Ok((found, Some(seen)));
                 }
-                Ok(_) => tracing::debug!("{moref} is no longer {}: searching again", self.settings.vm),
+                Ok(_) => tracing::debug!(
+                    "{moref} is no longer {}, or looks stale: searching again",
+                    self.settings.vm
+                ),
                 Err(OpError::Vim(e)) if e.is_object_gone() => {
                     tracing::debug!("{moref} is gone: searching again")
                 }
                 Err(e) => return Err(e),
             }
         }
-        let found = self.find().await?;
-        let seen = match &found.vm {
-            Some(m) => Some(self.read(&self.vm(m)).await?),
+        let mut found = self.find().await?;
+        if found.vm.is_none() && found.vmx.is_none() {
+            found.vmx = self.remembered_vmx.clone();
+        }
+        let seen = match found.vm.clone() {
+            Some(m) => {
+                let first = self.read(&self.vm(&m)).await?;
+                Some(self.pick_entry(&mut found, first).await?)
+            }
             None => None,
         };
         let remember = found.vm.as_ref().map(|m| (m, found.vmx.as_deref()));
@@ -139,9 +230,110 @@ impl<'a> Ctx<'a> {
         Ok((found, seen))
     }
 
+    /// Through vCenter, an entry not connected, or on a host that is not: there may be another entry of
+    /// the same files (registered through a host while vCenter was away).
+    fn looks_stale(&self, s: &VmState) -> bool {
+        self.route == Route::Server
+            && self.vcenter()
+            && (s.connection_state != crate::vim::VmConnectionState::Connected
+                || s.host_connection_state
+                    .as_ref()
+                    .is_some_and(|c| *c != crate::vim::HostConnectionState::Connected))
+    }
+
+    /// With several entries (same name, or a stale-looking entry with twins of the same files), reads
+    /// them all and keeps the one that is the VM; refuses a name that different VMs share.
+    async fn pick_entry(
+        &self,
+        found: &mut FoundVm,
+        first: (VmState, Option<HostInfo>),
+    ) -> Result<(VmState, Option<HostInfo>), OpError> {
+        let mut candidates = std::mem::take(&mut found.others);
+        if self.looks_stale(&first.0)
+            && let Some(vmx) = &first.0.vmx
+        {
+            for m in crate::client::inventory::entries_of_files(self.session, vmx).await? {
+                if m != first.0.moref && !candidates.contains(&m) {
+                    candidates.push(m);
+                }
+            }
+        }
+        if candidates.is_empty() {
+            return Ok(first);
+        }
+        let mut entries = vec![first];
+        for m in &candidates {
+            match self.vm(m).read().await {
+                Ok(seen) => entries.push(seen),
+                Err(e) if e.is_object_gone() => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if let VmSelector::Name(name) = &self.settings.vm
+            && entries.iter().any(|(s, _)| s.vmx != entries[0].0.vmx)
+        {
+            let all: Vec<MoRef> = entries.iter().map(|(s, _)| s.moref.clone()).collect();
+            return Err(crate::client::inventory::ambiguous(name, &all).into());
+        }
+        let states: Vec<VmState> = entries.iter().map(|(s, _)| s.clone()).collect();
+        let choice = entries::choose(&states, self.settings.host.as_deref());
+        let primary = entries.swap_remove(choice.primary);
+        let removable: Vec<MoRef> = choice.removable.iter().map(|&i| states[i].moref.clone()).collect();
+        self.log.warn(format!(
+            "{} inventory entries for {}: using {} on {}",
+            states.len(),
+            primary.0.vmx.as_deref().unwrap_or(&primary.0.name),
+            primary.0.moref,
+            primary.0.host_name.as_deref().unwrap_or("no host")
+        ));
+        if let Ok(mut d) = self.duplicates.lock() {
+            *d = states.into_iter().filter(|s| s.moref != primary.0.moref).collect();
+        }
+        if let Ok(mut r) = self.removable.lock() {
+            *r = removable;
+        }
+        if let Ok(mut last) = self.last_seen.lock() {
+            *last = Some(primary.clone());
+        }
+        self.log.set_label(&primary.0.name);
+        found.vm = Some(primary.0.moref.clone());
+        Ok(primary)
+    }
+
+    /// The VM's other inventory entries seen by the last search (for `status`).
+    pub fn duplicates(&self) -> Vec<VmState> {
+        self.duplicates.lock().map(|d| d.clone()).unwrap_or_default()
+    }
+
+    /// Unregisters the stale entries [`entries::choose`] found safe to remove. Best effort: a failure is
+    /// logged, and leaves only an inventory entry behind.
+    pub async fn remove_stale_entries(&self) {
+        let stale = self.removable.lock().map(|r| r.clone()).unwrap_or_default();
+        for m in stale {
+            match self.vm(&m).unregister().await {
+                Ok(()) => self
+                    .log
+                    .info(format!("unregistered the stale inventory entry {m} of the same files")),
+                Err(e) => self.log.warn(format!("could not unregister the stale entry {m}: {e}")),
+            }
+        }
+    }
+
     /// The host this node stands for: `--host`, required with vCenter; the connected host on ESX-direct.
     /// `seen` is a host already read (the VM's): when it is the one named, no inventory is read.
     pub async fn node_host(&self, seen: Option<&HostInfo>) -> Result<HostInfo, OpError> {
+        // Through the host itself, the connected host is this node's, whatever name it gives itself (an
+        // ESXi calls itself by its own host name, vCenter by the name it was added as).
+        if let Route::Host { .. } = &self.route {
+            if let Some(h) = seen {
+                return Ok(h.clone());
+            }
+            let inv = self.inv().await?;
+            return match inv.hosts.as_slice() {
+                [one] => Ok(one.clone()),
+                _ => Err(OpError::HostAmbiguous),
+            };
+        }
         match &self.settings.host {
             Some(name) => {
                 if let Some(h) = seen.filter(|h| h.name.eq_ignore_ascii_case(name)) {
@@ -162,7 +354,7 @@ impl<'a> Ctx<'a> {
 
     /// Refuses a missing `--host` with vCenter before any lookup.
     pub fn require_host(&self) -> Result<(), OpError> {
-        if self.settings.host.is_none() && self.vcenter() {
+        if self.settings.host.is_none() && self.vcenter() && self.route == Route::Server {
             return Err(OpError::HostRequired);
         }
         Ok(())

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use super::{AnswerPolicy, Ctx, OpError, answer_question};
+use super::{AnswerPolicy, Ctx, OpError, PeerSeen, Route, answer_question};
 use crate::client::wait::{self, Control, Targets, VmProp, Waited};
 use crate::client::{HostInfo, VimError, Vm, VmState};
 use crate::vim::{HeartbeatStatus, HostConnectionState, MoRef, PowerState};
@@ -23,6 +23,8 @@ pub struct StartInput<'a> {
     /// What the VM is called in messages before its inventory name is known.
     pub label: &'a str,
     pub vcenter: bool,
+    /// What the other hosts said when asked directly (through a host, before registering here).
+    pub peers: &'a [PeerSeen],
 }
 
 /// What start will do.
@@ -68,6 +70,15 @@ pub fn plan(i: &StartInput<'_>) -> Result<StartPlan, OpError> {
         });
     }
     let Some(vm) = i.vm else {
+        // Registering here is safe only if no host that answered runs the VM; a host that did not answer
+        // is left to VMFS: its lock refuses the power-on while it still runs the VM.
+        if let Some(p) = i.peers.iter().find(|p| p.seen == Ok(Some(PowerState::PoweredOn))) {
+            return Err(OpError::RunningElsewhere {
+                vm: i.label.to_string(),
+                host: p.host.clone(),
+                wanted: i.target.name.clone(),
+            });
+        }
         return match i.vmx {
             Some(vmx) => Ok(StartPlan::Register { vmx: vmx.to_string() }),
             None => Err(OpError::NeedVmxToRegister {
@@ -138,13 +149,30 @@ pub async fn run(ctx: &Ctx<'_>, answers: &AnswerPolicy) -> Result<&'static str, 
     };
     let target = ctx.node_host(vm_host.as_ref()).await?;
     let label = ctx.vm_label();
+    // Through a host, a VM it does not have may run on another: ask those that can be asked.
+    let peers = match (state.as_ref(), ctx.route()) {
+        (None, Route::Host { .. }) => ctx.ask_peers().await,
+        _ => Vec::new(),
+    };
+    for p in &peers {
+        match &p.seen {
+            Ok(Some(power)) => ctx.log.info(format!("host {} has the VM, {power}", p.host)),
+            Ok(None) => ctx.log.info(format!("host {} does not have the VM", p.host)),
+            Err(e) => ctx.log.warn(format!(
+                "host {} did not answer ({e}): if it still runs the VM, its file lock refuses the power-on here",
+                p.host
+            )),
+        }
+    }
     let decided = plan(&StartInput {
         target: &target,
         vm: state.as_ref(),
         vmx: found.vmx.as_deref(),
         label: &label,
         vcenter: ctx.vcenter(),
+        peers: &peers,
     })?;
+    ctx.remove_stale_entries().await;
     let name = decided.name();
     // The state just read is still current when the plan only powers on: no second read.
     let current = match &decided {
@@ -412,13 +440,59 @@ mod tests {
     }
 
     fn decide(target: &HostInfo, vm: Option<&VmState>, vmx: Option<&str>, vcenter: bool) -> Result<StartPlan, OpError> {
+        decide_with_peers(target, vm, vmx, vcenter, &[])
+    }
+
+    fn decide_with_peers(
+        target: &HostInfo,
+        vm: Option<&VmState>,
+        vmx: Option<&str>,
+        vcenter: bool,
+        peers: &[PeerSeen],
+    ) -> Result<StartPlan, OpError> {
         plan(&StartInput {
             target,
             vm,
             vmx,
             label: "vm1",
             vcenter,
+            peers,
         })
+    }
+
+    fn peer(host: &str, seen: Result<Option<PowerState>, String>) -> PeerSeen {
+        PeerSeen {
+            host: host.into(),
+            seen,
+        }
+    }
+
+    #[test]
+    fn through_a_host_not_registered_here_and_running_on_a_peer_is_refused_exit_5() {
+        let peers = [
+            peer("esx0", Err("connection refused".into())),
+            peer("esx2", Ok(Some(PowerState::PoweredOn))),
+        ];
+        let e = decide_with_peers(&h1(), None, Some("[ds] vm1/vm1.vmx"), false, &peers).unwrap_err();
+        assert!(
+            matches!(&e, OpError::RunningElsewhere { host, .. } if host == "esx2"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn through_a_host_peers_that_do_not_run_it_or_do_not_answer_let_it_register_here() {
+        let peers = [
+            peer("esx0", Err("connection refused".into())),
+            peer("esx2", Ok(Some(PowerState::PoweredOff))),
+            peer("esx3", Ok(None)),
+        ];
+        assert_eq!(
+            decide_with_peers(&h1(), None, Some("[ds] vm1/vm1.vmx"), false, &peers).unwrap(),
+            StartPlan::Register {
+                vmx: "[ds] vm1/vm1.vmx".into()
+            }
+        );
     }
 
     fn power_on() -> StartPlan {

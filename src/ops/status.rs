@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use super::{Ctx, OpError};
+use super::{Ctx, OpError, Route};
 use crate::client::VmState;
 use crate::vim::QuestionInfo;
 
@@ -18,6 +18,20 @@ pub struct StatusReport {
     pub connection_state: Option<String>,
     pub heartbeat: Option<String>,
     pub question: Option<QuestionInfo>,
+    /// Other inventory entries of the same files (after vCenter was away): moref, host, states.
+    pub other_entries: Vec<OtherEntry>,
+    /// `vcenter`, or `host` when the answer came from this node's host directly.
+    pub source: &'static str,
+    /// Why the host was asked instead of vCenter.
+    pub fallback_reason: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct OtherEntry {
+    pub moref: String,
+    pub host: Option<String>,
+    pub power_state: String,
+    pub connection_state: String,
 }
 
 impl StatusReport {
@@ -33,6 +47,9 @@ impl StatusReport {
             connection_state: None,
             heartbeat: None,
             question: None,
+            other_entries: Vec::new(),
+            source: "server",
+            fallback_reason: None,
         }
     }
 
@@ -48,6 +65,9 @@ impl StatusReport {
             connection_state: Some(s.connection_state.to_string()),
             heartbeat: Some(s.heartbeat.to_string()),
             question: s.question.clone(),
+            other_entries: Vec::new(),
+            source: "server",
+            fallback_reason: None,
         }
     }
 
@@ -82,13 +102,41 @@ impl StatusReport {
         } else if let Some(vmx) = &self.vmx {
             out += &format!("vmx: {vmx}\n");
         }
+        for e in &self.other_entries {
+            out += &format!(
+                "other entry: {} on {} ({}, {})\n",
+                e.moref,
+                e.host.as_deref().unwrap_or("-"),
+                e.power_state,
+                e.connection_state
+            );
+        }
+        if let Some(why) = &self.fallback_reason {
+            out += &format!("source: this node's host directly ({why})\n");
+        }
         out
     }
 }
 
 pub async fn run(ctx: &Ctx<'_>) -> Result<StatusReport, OpError> {
-    Ok(match ctx.observe().await? {
+    let mut report = match ctx.observe().await? {
         (found, None) => StatusReport::unregistered(found.vmx),
         (_, Some(state)) => StatusReport::from_state(&state),
-    })
+    };
+    report.other_entries = ctx
+        .duplicates()
+        .iter()
+        .map(|d| OtherEntry {
+            moref: d.moref.value.clone(),
+            host: d.host_name.clone(),
+            power_state: d.power_state.to_string(),
+            connection_state: d.connection_state.to_string(),
+        })
+        .collect();
+    (report.source, report.fallback_reason) = match ctx.route() {
+        Route::Server if ctx.vcenter() => ("vcenter", None),
+        Route::Server => ("host", None),
+        Route::Host { vcenter_down, .. } => ("host", vcenter_down.clone()),
+    };
+    Ok(report)
 }

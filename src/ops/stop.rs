@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use super::{Answer, AnswerPolicy, Ctx, OpError, Progress, give_answer};
+use super::{Answer, AnswerPolicy, Ctx, OpError, Progress, Route, give_answer};
 use crate::client::wait::{self, Control, Targets, VmProp, Waited};
 use crate::client::{HostInfo, Vm, VmState};
 use crate::vim::{HostConnectionState, MoRef, PowerState};
@@ -21,7 +21,11 @@ pub struct StopInput<'a> {
     pub here: &'a HostInfo,
     /// The VM's state, or `None` when it is not registered.
     pub vm: Option<&'a VmState>,
+    /// The VM belongs to vCenter's inventory.
     pub vcenter: bool,
+    /// Acting through this node's host while vCenter is down: the entry stays in vCenter's inventory (an
+    /// unregistration on the host would leave vCenter an orphaned entry), whatever `--unregister` says.
+    pub vcenter_down: bool,
     pub opts: &'a StopOptions,
     /// What the VM is called in messages before its inventory name is known.
     pub label: &'a str,
@@ -98,7 +102,7 @@ pub fn plan(i: &StopInput<'_>) -> Result<StopPlan, OpError> {
         power,
         // vCenter keeps the inventory entry unless asked; ESX-direct removes it unless asked to keep it.
         unregister: if i.vcenter {
-            i.opts.unregister
+            i.opts.unregister && !i.vcenter_down
         } else {
             !i.opts.keep_registered
         },
@@ -118,10 +122,18 @@ pub async fn run(ctx: &Ctx<'_>, opts: &StopOptions) -> Result<&'static str, OpEr
     let decided = plan(&StopInput {
         here: &here,
         vm: state.as_ref(),
-        vcenter: ctx.vcenter(),
+        vcenter: ctx.vcenter_managed(),
+        vcenter_down: matches!(
+            ctx.route(),
+            Route::Host {
+                vcenter_down: Some(_),
+                ..
+            }
+        ),
         opts,
         label: &label,
     })?;
+    ctx.remove_stale_entries().await;
     let name = decided.name();
     let (vm, answer, power, unregister) = match decided {
         StopPlan::NotRegistered => {
@@ -231,9 +243,25 @@ mod tests {
             here,
             vm,
             vcenter,
+            vcenter_down: false,
             opts: o,
             label: "vm1",
         })
+    }
+
+    #[test]
+    fn through_the_host_while_vcenter_is_down_the_entry_stays_registered_even_with_unregister() {
+        let vm = vm_on(&here(), PowerState::PoweredOn);
+        let decided = plan(&StopInput {
+            here: &here(),
+            vm: Some(&vm),
+            vcenter: true,
+            vcenter_down: true,
+            opts: &opts(false, true),
+            label: "vm1",
+        })
+        .unwrap();
+        assert_eq!(decided, deactivate(PowerDown::Shutdown, false));
     }
 
     fn deactivate(power: PowerDown, unregister: bool) -> StopPlan {

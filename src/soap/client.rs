@@ -297,6 +297,9 @@ pub struct TransportOptions {
     pub tls: TlsPolicy,
     pub request_timeout: Duration,
     pub connect_timeout: Duration,
+    /// A shorter bound for the connection and the first answer (vCenter, when a host can stand in for it):
+    /// a server that is down or frozen is given up on quickly; once it has answered, `request_timeout` rules.
+    pub first_answer_timeout: Option<Duration>,
     pub max_body: usize,
     pub max_depth: usize,
 }
@@ -309,6 +312,7 @@ impl TransportOptions {
             request_timeout,
             // Connecting is quick or it is not happening: keep it short and apart from the request timeout.
             connect_timeout: request_timeout.min(Duration::from_secs(10)),
+            first_answer_timeout: None,
             max_body: DEFAULT_MAX_BODY,
             max_depth: xml::DEFAULT_MAX_DEPTH,
         }
@@ -326,6 +330,8 @@ pub struct SoapClient {
     /// `/sdk/vimServiceVersions.xml` is read once, before the first call.
     versions_read: tokio::sync::OnceCell<()>,
     recorder: Option<Recorder>,
+    /// Set by the first complete answer: from then on `request_timeout` applies, not `first_answer_timeout`.
+    answered: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for SoapClient {
@@ -356,6 +362,10 @@ impl SoapClient {
             url: opts.url.clone(),
             source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
         })?;
+        let mut opts = opts;
+        if let Some(first) = opts.first_answer_timeout {
+            opts.connect_timeout = opts.connect_timeout.min(first);
+        }
         Ok(SoapClient {
             conns: Connections::new(endpoint, opts.connect_timeout),
             opts,
@@ -364,6 +374,7 @@ impl SoapClient {
             secrets: Mutex::new(Vec::new()),
             versions_read: tokio::sync::OnceCell::new(),
             recorder,
+            answered: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -422,12 +433,18 @@ impl SoapClient {
             })?;
             Ok((status, parts.headers, text))
         };
-        tokio::time::timeout(self.opts.request_timeout, attempt)
+        let limit = match self.opts.first_answer_timeout {
+            Some(first) if !self.answered.load(std::sync::atomic::Ordering::Relaxed) => first,
+            _ => self.opts.request_timeout,
+        };
+        let answer = tokio::time::timeout(limit, attempt)
             .await
             .map_err(|_| SoapError::Timeout {
                 method: method.into(),
-                secs: self.opts.request_timeout.as_secs(),
-            })?
+                secs: limit.as_secs(),
+            })??;
+        self.answered.store(true, std::sync::atomic::Ordering::Relaxed);
+        Ok(answer)
     }
 
     fn keep_session_cookie(&self, headers: &http::HeaderMap) {
