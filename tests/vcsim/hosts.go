@@ -495,4 +495,3 @@ func unescapeXML(b []byte) []byte {
 	}
 	return []byte(s)
 }
-

@@ -42,13 +42,13 @@ const (
 )
 
 type readyLine struct {
-	URL            string `json:"url"`
-	Control        string `json:"control"`
-	User           string `json:"user"`
-	Password       string `json:"password"`
-	Thumbprint     string `json:"thumbprint"`
-	ThumbprintSHA1 string `json:"thumbprint_sha1"`
-	CAFile         string `json:"ca_file"`
+	URL            string     `json:"url"`
+	Control        string     `json:"control"`
+	User           string     `json:"user"`
+	Password       string     `json:"password"`
+	Thumbprint     string     `json:"thumbprint"`
+	ThumbprintSHA1 string     `json:"thumbprint_sha1"`
+	CAFile         string     `json:"ca_file"`
 	Mode           string     `json:"mode"`
 	PID            int        `json:"pid"`
 	Hosts          []hostInfo `json:"hosts"`
