@@ -12,6 +12,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"sort"
@@ -572,4 +574,115 @@ func TestSimulator(t *testing.T) {
 			t.Fatalf("after expiry: %v", err)
 		}
 	})
+}
+
+// TestESXHosts runs the ESX-only cluster (--mode esx --hosts 2) in a child
+// process: simulator.Map is a process global, and TestSimulator has its own.
+func TestESXHosts(t *testing.T) {
+	if os.Getenv("VCSIM_EXT_ESX_HOSTS_CHILD") == "1" {
+		esxHostsChild(t)
+		return
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestESXHosts$", "-test.v")
+	cmd.Env = append(os.Environ(), "VCSIM_EXT_ESX_HOSTS_CHILD=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("ESX-only cluster: %v\n%s", err, out)
+	}
+}
+
+func esxHostsChild(t *testing.T) {
+	inst, err := start("esx", filepath.Join(t.TempDir(), "ca.pem"), tlsCASigned, 0, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inst.close()
+	ctx := context.Background()
+	r := inst.ready
+	if r.Mode != "esx" || len(r.Hosts) != 2 || r.Hosts[0].Name != "DC0_C0_H0" || r.URL != r.Hosts[0].URL || r.User != hostUser {
+		t.Fatalf("ready line: %+v", r)
+	}
+	control := func(method, path, body string) (int, map[string]interface{}) {
+		req, _ := http.NewRequest(method, r.Control+path, strings.NewReader(body))
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		var m map[string]interface{}
+		_ = json.NewDecoder(res.Body).Decode(&m)
+		return res.StatusCode, m
+	}
+	login := func(h hostInfo) *vim25.Client {
+		u, _ := url.Parse(h.URL)
+		sc := soap.NewClient(u, false)
+		if err := sc.SetRootCAs(r.CAFile); err != nil {
+			t.Fatal(err)
+		}
+		c, err := vim25.NewClient(ctx, sc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := session.NewManager(c).Login(ctx, url.UserPassword(hostUser, hostPassword)); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	if code, _ := control("POST", "/control?vcenter=down", ""); code != http.StatusConflict {
+		t.Fatalf("vcenter=down without a vCenter: HTTP %d", code)
+	}
+	control("POST", "/settings", `{"dead_host_lock_ms":300}`)
+	_, vm0 := control("GET", "/vm/DC0_C0_RP0_VM0", "")
+	if vm0["host"] != "DC0_C0_H0" || vm0["power_state"] != "poweredOn" {
+		t.Fatalf("DC0_C0_RP0_VM0: %v", vm0)
+	}
+	h1 := login(r.Hosts[1])
+	f := find.NewFinder(h1, true)
+	dc, err := f.DefaultDatacenter(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.SetDatacenter(dc)
+	folders, _ := dc.Folders(ctx)
+	tk, err := folders.VmFolder.RegisterVM(ctx, vm0["vmx"].(string), "", false, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := tk.WaitForResult(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nvm := object.NewVirtualMachine(h1, info.Result.(types.ManagedObjectReference))
+	powerOn := func() error {
+		tk, err := nvm.PowerOn(ctx)
+		if err != nil {
+			return err
+		}
+		return tk.Wait(ctx)
+	}
+	// H0 runs it: its VMX holds the files.
+	if err := powerOn(); !isFault(err, "GenericVmConfigFault") {
+		t.Fatalf("power-on on H1 while H0 runs the VM: %v", err)
+	}
+	// H0 dies: its lock outlives it for dead_host_lock_ms.
+	control("POST", "/host/DC0_C0_H0/connection", `{"state":"notResponding"}`)
+	if err := powerOn(); !isFault(err, "GenericVmConfigFault") {
+		t.Fatalf("power-on right after H0 died: %v", err)
+	}
+	time.Sleep(350 * time.Millisecond)
+	if err := powerOn(); err != nil {
+		t.Fatalf("power-on after the dead host's lock expired: %v", err)
+	}
+	// H0 comes back after a reboot: its entry is off; powering it on there now fails (H1 holds the files).
+	control("POST", "/host/DC0_C0_H0/connection", `{"state":"connected","rebooted":true}`)
+	h0 := login(r.Hosts[0])
+	ovm := object.NewVirtualMachine(h0, types.ManagedObjectReference{Type: "VirtualMachine", Value: vm0["moref"].(string)})
+	var m mo.VirtualMachine
+	if err := ovm.Properties(ctx, ovm.Reference(), []string{"runtime.powerState"}, &m); err != nil || m.Runtime.PowerState != "poweredOff" {
+		t.Fatalf("H0's entry after the reboot: %v %v", m.Runtime.PowerState, err)
+	}
+	tk, _ = ovm.PowerOn(ctx)
+	if err := tk.Wait(ctx); !isFault(err, "GenericVmConfigFault") {
+		t.Fatalf("power-on on H0 while H1 runs the VM: %v", err)
+	}
 }
