@@ -233,6 +233,17 @@ impl Mode {
     }
 }
 
+/// One host's own ESX-direct endpoint (ready line `hosts`, tests/vcsim/README.md "Host endpoints").
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SimHost {
+    /// The HostSystem's name, e.g. `DC0_C0_H1`.
+    pub name: String,
+    /// `https://127.0.0.1:PORT/sdk`; log in with `host_user()` / `host_password()`.
+    pub url: String,
+    /// SHA-256 of its own leaf certificate, `AB:CD:...` (the CA in `ca_file` signs it too).
+    pub thumbprint: String,
+}
+
 /// `[LocalDS_0] name/name.vmx`, the vmx path of every simulator VM.
 pub fn vmx_path(vm: &str) -> String {
     format!("[LocalDS_0] {vm}/{vm}.vmx")
@@ -323,6 +334,119 @@ impl Sim {
             child,
             stdin,
         }
+    }
+
+    /// An ESX-only cluster (`--mode esx --hosts n`, 2 <= n <= 3): hosts `DC0_C0_H0`... serve their own
+    /// endpoints over one datastore, with file locks between them; no vCenter. `url`, `user`,
+    /// `password` and `thumbprint` of the ready line are the first host's.
+    pub fn start_esx_hosts(n: usize) -> Sim {
+        Sim::start_with("esx", &["--hosts", &n.to_string()])
+    }
+
+    /// The hosts that serve their own endpoint (all four in vCenter mode; in plain ESX mode the one
+    /// host, whose URL is `url`).
+    pub fn hosts(&self) -> Vec<SimHost> {
+        let list = self.ready["hosts"]
+            .as_array()
+            .unwrap_or_else(|| panic!("the simulator's ready line lacks \"hosts\": {}", self.ready));
+        list.iter()
+            .map(|h| {
+                let field = |k: &str| {
+                    h[k].as_str()
+                        .unwrap_or_else(|| panic!("ready line host without {k:?}: {h}"))
+                        .to_string()
+                };
+                SimHost {
+                    name: field("name"),
+                    url: field("url"),
+                    thumbprint: field("thumbprint"),
+                }
+            })
+            .collect()
+    }
+
+    /// The host called `name` (panics if it serves no endpoint of its own).
+    pub fn host(&self, name: &str) -> SimHost {
+        self.hosts()
+            .into_iter()
+            .find(|h| h.name == name)
+            .unwrap_or_else(|| panic!("no host endpoint {name:?} in {}", self.ready["hosts"]))
+    }
+
+    /// User that logs in on the host endpoints (`root`; plain ESX mode: the ready line's `user`).
+    pub fn host_user(&self) -> &str {
+        self.ready("host_user")
+    }
+
+    /// Password of `host_user()` on the host endpoints.
+    pub fn host_password(&self) -> &str {
+        self.ready("host_password")
+    }
+
+    /// A vmha launcher for host `name`'s own endpoint (root credentials, TLS verified against the CA).
+    pub fn vmha_host(&self, bin: &Path, name: &str) -> Vmha {
+        Vmha {
+            bin: bin.to_path_buf(),
+            url: self.host(name).url,
+            user: self.host_user().to_string(),
+            password: Some(self.host_password().to_string()),
+            flags: vec!["--ca-file".into(), self.ready("ca_file").to_string()],
+            stdin: None,
+        }
+    }
+
+    /// Takes the vCenter endpoint `"down"` (connections refused), `"frozen"` (connections accepted,
+    /// nothing answered) or back `"up"` on the same port; host endpoints are unaffected. Returns
+    /// `{"vcenter": state, "hosts": {name: state}}`.
+    pub fn vcenter(&self, state: &str) -> Value {
+        self.call("POST", &format!("/control?vcenter={}", encode(state)), None)
+    }
+
+    /// `up`, `down` or `frozen` (`none` in an ESX-only cluster).
+    pub fn vcenter_state(&self) -> String {
+        self.call("GET", "/control", None)["vcenter"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    }
+
+    /// Sets host `name`'s lockdown mode (`lockdownDisabled`, `lockdownNormal`, `lockdownStrict`):
+    /// its endpoint then refuses every login but `exceptions` (`InvalidLogin`).
+    pub fn host_lockdown(&self, name: &str, mode: &str, exceptions: &[&str]) -> Value {
+        self.post(
+            &format!("/host/{}/lockdown", encode(name)),
+            serde_json::json!({"mode": mode, "exception_users": exceptions}),
+        )
+    }
+
+    /// Takes only host `name`'s own endpoint away (`up == false`: connections refused) or brings it
+    /// back; vCenter's view of the host does not change.
+    pub fn host_endpoint(&self, name: &str, up: bool) -> Value {
+        self.host_endpoint_state(name, if up { "up" } else { "down" })
+    }
+
+    /// As `host_endpoint`, with `"frozen"` too.
+    pub fn host_endpoint_state(&self, name: &str, state: &str) -> Value {
+        self.post(
+            &format!("/host/{}/endpoint", encode(name)),
+            serde_json::json!({ "state": state }),
+        )
+    }
+
+    /// Host `name`'s connection state as vCenter sees it: `notResponding` (the host is dead: its
+    /// endpoint refuses connections too), `disconnected` (only vCenter lost it: its endpoint
+    /// serves), `connected`; `rebooted` (with connected/disconnected): it crashed, so its VMs are
+    /// powered off and its sessions gone.
+    pub fn host_connection(&self, name: &str, state: &str, rebooted: bool) -> Value {
+        self.post(
+            &format!("/host/{}/connection", encode(name)),
+            serde_json::json!({"state": state, "rebooted": rebooted}),
+        )
+    }
+
+    /// `GET /sessions`: `{"live": N, "sessions": [{"endpoint": "vcenter"|host, "user", "age_ms"}]}`.
+    pub fn sessions(&self) -> Value {
+        self.call("GET", "/sessions", None)
     }
 
     /// A field of the ready line, e.g. `url`, `password`, `thumbprint`, `ca_file`.

@@ -12,7 +12,6 @@ import (
 	"github.com/vmware/govmomi/simulator"
 	"github.com/vmware/govmomi/vim25"
 	"github.com/vmware/govmomi/vim25/methods"
-	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/types"
 )
 
@@ -30,9 +29,9 @@ func (x *Ext) addBenchVMs(ctx context.Context, c *vim25.Client, n int) error {
 		return nil
 	}
 	started := time.Now()
-	dcObj := simulator.Map.Any("Datacenter")
-	dc, ok := moOf(dcObj).(*mo.Datacenter)
-	if !ok {
+	// The model's datacenter (Map.Any could return a host endpoint's own).
+	dc := x.realDC
+	if dc == nil {
 		return fmt.Errorf("no datacenter")
 	}
 	var hosts []types.ManagedObjectReference

@@ -114,6 +114,12 @@ type hostView struct {
 	ConnectionState string   `json:"connection_state"`
 	ComputeResource string   `json:"compute_resource"`
 	VMs             []string `json:"vms"`
+	// Its own endpoint (null when it serves none).
+	URL            *string  `json:"url"`
+	Thumbprint     *string  `json:"thumbprint"`
+	Endpoint       *string  `json:"endpoint"` // up | down | frozen
+	LockdownMode   string   `json:"lockdown_mode"`
+	ExceptionUsers []string `json:"exception_users"`
 }
 
 func sp(s string) *string { return &s }
@@ -219,6 +225,17 @@ func viewHost(ref types.ManagedObjectReference) hostView {
 		}
 	})
 	sort.Strings(v.VMs)
+	v.ExceptionUsers = []string{}
+	v.LockdownMode = lockdownDisabled
+	if hp := X.hostByRef(ref); hp != nil {
+		v.URL = sp(hp.ep.url())
+		v.Thumbprint = sp(hp.mat.thumbprint256)
+		v.Endpoint = sp(hp.ep.getState())
+		hp.mu.Lock()
+		v.LockdownMode = hp.lockdown
+		v.ExceptionUsers = append(v.ExceptionUsers, hp.exceptions...)
+		hp.mu.Unlock()
+	}
 	return v
 }
 
@@ -581,11 +598,21 @@ var vmActions = map[string]func(*Ext, *http.Request, *target) error{
 
 // ---- hosts -------------------------------------------------------------------------
 
-func (x *Ext) setHostConnection(ref types.ManagedObjectReference, state types.HostSystemConnectionState) {
+// setHostConnection sets the host's connection state as vCenter sees it and
+// what follows for the host itself:
+//   - notResponding: the host is dead: its own endpoint stops answering and,
+//     with host locks on, its running VMs' file locks stay held for
+//     dead_host_lock_ms;
+//   - disconnected: only vCenter lost it (management network cut): its own
+//     endpoint serves;
+//   - connected: back; rebooted: it had crashed, so its VMs are powered off
+//     and its own sessions are gone.
+func (x *Ext) setHostConnection(ref types.ManagedObjectReference, state types.HostSystemConnectionState, rebooted bool) error {
 	obj, h := hostMO(ref)
 	if h == nil {
-		return
+		return errf(http.StatusNotFound, "unknown host %s", ref.Value)
 	}
+	hp := x.hostByRef(ref)
 	var vms []types.ManagedObjectReference
 	simulator.Map.WithLock(obj, func() {
 		simulator.Map.Update(obj, []types.PropertyChange{
@@ -594,10 +621,73 @@ func (x *Ext) setHostConnection(ref types.ManagedObjectReference, state types.Ho
 		})
 		vms = append(vms, h.Vm...)
 	})
+	if state == types.HostSystemConnectionStateNotResponding {
+		x.mu.Lock()
+		if x.hostLocks {
+			until := time.Now().Add(x.deadLockDelay)
+			for _, r := range x.running {
+				if r.host == ref {
+					x.locks[r.vmx] = until
+					x.deadLocks[r.vmx] = ref
+				}
+			}
+		}
+		x.mu.Unlock()
+		if hp != nil {
+			if err := hp.ep.setState(stateDown); err != nil {
+				return err
+			}
+		}
+	} else {
+		// Alive again: the locks it holds are its running VMs' own.
+		x.mu.Lock()
+		for vmx, hr := range x.deadLocks {
+			if hr == ref {
+				delete(x.deadLocks, vmx)
+				delete(x.locks, vmx)
+			}
+		}
+		x.mu.Unlock()
+		if hp != nil {
+			if err := hp.ep.setState(stateUp); err != nil {
+				return err
+			}
+		}
+	}
+	if rebooted {
+		f, msg := hostStateFault(&ref)
+		for _, r := range vms {
+			x.cancelPending(r, f, msg)
+			withVM(r, func(vm *VM) {
+				if vm.Runtime.Question != nil {
+					clearQuestion(vm)
+				}
+				if vm.Runtime.PowerState != types.VirtualMachinePowerStatePoweredOff {
+					x.applyPowerOff(vm, "its host rebooted after a crash")
+				}
+			})
+		}
+		if hp != nil {
+			x.sessions.expire(hp.name)
+		}
+	}
 	for _, r := range vms {
 		withVM(r, func(vm *VM) { x.syncConnection(vm) })
 	}
-	log.Printf("host %s connection state -> %s", h.Name, state)
+	log.Printf("host %s connection state -> %s (rebooted %v)", h.Name, state, rebooted)
+	return nil
+}
+
+func (x *Ext) endpointStates() map[string]interface{} {
+	hosts := map[string]string{}
+	for n, h := range x.hosts {
+		hosts[n] = h.ep.getState()
+	}
+	vc := "none"
+	if x.vcenter != nil {
+		vc = x.vcenter.getState()
+	}
+	return map[string]interface{}{"vcenter": vc, "hosts": hosts}
 }
 
 // ---- router ---------------------------------------------------------------------------
@@ -637,9 +727,32 @@ func (x *Ext) route(r *http.Request) (interface{}, error) {
 	get := r.Method == http.MethodGet
 	post := r.Method == http.MethodPost
 	if len(parts) == 0 {
-		return map[string]string{"service": "vcsim-ext control", "mode": x.mode}, nil
+		mode := x.mode
+		if x.esxHosts {
+			mode = "esx"
+		}
+		return map[string]string{"service": "vcsim-ext control", "mode": mode}, nil
 	}
 	switch parts[0] {
+	case "control":
+		if len(parts) != 1 || (!get && !post) {
+			break
+		}
+		if want := r.URL.Query().Get("vcenter"); want != "" {
+			if x.vcenter == nil {
+				return nil, errf(http.StatusConflict, "there is no vCenter in --mode esx --hosts N")
+			}
+			switch want {
+			case stateUp, stateDown, stateFrozen:
+			default:
+				return nil, errf(http.StatusBadRequest, "vcenter must be up, down or frozen")
+			}
+			if err := x.vcenter.setState(want); err != nil {
+				return nil, err
+			}
+		}
+		return x.endpointStates(), nil
+
 	case "vms":
 		if !get || len(parts) != 1 {
 			break
@@ -684,7 +797,8 @@ func (x *Ext) route(r *http.Request) (interface{}, error) {
 		}
 		if len(parts) == 3 && parts[2] == "connection" && post {
 			var req struct {
-				State string `json:"state"`
+				State    string `json:"state"`
+				Rebooted bool   `json:"rebooted"`
 			}
 			if err := decodeBody(r, &req); err != nil {
 				return nil, err
@@ -694,7 +808,49 @@ func (x *Ext) route(r *http.Request) (interface{}, error) {
 			default:
 				return nil, errf(http.StatusBadRequest, "state must be connected, disconnected or notResponding")
 			}
-			x.setHostConnection(ref, types.HostSystemConnectionState(req.State))
+			if req.Rebooted && req.State == string(types.HostSystemConnectionStateNotResponding) {
+				return nil, errf(http.StatusBadRequest, "rebooted needs state connected or disconnected (the host is back)")
+			}
+			if err := x.setHostConnection(ref, types.HostSystemConnectionState(req.State), req.Rebooted); err != nil {
+				return nil, err
+			}
+			return viewHost(ref), nil
+		}
+		if len(parts) == 3 && (parts[2] == "endpoint" || parts[2] == "lockdown") && post {
+			hp := x.hostByRef(ref)
+			if hp == nil {
+				return nil, errf(http.StatusConflict, "host %s serves no endpoint of its own in this mode", parts[1])
+			}
+			if parts[2] == "endpoint" {
+				var req struct {
+					State string `json:"state"`
+				}
+				if err := decodeBody(r, &req); err != nil {
+					return nil, err
+				}
+				switch req.State {
+				case stateUp, stateDown, stateFrozen:
+				default:
+					return nil, errf(http.StatusBadRequest, "state must be up, down or frozen")
+				}
+				if err := hp.ep.setState(req.State); err != nil {
+					return nil, err
+				}
+				return viewHost(ref), nil
+			}
+			var req struct {
+				Mode           string   `json:"mode"`
+				ExceptionUsers []string `json:"exception_users"`
+			}
+			if err := decodeBody(r, &req); err != nil {
+				return nil, err
+			}
+			switch req.Mode {
+			case lockdownDisabled, lockdownNormal, lockdownStrict:
+			default:
+				return nil, errf(http.StatusBadRequest, "mode must be lockdownDisabled, lockdownNormal or lockdownStrict")
+			}
+			x.setLockdown(hp, req.Mode, req.ExceptionUsers)
 			return viewHost(ref), nil
 		}
 
@@ -783,19 +939,26 @@ func (x *Ext) route(r *http.Request) (interface{}, error) {
 
 	case "sessions":
 		if len(parts) == 1 && get {
-			return map[string]int{"live": x.sessions.count()}, nil
+			return map[string]interface{}{"live": x.sessions.count(), "sessions": x.sessions.list()}, nil
 		}
 		if len(parts) == 2 && parts[1] == "expire" && post {
-			return map[string]int{"expired": x.sessions.expireAll()}, nil
+			ep := r.URL.Query().Get("endpoint")
+			if ep != "" && ep != vcenterEndpoint && x.hosts[ep] == nil {
+				return nil, errf(http.StatusNotFound, "unknown endpoint %q (vcenter or a host name)", ep)
+			}
+			return map[string]int{"expired": x.sessions.expire(ep)}, nil
 		}
 
 	case "stats":
 		if len(parts) == 1 && get {
-			return x.stats.snapshot(), nil
+			return x.statsView(), nil
 		}
 		if len(parts) == 2 && parts[1] == "reset" && post {
 			x.stats.reset()
-			return x.stats.snapshot(), nil
+			for _, e := range x.allEndpoints() {
+				e.stats.reset()
+			}
+			return x.statsView(), nil
 		}
 
 	case "settings":
@@ -806,10 +969,23 @@ func (x *Ext) route(r *http.Request) (interface{}, error) {
 			var req struct {
 				TaskDelayMs      *int64 `json:"task_delay_ms"`
 				RetrievePageSize *int   `json:"retrieve_page_size"`
+				HostLocks        *bool  `json:"host_locks"`
+				DeadHostLockMs   *int64 `json:"dead_host_lock_ms"`
 			}
 			if err := decodeBody(r, &req); err != nil {
 				return nil, err
 			}
+			if req.DeadHostLockMs != nil && *req.DeadHostLockMs < 0 {
+				return nil, errf(http.StatusBadRequest, "dead_host_lock_ms must be >= 0")
+			}
+			x.mu.Lock()
+			if req.HostLocks != nil {
+				x.hostLocks = *req.HostLocks
+			}
+			if req.DeadHostLockMs != nil {
+				x.deadLockDelay = time.Duration(*req.DeadHostLockMs) * time.Millisecond
+			}
+			x.mu.Unlock()
 			if req.RetrievePageSize != nil {
 				if *req.RetrievePageSize < 0 {
 					return nil, errf(http.StatusBadRequest, "retrieve_page_size must be >= 0")
@@ -829,7 +1005,25 @@ func (x *Ext) route(r *http.Request) (interface{}, error) {
 		} else if !get {
 			break
 		}
-		return map[string]int64{"task_delay_ms": x.getTaskDelay().Milliseconds(), "retrieve_page_size": int64(x.pageSize())}, nil
+		x.mu.Lock()
+		hl, dl := x.hostLocks, x.deadLockDelay
+		x.mu.Unlock()
+		return map[string]interface{}{"task_delay_ms": x.getTaskDelay().Milliseconds(), "retrieve_page_size": int64(x.pageSize()),
+			"host_locks": hl, "dead_host_lock_ms": dl.Milliseconds()}, nil
 	}
 	return nil, errf(http.StatusNotFound, "no route for %s %s", r.Method, r.URL.Path)
+}
+
+// statsView is GET /stats: the totals over every endpoint, and each one's.
+func (x *Ext) statsView() map[string]interface{} {
+	v := x.stats.snapshot()
+	by := map[string]interface{}{}
+	if x.vcenter != nil {
+		by[vcenterEndpoint] = x.vcenter.stats.snapshot()
+	}
+	for n, h := range x.hosts {
+		by[n] = h.ep.stats.snapshot()
+	}
+	v["by_endpoint"] = by
+	return v
 }

@@ -151,6 +151,69 @@ type Ext struct {
 
 	stats    *stats
 	sessions *sessionTracker
+
+	// Endpoints: the vCenter's (nil in --mode esx --hosts N) and the hosts'.
+	vcenter   *endpoint
+	hosts     map[string]*hostEP
+	hostOrder []string
+	realDC    *mo.Datacenter // the model's datacenter (hosts show their own)
+	esxHosts  bool           // --mode esx --hosts N
+
+	// File locks between hosts (on by default with --hosts N): a VM powered
+	// on on a live host locks its .vmx against the other entries of the same
+	// files, and a host that stops responding keeps them for deadLockDelay.
+	hostLocks     bool
+	deadLockDelay time.Duration
+	running       map[types.ManagedObjectReference]runInfo // powered-on VMs
+	deadLocks     map[string]types.ManagedObjectReference  // vmx -> dead host that holds it
+
+	explicitHost map[string]bool // vmx paths being registered with an explicit host
+}
+
+type runInfo struct {
+	vmx  string
+	host types.ManagedObjectReference
+}
+
+const defaultDeadLockDelay = 2 * time.Second
+
+// sessionHost is the host whose endpoint the calling session logged in to
+// (nil: the vCenter, or an internal call).
+func (x *Ext) sessionHost(ctx *simulator.Context) *hostEP {
+	if ctx == nil || ctx.Session == nil {
+		return nil
+	}
+	name := x.sessions.endpointOf(ctx.Session.Key)
+	if name == "" || name == vcenterEndpoint {
+		return nil
+	}
+	return x.hosts[name]
+}
+
+func (x *Ext) endpointStats(name string) *stats {
+	if name == vcenterEndpoint {
+		if x.vcenter != nil {
+			return x.vcenter.stats
+		}
+		return nil
+	}
+	if h := x.hosts[name]; h != nil && h.ep != nil {
+		return h.ep.stats
+	}
+	return nil
+}
+
+func (x *Ext) allEndpoints() []*endpoint {
+	var out []*endpoint
+	if x.vcenter != nil {
+		out = append(out, x.vcenter)
+	}
+	for _, n := range x.hostOrder {
+		if h := x.hosts[n]; h.ep != nil {
+			out = append(out, h.ep)
+		}
+	}
+	return out
 }
 
 var X *Ext
@@ -168,6 +231,12 @@ func newExt(mode string) *Ext {
 		taskDelay: defaultTaskDelay,
 		stats:     newStats(),
 		sessions:  newSessionTracker(),
+
+		hosts:         map[string]*hostEP{},
+		deadLockDelay: defaultDeadLockDelay,
+		running:       map[types.ManagedObjectReference]runInfo{},
+		deadLocks:     map[string]types.ManagedObjectReference{},
+		explicitHost:  map[string]bool{},
 	}
 }
 

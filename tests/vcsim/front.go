@@ -20,6 +20,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -76,27 +77,42 @@ func (s *stats) reset() {
 
 // ---- sessions --------------------------------------------------------------
 
-type sessionTracker struct {
-	mu   sync.Mutex
-	live map[string]time.Time // session key -> login time
+type sessionInfo struct {
+	at       time.Time
+	endpoint string // "vcenter" or the host's name
+	user     string
 }
 
-func newSessionTracker() *sessionTracker { return &sessionTracker{live: map[string]time.Time{}} }
+type sessionTracker struct {
+	mu   sync.Mutex
+	live map[string]sessionInfo // session key -> login
+}
 
-func (t *sessionTracker) valid(key string) bool {
+func newSessionTracker() *sessionTracker { return &sessionTracker{live: map[string]sessionInfo{}} }
+
+// valid reports whether key is a live session of that endpoint (a session
+// of another endpoint does not work there, as between vCenter and a host).
+func (t *sessionTracker) valid(key, endpoint string) bool {
 	if key == "" {
 		return false
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	_, ok := t.live[key]
-	return ok
+	s, ok := t.live[key]
+	return ok && s.endpoint == endpoint
 }
 
-func (t *sessionTracker) add(key string) {
+// endpointOf returns the endpoint a session belongs to ("" if unknown).
+func (t *sessionTracker) endpointOf(key string) string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.live[key] = time.Now()
+	return t.live[key].endpoint
+}
+
+func (t *sessionTracker) add(key, endpoint, user string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.live[key] = sessionInfo{at: time.Now(), endpoint: endpoint, user: user}
 }
 
 func (t *sessionTracker) remove(key string) {
@@ -111,15 +127,36 @@ func (t *sessionTracker) count() int {
 	return len(t.live)
 }
 
-// expireAll terminates every tracked session inside vcsim too, so that a
-// client logging in again with its stale cookie gets a fresh session.
-func (t *sessionTracker) expireAll() int {
+type sessionView struct {
+	Endpoint string `json:"endpoint"`
+	User     string `json:"user"`
+	AgeMs    int64  `json:"age_ms"`
+}
+
+// list describes the live sessions (without their keys), oldest first.
+func (t *sessionTracker) list() []sessionView {
 	t.mu.Lock()
-	keys := make([]string, 0, len(t.live))
-	for k := range t.live {
-		keys = append(keys, k)
+	defer t.mu.Unlock()
+	out := []sessionView{}
+	for _, s := range t.live {
+		out = append(out, sessionView{Endpoint: s.endpoint, User: s.user, AgeMs: time.Since(s.at).Milliseconds()})
 	}
-	t.live = map[string]time.Time{}
+	sort.Slice(out, func(i, j int) bool { return out[i].AgeMs > out[j].AgeMs })
+	return out
+}
+
+// expire terminates the tracked sessions of one endpoint ("" = all) inside
+// vcsim too, so that a client logging in again with its stale cookie gets a
+// fresh session.
+func (t *sessionTracker) expire(endpoint string) int {
+	t.mu.Lock()
+	keys := []string{}
+	for k, s := range t.live {
+		if endpoint == "" || s.endpoint == endpoint {
+			keys = append(keys, k)
+			delete(t.live, k)
+		}
+	}
 	t.mu.Unlock()
 
 	sm := simulator.Map.SessionManager()
@@ -130,9 +167,11 @@ func (t *sessionTracker) expireAll() int {
 			log.Printf("TerminateSession %s: %s", k, f.String)
 		}
 	}
-	log.Printf("expired %d session(s)", len(keys))
+	log.Printf("expired %d session(s) of %q", len(keys), endpoint)
 	return len(keys)
 }
+
+func (t *sessionTracker) expireAll() int { return t.expire("") }
 
 // methods that work without a session on vCenter/ESXi
 var publicMethods = map[string]bool{
@@ -272,7 +311,19 @@ func requestSessionCookie(r *http.Request) string {
 
 // ---- the handler -----------------------------------------------------------------
 
-func (x *Ext) frontHandler(next http.Handler) http.Handler {
+const vcenterEndpoint = "vcenter"
+
+func invalidLoginFault(w http.ResponseWriter) {
+	writeSOAPFault(w, "InvalidLogin", "Cannot complete login due to an incorrect user name or password.", "")
+}
+
+// frontHandler wraps vcsim's handler of one endpoint: h is the host whose
+// endpoint it is, nil for the vCenter.
+func (x *Ext) frontHandler(next http.Handler, h *hostEP) http.Handler {
+	epName := vcenterEndpoint
+	if h != nil {
+		epName = h.name
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost || !strings.HasPrefix(r.URL.Path, "/sdk") {
 			next.ServeHTTP(w, r)
@@ -284,25 +335,73 @@ func (x *Ext) frontHandler(next http.Handler) http.Handler {
 			w.WriteHeader(http.StatusBadRequest)
 			return
 		}
-		r.Body = io.NopCloser(bytes.NewReader(body))
 		method, this := scanMethod(body)
 		if method == "" {
 			method = "(unparsable)"
 		}
 		x.stats.add(method)
+		if s := x.endpointStats(epName); s != nil {
+			s.add(method)
+		}
 
 		cookie := requestSessionCookie(r)
-		if !publicMethods[method] && !x.sessions.valid(cookie) {
+		if !publicMethods[method] && !x.sessions.valid(cookie, epName) {
 			writeNotAuthenticated(w, this)
 			return
 		}
 
-		if method == "RegisterVM_Task" && x.preRegister(w, body) {
-			return
+		user := ""
+		if method == "Login" {
+			if m, err := simulator.UnmarshalBody(types.TypeFunc(), body); err == nil {
+				if l, ok := m.Body.(*types.Login); ok {
+					user = l.UserName
+				}
+			}
+		}
+		if h != nil {
+			h.refresh()
+			switch {
+			case method == "RetrieveServiceContent":
+				writeSOAPResponse(w, method, &types.RetrieveServiceContentResponse{Returnval: h.serviceContent()})
+				return
+			case method == "Login" && !h.loginAllowed(user):
+				// Lockdown takes every permission away from users not in
+				// the exception list; hostd then refuses their login as it
+				// refuses a wrong password (see README).
+				invalidLoginFault(w)
+				return
+			case loginMethods[method] && method != "Login":
+				invalidLoginFault(w) // hosts here only know user/password logins
+				return
+			case this.Type == "VirtualMachine" && !h.owns(this), this.Type == "HostSystem" && this != h.ref:
+				writeNotFound(w, this)
+				return
+			}
+			if h.search(w, method, body) {
+				return
+			}
+			if method == "RegisterVM_Task" {
+				if body = x.hostRegister(w, h, body); body == nil {
+					return
+				}
+			}
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		r.ContentLength = int64(len(body))
+
+		var unhide func()
+		if method == "RegisterVM_Task" {
+			if x.preRegister(w, body, h != nil) {
+				return
+			}
+			unhide = x.allowDuplicate(body)
 		}
 
 		rec := newRecorder()
 		next.ServeHTTP(rec, r)
+		if unhide != nil {
+			unhide()
+		}
 
 		if loginMethods[method] && rec.code != http.StatusOK {
 			// vcsim says "Login failure"; vCenter/ESXi send this text.
@@ -315,21 +414,75 @@ func (x *Ext) frontHandler(next http.Handler) http.Handler {
 		if rec.code == http.StatusOK {
 			if loginMethods[method] {
 				if key := rec.sessionCookie(); key != "" {
-					x.sessions.add(key)
+					x.sessions.add(key, epName, user)
 				}
 			}
 			if method == "Logout" {
 				x.sessions.remove(cookie)
 			}
 		}
+		out := byteArrays(rec.body.Bytes())
+		if h != nil {
+			out = h.rewriteContainers(out)
+		}
+		if len(out) != rec.body.Len() || h != nil {
+			rec.body.Reset()
+			rec.body.Write(out)
+		}
 		x.ensureWrapped(false)
+		if h != nil {
+			h.refresh()
+		}
 		rec.flushTo(w)
 	})
 }
 
+// allowDuplicate lets RegisterVM_Task register a .vmx that is registered on
+// ANOTHER host (vCenter shows both entries after an outage; vcsim refuses any
+// registered path): those entries are hidden from vcsim's check during the
+// call; the returned func shows them again. A path registered on the target
+// host itself still fails with AlreadyExists, as on ESXi.
+func (x *Ext) allowDuplicate(body []byte) func() {
+	m, err := simulator.UnmarshalBody(types.TypeFunc(), body)
+	if err != nil {
+		return nil
+	}
+	req, ok := m.Body.(*types.RegisterVM_Task)
+	if !ok || req.Host == nil || req.Path == "" {
+		return nil
+	}
+	var others []types.ManagedObjectReference
+	for _, vm := range allVMs() {
+		if vm.vmxPath() != req.Path {
+			continue
+		}
+		onTarget := false
+		withVM(vm.Self, func(vm *VM) { onTarget = vm.Runtime.Host != nil && *vm.Runtime.Host == *req.Host })
+		if onTarget {
+			return nil
+		}
+		others = append(others, vm.Self)
+	}
+	x.mu.Lock()
+	x.explicitHost[req.Path] = true
+	x.mu.Unlock()
+	if len(others) == 0 {
+		return nil
+	}
+	hidden := req.Path + " (registered on another host)"
+	for _, ref := range others {
+		withVM(ref, func(vm *VM) { vm.Config.Files.VmPathName = hidden })
+	}
+	return func() {
+		for _, ref := range others {
+			withVM(ref, func(vm *VM) { vm.Config.Files.VmPathName = req.Path })
+		}
+	}
+}
+
 // preRegister validates RegisterVM_Task arguments the way vCenter does. It
 // returns true if it already answered the request.
-func (x *Ext) preRegister(w http.ResponseWriter, body []byte) bool {
+func (x *Ext) preRegister(w http.ResponseWriter, body []byte, viaHost bool) bool {
 	m, err := simulator.UnmarshalBody(types.TypeFunc(), body)
 	if err != nil {
 		return false
@@ -350,7 +503,8 @@ func (x *Ext) preRegister(w http.ResponseWriter, body []byte) bool {
 		}
 	}
 	if req.Host != nil {
-		if _, h := hostMO(*req.Host); h != nil && !hostConnected(req.Host) {
+		// Through the host's own endpoint the host is up whatever vCenter thinks.
+		if _, h := hostMO(*req.Host); h != nil && !viaHost && !hostConnected(req.Host) {
 			folder := simulator.Map.Get(req.This)
 			if folder == nil {
 				return false

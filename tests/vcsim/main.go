@@ -4,7 +4,7 @@
 // Tools, host connection loss, .vmx locks, session expiry, ...), driven
 // through a small JSON control API. See README.md.
 //
-//	vcsim-ext --mode vcenter|esx [--ca-out PATH] [--ignore-stdin] [--trace] [--vms N]
+//	vcsim-ext --mode vcenter|esx [--hosts N] [--ca-out PATH] [--ignore-stdin] [--trace] [--vms N]
 //
 // It prints exactly one JSON line on stdout once it is ready and serves until
 // SIGTERM/SIGINT or until its stdin reaches EOF.
@@ -24,6 +24,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"sort"
 	"syscall"
 	"time"
 
@@ -41,20 +42,22 @@ const (
 )
 
 type readyLine struct {
-	URL            string `json:"url"`
-	Control        string `json:"control"`
-	User           string `json:"user"`
-	Password       string `json:"password"`
-	Thumbprint     string `json:"thumbprint"`
-	ThumbprintSHA1 string `json:"thumbprint_sha1"`
-	CAFile         string `json:"ca_file"`
-	Mode           string `json:"mode"`
-	PID            int    `json:"pid"`
+	URL            string     `json:"url"`
+	Control        string     `json:"control"`
+	User           string     `json:"user"`
+	Password       string     `json:"password"`
+	Thumbprint     string     `json:"thumbprint"`
+	ThumbprintSHA1 string     `json:"thumbprint_sha1"`
+	CAFile         string     `json:"ca_file"`
+	Mode           string     `json:"mode"`
+	PID            int        `json:"pid"`
+	Hosts          []hostInfo `json:"hosts"`
+	HostUser       string     `json:"host_user"`
+	HostPassword   string     `json:"host_password"`
 }
 
 type instance struct {
 	model   *simulator.Model
-	server  *simulator.Server
 	control net.Listener
 	ready   readyLine
 	tempCA  string
@@ -67,6 +70,7 @@ func main() {
 	trace := flag.Bool("trace", false, "dump SOAP requests and responses to stderr")
 	tlsProfile := flag.String("tls", tlsCASigned, "server TLS: ca-signed, self-signed-ca, rsa1024, tls10 or expired")
 	vms := flag.Int("vms", 0, "add this many powered-off VMs bench-vm-00001... (spread over the cluster's hosts)")
+	hosts := flag.Int("hosts", 0, "with --mode esx: an ESX-only cluster of N (2..3) hosts serving their own endpoints, no vCenter")
 	flag.Parse()
 
 	log.SetOutput(os.Stderr)
@@ -77,7 +81,11 @@ func main() {
 		log.Printf("vcsim-ext: --vms must be >= 0")
 		os.Exit(2)
 	}
-	inst, err := start(*mode, *caOut, *tlsProfile, *vms)
+	if *hosts != 0 && (*mode != "esx" || *hosts < 2 || *hosts > len(clusterHosts)) {
+		log.Printf("vcsim-ext: --hosts N needs --mode esx and 2 <= N <= %d", len(clusterHosts))
+		os.Exit(2)
+	}
+	inst, err := start(*mode, *caOut, *tlsProfile, *vms, *hosts)
 	if err != nil {
 		log.Printf("vcsim-ext: start-up failed: %s", err)
 		os.Exit(1)
@@ -107,7 +115,9 @@ func (inst *instance) close() {
 	closed := make(chan struct{})
 	go func() {
 		_ = inst.control.Close()
-		inst.server.Close() // waits for outstanding requests (e.g. WaitForUpdatesEx)
+		for _, e := range X.allEndpoints() {
+			e.close()
+		}
 		close(closed)
 	}()
 	select {
@@ -121,12 +131,21 @@ func (inst *instance) close() {
 	}
 }
 
-func start(mode, caOut, tlsProfile string, extraVMs int) (*instance, error) {
+// clusterHosts are the hosts of --mode esx --hosts N, in order.
+var clusterHosts = []string{"DC0_C0_H0", "DC0_C0_H1", "DC0_C0_H2"}
+
+func start(mode, caOut, tlsProfile string, extraVMs, nhosts int) (*instance, error) {
 	var m *simulator.Model
-	switch mode {
-	case "vcenter":
+	modelMode := mode
+	switch {
+	case mode == "vcenter":
 		m = simulator.VPX()
-	case "esx":
+	case mode == "esx" && nhosts > 0:
+		// ESX-only cluster: the vCenter model's inventory, never served
+		// through a vCenter endpoint.
+		m = simulator.VPX()
+		modelMode = "vcenter"
+	case mode == "esx":
 		m = simulator.ESX()
 	default:
 		return nil, fmt.Errorf("unknown --mode %q (want vcenter or esx)", mode)
@@ -135,7 +154,9 @@ func start(mode, caOut, tlsProfile string, extraVMs int) (*instance, error) {
 		return nil, fmt.Errorf("creating model: %w", err)
 	}
 
-	X = newExt(mode)
+	X = newExt(modelMode)
+	X.esxHosts = nhosts > 0
+	X.hostLocks = X.esxHosts
 	if err := X.prepareInventory(m); err != nil {
 		m.Remove()
 		return nil, fmt.Errorf("preparing inventory: %w", err)
@@ -157,20 +178,28 @@ func start(mode, caOut, tlsProfile string, extraVMs int) (*instance, error) {
 		return nil, fmt.Errorf("generating TLS material: %w", err)
 	}
 	inst := &instance{model: m}
+	fail := func(err error) (*instance, error) {
+		for _, e := range X.allEndpoints() {
+			e.close()
+		}
+		m.Remove()
+		if inst.tempCA != "" {
+			_ = os.Remove(inst.tempCA)
+		}
+		return nil, err
+	}
 	caFile := caOut
 	if caFile == "" {
 		f, err := os.CreateTemp("", "vcsim-ext-ca-*.pem")
 		if err != nil {
-			m.Remove()
-			return nil, err
+			return fail(err)
 		}
 		caFile = f.Name()
 		_ = f.Close()
 		inst.tempCA = caFile
 	}
 	if err := os.WriteFile(caFile, mat.caPEM, 0o644); err != nil {
-		m.Remove()
-		return nil, fmt.Errorf("writing CA: %w", err)
+		return fail(fmt.Errorf("writing CA: %w", err))
 	}
 
 	// Service.Listen.User makes vcsim's SessionManager accept only these
@@ -179,27 +208,38 @@ func start(mode, caOut, tlsProfile string, extraVMs int) (*instance, error) {
 	minTLS, maxTLS := tlsVersions(tlsProfile)
 	m.Service.TLS = &tls.Config{Certificates: []tls.Certificate{mat.leaf}, MinVersion: minTLS, MaxVersion: maxTLS}
 	srv := m.Service.NewServer()
-	// Put our front handler before vcsim's mux. No client knows the port
-	// yet, so nothing is being served concurrently.
-	srv.Config.Handler = X.frontHandler(srv.Config.Handler)
-	// Count the TCP connections clients open (GET /stats "connections"); the
-	// server's own hook (it tracks connections for Close) still runs.
-	serverHook := srv.Config.ConnState
-	srv.Config.ConnState = func(c net.Conn, cs http.ConnState) {
-		if cs == http.StateNew {
-			X.stats.addConnection()
+	// vcsim's server only sets the model up (SDK registration, the URL it
+	// advertises); our endpoint serves the same handler on the same port so
+	// that the control surface can take it down and bring it back.
+	addr := srv.Listener.Addr().String()
+	handler := srv.Config.Handler
+	srv.Close()
+
+	var hostNames []string
+	switch {
+	case mode == "vcenter":
+		for _, e := range simulator.Map.All("HostSystem") {
+			hostNames = append(hostNames, e.Entity().Name)
 		}
-		if serverHook != nil {
-			serverHook(c, cs)
-		}
+		sort.Strings(hostNames)
+	case nhosts > 0:
+		hostNames = clusterHosts[:nhosts]
 	}
-	inst.server = srv
+
+	if nhosts == 0 {
+		ep, err := newEndpoint(vcenterEndpoint, addr, m.Service.TLS, X.frontHandler(handler, nil))
+		if err != nil {
+			return fail(err)
+		}
+		X.vcenter = ep
+	}
+	if err := X.setupHosts(hostNames, tlsProfile, mat, minTLS, maxTLS); err != nil {
+		return fail(fmt.Errorf("host endpoints: %w", err))
+	}
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		srv.Close()
-		m.Remove()
-		return nil, err
+		return fail(err)
 	}
 	inst.control = ln
 	go func() {
@@ -210,7 +250,6 @@ func start(mode, caOut, tlsProfile string, extraVMs int) (*instance, error) {
 	}()
 
 	inst.ready = readyLine{
-		URL:            fmt.Sprintf("https://%s/sdk", srv.URL.Host),
 		Control:        "http://" + ln.Addr().String(),
 		User:           simUser,
 		Password:       simPassword,
@@ -219,6 +258,28 @@ func start(mode, caOut, tlsProfile string, extraVMs int) (*instance, error) {
 		CAFile:         caFile,
 		Mode:           mode,
 		PID:            os.Getpid(),
+		Hosts:          []hostInfo{},
+		HostUser:       hostUser,
+		HostPassword:   hostPassword,
+	}
+	for _, n := range X.hostOrder {
+		inst.ready.Hosts = append(inst.ready.Hosts, X.hosts[n].info())
+	}
+	switch {
+	case X.vcenter != nil && mode == "esx":
+		// Plain --mode esx: the one host is the endpoint itself, with its
+		// usual credentials.
+		inst.ready.URL = X.vcenter.url()
+		inst.ready.HostUser, inst.ready.HostPassword = simUser, simPassword
+		name := "localhost.localdomain"
+		inst.ready.Hosts = []hostInfo{{Name: name, URL: inst.ready.URL, Thumbprint: mat.thumbprint256}}
+	case X.vcenter != nil:
+		inst.ready.URL = X.vcenter.url()
+	default:
+		first := X.hosts[X.hostOrder[0]]
+		inst.ready.URL = first.ep.url()
+		inst.ready.User, inst.ready.Password = hostUser, hostPassword
+		inst.ready.Thumbprint, inst.ready.ThumbprintSHA1 = first.mat.thumbprint256, first.mat.thumbprintSHA1
 	}
 	return inst, nil
 }
@@ -241,6 +302,7 @@ func (x *Ext) prepareInventory(m *simulator.Model) error {
 		return errors.New("no datacenter")
 	}
 	dcFolder = dc.VmFolder
+	x.realDC = dc
 
 	if x.mode == "vcenter" {
 		// vcsim places cluster VMs on a random cluster host; pin them.
@@ -293,7 +355,9 @@ func (x *Ext) prepareInventory(m *simulator.Model) error {
 	// and a green heartbeat, the others are gray.
 	for _, vm := range allVMs() {
 		withVM(vm.Self, func(vm *VM) {
-			simulator.Map.Update(vm, initialGuestChanges(vm.Runtime.PowerState == types.VirtualMachinePowerStatePoweredOn))
+			on := vm.Runtime.PowerState == types.VirtualMachinePowerStatePoweredOn
+			simulator.Map.Update(vm, initialGuestChanges(on))
+			x.setRunning(vm, on)
 		})
 	}
 

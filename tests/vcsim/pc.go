@@ -61,6 +61,11 @@ func (l *sessionListener) RemoveObject(ref types.ManagedObjectReference) { l.pc.
 
 func (pc *PC) WaitForUpdatesEx(ctx *simulator.Context, r *types.WaitForUpdatesEx) soap.HasFault {
 	res := pc.PropertyCollector.WaitForUpdatesEx(ctx, r)
+	if h := X.sessionHost(ctx); h != nil {
+		if body, ok := res.(*methods.WaitForUpdatesExBody); ok && body.Res != nil && body.Res.Returnval != nil {
+			h.filterUpdates(body.Res.Returnval)
+		}
+	}
 	if r.Version == "" && pc.Self == defaultPC {
 		// The call above listens under the shared moref: move it to our own.
 		ctx.Map.RemoveHandler(&pc.PropertyCollector)
@@ -108,6 +113,9 @@ func (pc *PC) RetrievePropertiesEx(ctx *simulator.Context, r *types.RetrieveProp
 	body, ok := res.(*methods.RetrievePropertiesExBody)
 	if !ok || body.Res == nil || body.Res.Returnval == nil {
 		return res
+	}
+	if h := X.sessionHost(ctx); h != nil {
+		body.Res.Returnval.Objects = h.filterContents(body.Res.Returnval.Objects)
 	}
 	size := int(r.Options.MaxObjects)
 	if size <= 0 {
@@ -162,4 +170,123 @@ func (pc *PC) takePage(token string) (*pagedResult, bool) {
 	p, ok := pc.pages[token]
 	delete(pc.pages, token)
 	return p, ok
+}
+
+func (pc *PC) RetrieveProperties(ctx *simulator.Context, r *types.RetrieveProperties) soap.HasFault {
+	res := pc.PropertyCollector.RetrieveProperties(ctx, r)
+	if h := X.sessionHost(ctx); h != nil {
+		if body, ok := res.(*methods.RetrievePropertiesBody); ok && body.Res != nil {
+			body.Res.Returnval = h.filterContents(body.Res.Returnval)
+		}
+	}
+	return res
+}
+
+// ---- what a host endpoint's sessions see -------------------------------------------
+
+// filterContents drops other hosts' VMs and hosts from a result and shows
+// the rest as the host sees it (filterValue).
+func (h *hostEP) filterContents(objs []types.ObjectContent) []types.ObjectContent {
+	out := make([]types.ObjectContent, 0, len(objs))
+	for _, oc := range objs {
+		if !h.visible(oc.Obj) {
+			continue
+		}
+		props := make([]types.DynamicProperty, len(oc.PropSet))
+		for i, p := range oc.PropSet {
+			p.Val = h.filterValue(oc.Obj, p.Name, p.Val)
+			props[i] = p
+		}
+		oc.PropSet = props
+		out = append(out, oc)
+	}
+	return out
+}
+
+func (h *hostEP) filterUpdates(u *types.UpdateSet) {
+	var sets []types.PropertyFilterUpdate
+	for _, fs := range u.FilterSet {
+		var objs []types.ObjectUpdate
+		for _, ou := range fs.ObjectSet {
+			if !h.visible(ou.Obj) {
+				continue
+			}
+			changes := make([]types.PropertyChange, len(ou.ChangeSet))
+			for i, c := range ou.ChangeSet {
+				c.Val = h.filterValue(ou.Obj, c.Name, c.Val)
+				changes[i] = c
+			}
+			ou.ChangeSet = changes
+			objs = append(objs, ou)
+		}
+		if len(objs) > 0 {
+			fs.ObjectSet = objs
+			sets = append(sets, fs)
+		}
+	}
+	u.FilterSet = sets
+}
+
+func (h *hostEP) filterRefs(refs []types.ManagedObjectReference) []types.ManagedObjectReference {
+	out := make([]types.ManagedObjectReference, 0, len(refs))
+	for _, r := range refs {
+		if h.visible(r) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// filterValue removes other hosts' VMs and hosts from reference lists (a
+// pool's or datastore's "vm", a cluster's "host", a view's "view") and shows
+// the connection state of this host and its VMs as "connected": vCenter may
+// have lost the host, but whoever reaches its own endpoint talks to it. Values
+// are copied, never changed in place (they may be the model's).
+func (h *hostEP) filterValue(obj types.ManagedObjectReference, name string, val types.AnyType) types.AnyType {
+	switch v := val.(type) {
+	case types.ArrayOfManagedObjectReference:
+		return types.ArrayOfManagedObjectReference{ManagedObjectReference: h.filterRefs(v.ManagedObjectReference)}
+	case *types.ArrayOfManagedObjectReference:
+		return &types.ArrayOfManagedObjectReference{ManagedObjectReference: h.filterRefs(v.ManagedObjectReference)}
+	case []types.ManagedObjectReference:
+		return h.filterRefs(v)
+	}
+	switch obj.Type {
+	case "VirtualMachine":
+		disc := types.VirtualMachineConnectionStateDisconnected
+		conn := types.VirtualMachineConnectionStateConnected
+		switch v := val.(type) {
+		case types.VirtualMachineConnectionState:
+			if v == disc {
+				return conn
+			}
+		case types.VirtualMachineRuntimeInfo:
+			if v.ConnectionState == disc {
+				v.ConnectionState = conn
+			}
+			return v
+		case types.VirtualMachineSummary:
+			if v.Runtime.ConnectionState == disc {
+				v.Runtime.ConnectionState = conn
+			}
+			return v
+		}
+	case "HostSystem":
+		conn := types.HostSystemConnectionStateConnected
+		switch v := val.(type) {
+		case types.HostSystemConnectionState:
+			return conn
+		case types.HostRuntimeInfo:
+			v.ConnectionState = conn
+			return v
+		case types.HostListSummary:
+			if v.Runtime != nil {
+				rt := *v.Runtime
+				rt.ConnectionState = conn
+				v.Runtime = &rt
+			}
+			return v
+		}
+	}
+	return val
 }

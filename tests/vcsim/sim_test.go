@@ -8,18 +8,24 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
+	"sort"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/vmware/govmomi/find"
 	"github.com/vmware/govmomi/object"
 	"github.com/vmware/govmomi/session"
 	"github.com/vmware/govmomi/task"
+	"github.com/vmware/govmomi/view"
 	"github.com/vmware/govmomi/vim25"
 	"github.com/vmware/govmomi/vim25/methods"
 	"github.com/vmware/govmomi/vim25/mo"
@@ -55,7 +61,7 @@ func isFault(err error, name string) bool {
 }
 
 func TestSimulator(t *testing.T) {
-	inst, err := start("vcenter", filepath.Join(t.TempDir(), "ca.pem"), tlsCASigned, 0)
+	inst, err := start("vcenter", filepath.Join(t.TempDir(), "ca.pem"), tlsCASigned, 0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -298,6 +304,268 @@ func TestSimulator(t *testing.T) {
 		}
 	})
 
+	// ---- host endpoints, vCenter outages ----
+
+	hostOf := func(t *testing.T, name string) hostInfo {
+		for _, h := range inst.ready.Hosts {
+			if h.Name == name {
+				return h
+			}
+		}
+		t.Fatalf("no host %s in the ready line %v", name, inst.ready.Hosts)
+		return hostInfo{}
+	}
+	clientFor := func(t *testing.T, rawURL string) *vim25.Client {
+		u, _ := url.Parse(rawURL)
+		sc := soap.NewClient(u, false)
+		if err := sc.SetRootCAs(inst.ready.CAFile); err != nil {
+			t.Fatal(err)
+		}
+		cl, err := vim25.NewClient(ctx, sc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cl
+	}
+	hostLogin := func(t *testing.T, name string) *vim25.Client {
+		hc := clientFor(t, hostOf(t, name).URL)
+		if err := session.NewManager(hc).Login(ctx, url.UserPassword(hostUser, hostPassword)); err != nil {
+			t.Fatalf("login on %s: %v", name, err)
+		}
+		return hc
+	}
+	vmNames := func(t *testing.T, cl *vim25.Client) map[string]types.ManagedObjectReference {
+		v, err := view.NewManager(cl).CreateContainerView(ctx, cl.ServiceContent.RootFolder, []string{"VirtualMachine"}, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = v.Destroy(ctx) }()
+		var vms []mo.VirtualMachine
+		if err := v.Retrieve(ctx, []string{"VirtualMachine"}, []string{"name"}, &vms); err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]types.ManagedObjectReference{}
+		for _, m := range vms {
+			out[m.Name+" "+m.Self.Value] = m.Self
+		}
+		return out
+	}
+	sorted := func(m map[string]types.ManagedObjectReference) []string {
+		var out []string
+		for k := range m {
+			out = append(out, strings.SplitN(k, " ", 2)[0])
+		}
+		sort.Strings(out)
+		return out
+	}
+
+	t.Run("host endpoint shows only its own VMs", func(t *testing.T) {
+		h1 := hostOf(t, "DC0_C0_H1")
+		hc := clientFor(t, h1.URL)
+		if a := hc.ServiceContent.About; a.ApiType != "HostAgent" || a.Name != "VMware ESXi" || a.ApiVersion != c.ServiceContent.About.ApiVersion || a.InstanceUuid == c.ServiceContent.About.InstanceUuid {
+			t.Fatalf("about: %+v", a)
+		}
+		hsm := session.NewManager(hc)
+		if err := hsm.Login(ctx, url.UserPassword(simUser, simPassword)); !isFault(err, "InvalidLogin") {
+			t.Fatalf("vCenter credentials on a host: %v", err)
+		}
+		if err := hsm.Login(ctx, url.UserPassword(hostUser, hostPassword)); err != nil {
+			t.Fatal(err)
+		}
+		want := control("GET", "/host/DC0_C0_H1", "")["vms"].([]interface{})
+		got := sorted(vmNames(t, hc))
+		if len(want) == 0 || len(got) != len(want) {
+			t.Fatalf("VMs through %s: %v, want %v", h1.Name, got, want)
+		}
+		for i := range want {
+			if got[i] != want[i].(string) {
+				t.Fatalf("VMs through %s: %v, want %v", h1.Name, got, want)
+			}
+		}
+		// The finder walks from the root folder: one datacenter, these VMs only.
+		f := find.NewFinder(hc, true)
+		dc, err := f.DefaultDatacenter(ctx)
+		if err != nil || dc.Name() != "ha-datacenter" {
+			t.Fatalf("datacenter: %v %v", dc, err)
+		}
+		f.SetDatacenter(dc)
+		list, err := f.VirtualMachineList(ctx, "*")
+		if err != nil || len(list) != len(want) {
+			t.Fatalf("finder: %v %v", list, err)
+		}
+		// Another host's VM: not found by uuid, path or moref.
+		other := control("GET", "/vm/DC0_C0_RP0_VM0", "")
+		si := object.NewSearchIndex(hc)
+		if ref, err := si.FindByUuid(ctx, nil, other["uuid"].(string), true, nil); err != nil || ref != nil {
+			t.Fatalf("FindByUuid of another host's VM: %v %v", ref, err)
+		}
+		if ref, err := si.FindByDatastorePath(ctx, dc, other["vmx"].(string)); err != nil || ref != nil {
+			t.Fatalf("FindByDatastorePath of another host's VM: %v %v", ref, err)
+		}
+		mine := control("GET", "/vm/"+want[0].(string), "")
+		if ref, err := si.FindByUuid(ctx, nil, mine["uuid"].(string), true, nil); err != nil || ref == nil || ref.Reference().Value != mine["moref"] {
+			t.Fatalf("FindByUuid of an own VM: %v %v", ref, err)
+		}
+		ovm := object.NewVirtualMachine(hc, types.ManagedObjectReference{Type: "VirtualMachine", Value: other["moref"].(string)})
+		if _, err := ovm.PowerOff(ctx); !isFault(err, "ManagedObjectNotFound") {
+			t.Fatalf("power off another host's VM: %v", err)
+		}
+		// Sessions are per endpoint: the host's cookie means nothing to vCenter.
+		vc := clientFor(t, inst.ready.URL)
+		hu, _ := url.Parse(h1.URL)
+		vu, _ := url.Parse(inst.ready.URL)
+		vc.Client.Jar.SetCookies(vu, hc.Client.Jar.Cookies(hu))
+		var rf mo.Folder
+		if err := object.NewFolder(vc, vc.ServiceContent.RootFolder).Properties(ctx, vc.ServiceContent.RootFolder, []string{"name"}, &rf); !isFault(err, "NotAuthenticated") {
+			t.Fatalf("host cookie on vCenter: %v", err)
+		}
+		sessions := control("GET", "/sessions", "")["sessions"].([]interface{})
+		seen := false
+		for _, s := range sessions {
+			if m := s.(map[string]interface{}); m["endpoint"] == "DC0_C0_H1" && m["user"] == hostUser {
+				seen = true
+			}
+		}
+		if !seen {
+			t.Fatalf("host session not listed: %v", sessions)
+		}
+		// vCenter tells who the host is: its certificate, lockdown mode.
+		var hs mo.HostSystem
+		href := types.ManagedObjectReference{Type: "HostSystem", Value: control("GET", "/host/DC0_C0_H1", "")["moref"].(string)}
+		if err := object.NewHostSystem(c, href).Properties(ctx, href, []string{"config.lockdownMode"}, &hs); err != nil || hs.Config.LockdownMode != "lockdownDisabled" {
+			t.Fatalf("lockdownMode: %v %v", hs.Config, err)
+		}
+	})
+
+	t.Run("lockdown refuses login", func(t *testing.T) {
+		control("POST", "/host/DC0_C0_H2/lockdown", `{"mode":"lockdownNormal","exception_users":["svc-ha"]}`)
+		hc := clientFor(t, hostOf(t, "DC0_C0_H2").URL)
+		if err := session.NewManager(hc).Login(ctx, url.UserPassword(hostUser, hostPassword)); !isFault(err, "InvalidLogin") {
+			t.Fatalf("root in lockdown: %v", err)
+		}
+		control("POST", "/host/DC0_C0_H2/lockdown", `{"mode":"lockdownDisabled"}`)
+		hostLogin(t, "DC0_C0_H2")
+	})
+
+	t.Run("frozen vCenter answers nothing while hosts answer", func(t *testing.T) {
+		if st := control("GET", "/control?vcenter=frozen", ""); st["vcenter"] != "frozen" {
+			t.Fatalf("control: %v", st)
+		}
+		tctx, cancel := context.WithTimeout(ctx, 400*time.Millisecond)
+		defer cancel()
+		u, _ := url.Parse(inst.ready.URL)
+		sc := soap.NewClient(u, false)
+		_ = sc.SetRootCAs(inst.ready.CAFile)
+		if _, err := vim25.NewClient(tctx, sc); err == nil || tctx.Err() == nil {
+			t.Fatalf("frozen vCenter answered: %v", err)
+		}
+		hc := hostLogin(t, "DC0_C0_H0")
+		if len(vmNames(t, hc)) == 0 {
+			t.Fatal("host H0 shows no VM")
+		}
+		control("POST", "/control?vcenter=up", "")
+		clientFor(t, inst.ready.URL)
+	})
+
+	t.Run("register and power on through a host while vCenter is down", func(t *testing.T) {
+		old := control("GET", "/vm/DC0_C0_RP0_VM0", "")
+		vmx := old["vmx"].(string)
+		control("POST", "/settings", `{"host_locks":true,"dead_host_lock_ms":300}`)
+		defer control("POST", "/settings", `{"host_locks":false}`)
+		control("POST", "/host/DC0_C0_H0/connection", `{"state":"notResponding"}`)
+		control("POST", "/control?vcenter=down", "")
+		defer control("POST", "/control?vcenter=up", "")
+		u, _ := url.Parse(inst.ready.URL)
+		if conn, err := tls.Dial("tcp", u.Host, &tls.Config{InsecureSkipVerify: true}); err == nil {
+			conn.Close()
+			t.Fatal("vCenter port still accepts connections while down")
+		}
+		h0, _ := url.Parse(hostOf(t, "DC0_C0_H0").URL)
+		if _, err := tls.Dial("tcp", h0.Host, &tls.Config{InsecureSkipVerify: true}); err == nil {
+			t.Fatal("dead host H0 still accepts connections")
+		}
+
+		hc := hostLogin(t, "DC0_C0_H1")
+		f := find.NewFinder(hc, true)
+		dc, err := f.DefaultDatacenter(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.SetDatacenter(dc)
+		folders, err := dc.Folders(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hs, err := f.DefaultHostSystem(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pool, err := hs.ResourcePool(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tk, err := folders.VmFolder.RegisterVM(ctx, vmx, "", false, pool, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := tk.WaitForResult(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nref := info.Result.(types.ManagedObjectReference)
+		if nref.Value == old["moref"] {
+			t.Fatal("re-registration kept the old moref")
+		}
+		tk, _ = folders.VmFolder.RegisterVM(ctx, vmx, "", false, pool, nil)
+		if _, err := tk.WaitForResult(ctx, nil); !isFault(err, "AlreadyExists") {
+			t.Fatalf("second registration on the same host: %v", err)
+		}
+		nvm := object.NewVirtualMachine(hc, nref)
+		tk, _ = nvm.PowerOn(ctx)
+		if err := tk.Wait(ctx); !isFault(err, "GenericVmConfigFault") || strings.Contains(err.Error(), "ESX host") {
+			t.Fatalf("power-on while the dead host's lock holds: %v", err)
+		}
+		time.Sleep(350 * time.Millisecond)
+		tk, _ = nvm.PowerOn(ctx)
+		if err := tk.Wait(ctx); err != nil {
+			t.Fatal(err)
+		}
+
+		if st := control("POST", "/control?vcenter=up", ""); st["vcenter"] != "up" {
+			t.Fatalf("control: %v", st)
+		}
+		vc := clientFor(t, inst.ready.URL)
+		if err := session.NewManager(vc).Login(ctx, url.UserPassword(simUser, simPassword)); err != nil {
+			t.Fatal(err)
+		}
+		entries := map[string]mo.VirtualMachine{}
+		for k, ref := range vmNames(t, vc) {
+			if strings.HasPrefix(k, "DC0_C0_RP0_VM0 ") {
+				var m mo.VirtualMachine
+				if err := object.NewVirtualMachine(vc, ref).Properties(ctx, ref, []string{"runtime"}, &m); err != nil {
+					t.Fatal(err)
+				}
+				entries[ref.Value] = m
+			}
+		}
+		o, n := entries[old["moref"].(string)], entries[nref.Value]
+		if len(entries) != 2 || o.Runtime.ConnectionState != "disconnected" || n.Runtime.PowerState != "poweredOn" || n.Runtime.ConnectionState != "connected" {
+			t.Fatalf("vCenter after the outage: %+v", entries)
+		}
+		// H0 comes back after a crash: its VMs are off.
+		control("POST", "/host/DC0_C0_H0/connection", `{"state":"connected","rebooted":true}`)
+		if v := control("GET", "/vmx?vmx="+url.QueryEscape(vmx), ""); v["moref"] == old["moref"] && v["power_state"] != "poweredOff" {
+			t.Fatalf("old entry after reboot: %v", v)
+		}
+		var om mo.VirtualMachine
+		oref := types.ManagedObjectReference{Type: "VirtualMachine", Value: old["moref"].(string)}
+		if err := object.NewVirtualMachine(vc, oref).Properties(ctx, oref, []string{"runtime"}, &om); err != nil || om.Runtime.PowerState != "poweredOff" || om.Runtime.ConnectionState != "connected" {
+			t.Fatalf("old entry after reboot: %v %v", om.Runtime, err)
+		}
+		c = vc // later subtests use a live connection
+		vm = object.NewVirtualMachine(c, vmRef)
+	})
+
 	t.Run("session expiry", func(t *testing.T) {
 		control("POST", "/sessions/expire", "")
 		var f mo.Folder
@@ -306,4 +574,115 @@ func TestSimulator(t *testing.T) {
 			t.Fatalf("after expiry: %v", err)
 		}
 	})
+}
+
+// TestESXHosts runs the ESX-only cluster (--mode esx --hosts 2) in a child
+// process: simulator.Map is a process global, and TestSimulator has its own.
+func TestESXHosts(t *testing.T) {
+	if os.Getenv("VCSIM_EXT_ESX_HOSTS_CHILD") == "1" {
+		esxHostsChild(t)
+		return
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestESXHosts$", "-test.v")
+	cmd.Env = append(os.Environ(), "VCSIM_EXT_ESX_HOSTS_CHILD=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("ESX-only cluster: %v\n%s", err, out)
+	}
+}
+
+func esxHostsChild(t *testing.T) {
+	inst, err := start("esx", filepath.Join(t.TempDir(), "ca.pem"), tlsCASigned, 0, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inst.close()
+	ctx := context.Background()
+	r := inst.ready
+	if r.Mode != "esx" || len(r.Hosts) != 2 || r.Hosts[0].Name != "DC0_C0_H0" || r.URL != r.Hosts[0].URL || r.User != hostUser {
+		t.Fatalf("ready line: %+v", r)
+	}
+	control := func(method, path, body string) (int, map[string]interface{}) {
+		req, _ := http.NewRequest(method, r.Control+path, strings.NewReader(body))
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		var m map[string]interface{}
+		_ = json.NewDecoder(res.Body).Decode(&m)
+		return res.StatusCode, m
+	}
+	login := func(h hostInfo) *vim25.Client {
+		u, _ := url.Parse(h.URL)
+		sc := soap.NewClient(u, false)
+		if err := sc.SetRootCAs(r.CAFile); err != nil {
+			t.Fatal(err)
+		}
+		c, err := vim25.NewClient(ctx, sc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := session.NewManager(c).Login(ctx, url.UserPassword(hostUser, hostPassword)); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	if code, _ := control("POST", "/control?vcenter=down", ""); code != http.StatusConflict {
+		t.Fatalf("vcenter=down without a vCenter: HTTP %d", code)
+	}
+	control("POST", "/settings", `{"dead_host_lock_ms":300}`)
+	_, vm0 := control("GET", "/vm/DC0_C0_RP0_VM0", "")
+	if vm0["host"] != "DC0_C0_H0" || vm0["power_state"] != "poweredOn" {
+		t.Fatalf("DC0_C0_RP0_VM0: %v", vm0)
+	}
+	h1 := login(r.Hosts[1])
+	f := find.NewFinder(h1, true)
+	dc, err := f.DefaultDatacenter(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.SetDatacenter(dc)
+	folders, _ := dc.Folders(ctx)
+	tk, err := folders.VmFolder.RegisterVM(ctx, vm0["vmx"].(string), "", false, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := tk.WaitForResult(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nvm := object.NewVirtualMachine(h1, info.Result.(types.ManagedObjectReference))
+	powerOn := func() error {
+		tk, err := nvm.PowerOn(ctx)
+		if err != nil {
+			return err
+		}
+		return tk.Wait(ctx)
+	}
+	// H0 runs it: its VMX holds the files.
+	if err := powerOn(); !isFault(err, "GenericVmConfigFault") {
+		t.Fatalf("power-on on H1 while H0 runs the VM: %v", err)
+	}
+	// H0 dies: its lock outlives it for dead_host_lock_ms.
+	control("POST", "/host/DC0_C0_H0/connection", `{"state":"notResponding"}`)
+	if err := powerOn(); !isFault(err, "GenericVmConfigFault") {
+		t.Fatalf("power-on right after H0 died: %v", err)
+	}
+	time.Sleep(350 * time.Millisecond)
+	if err := powerOn(); err != nil {
+		t.Fatalf("power-on after the dead host's lock expired: %v", err)
+	}
+	// H0 comes back after a reboot: its entry is off; powering it on there now fails (H1 holds the files).
+	control("POST", "/host/DC0_C0_H0/connection", `{"state":"connected","rebooted":true}`)
+	h0 := login(r.Hosts[0])
+	ovm := object.NewVirtualMachine(h0, types.ManagedObjectReference{Type: "VirtualMachine", Value: vm0["moref"].(string)})
+	var m mo.VirtualMachine
+	if err := ovm.Properties(ctx, ovm.Reference(), []string{"runtime.powerState"}, &m); err != nil || m.Runtime.PowerState != "poweredOff" {
+		t.Fatalf("H0's entry after the reboot: %v %v", m.Runtime.PowerState, err)
+	}
+	tk, _ = ovm.PowerOn(ctx)
+	if err := tk.Wait(ctx); !isFault(err, "GenericVmConfigFault") {
+		t.Fatalf("power-on on H0 while H1 runs the VM: %v", err)
+	}
 }

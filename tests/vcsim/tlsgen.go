@@ -18,6 +18,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"math/big"
 	"net"
@@ -30,6 +31,12 @@ type tlsMaterial struct {
 	leaf           tls.Certificate
 	thumbprint256  string // SHA-256 of the leaf DER, "AB:CD:..."
 	thumbprintSHA1 string // SHA-1 of the leaf DER, same format (what older vSphere tooling shows)
+	leafPEM        []byte // the leaf certificate (PEM), as HostSystem.config.certificate reports it
+
+	// The CA that signed the leaf (nil for self-signed profiles): host
+	// endpoints get leaves of their own from it.
+	caCert *x509.Certificate
+	caKey  crypto.Signer
 }
 
 func randomSerial() (*big.Int, error) {
@@ -99,6 +106,7 @@ func generateSelfSigned(key crypto.Signer, isCA bool) (*tlsMaterial, error) {
 	s1 := sha1.Sum(der)
 	return &tlsMaterial{
 		caPEM:          pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		leafPEM:        pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
 		leaf:           tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key},
 		thumbprint256:  colonHex(s256[:]),
 		thumbprintSHA1: colonHex(s1[:]),
@@ -159,13 +167,31 @@ func generateTLS(shift time.Duration) (*tlsMaterial, error) {
 		return nil, err
 	}
 
+	mat := &tlsMaterial{
+		caPEM:  pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
+		caCert: caCert,
+		caKey:  caKey,
+	}
+	if err := mat.issueLeaf(shift); err != nil {
+		return nil, err
+	}
+	return mat, nil
+}
+
+// issueLeaf makes a new loopback leaf signed by the material's CA and makes
+// it the material's leaf; shift moves its validity (negative: expired).
+func (m *tlsMaterial) issueLeaf(shift time.Duration) error {
+	if m.caCert == nil {
+		return errors.New("no CA to sign a leaf with")
+	}
+	now := time.Now()
 	leafKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	leafSerial, err := randomSerial()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	leafTemplate := &x509.Certificate{
 		SerialNumber:          leafSerial,
@@ -179,21 +205,33 @@ func generateTLS(shift time.Duration) (*tlsMaterial, error) {
 		DNSNames:              []string{"localhost"},
 		IPAddresses:           []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("::1")},
 	}
-	leafDER, err := x509.CreateCertificate(rand.Reader, leafTemplate, caCert, &leafKey.PublicKey, caKey)
+	leafDER, err := x509.CreateCertificate(rand.Reader, leafTemplate, m.caCert, &leafKey.PublicKey, m.caKey)
 	if err != nil {
-		return nil, err
+		return err
 	}
-
 	s256 := sha256.Sum256(leafDER)
 	s1 := sha1.Sum(leafDER)
+	m.leaf = tls.Certificate{Certificate: [][]byte{leafDER}, PrivateKey: leafKey}
+	m.leafPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leafDER})
+	m.thumbprint256 = colonHex(s256[:])
+	m.thumbprintSHA1 = colonHex(s1[:])
+	return nil
+}
 
-	return &tlsMaterial{
-		caPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
-		leaf: tls.Certificate{
-			Certificate: [][]byte{leafDER},
-			PrivateKey:  leafKey,
-		},
-		thumbprint256:  colonHex(s256[:]),
-		thumbprintSHA1: colonHex(s1[:]),
-	}, nil
+// hostMaterial is the TLS material of one host endpoint: a leaf of its own
+// from the same CA (so ca_file trusts it), or for the self-signed profiles
+// a self-signed certificate of the same kind.
+func hostMaterial(profile string, vc *tlsMaterial) (*tlsMaterial, error) {
+	if vc.caCert == nil {
+		return generateTLSProfile(profile)
+	}
+	m := &tlsMaterial{caPEM: vc.caPEM, caCert: vc.caCert, caKey: vc.caKey}
+	shift := time.Duration(0)
+	if profile == tlsExpired {
+		shift = -8 * 24 * time.Hour
+	}
+	if err := m.issueLeaf(shift); err != nil {
+		return nil, err
+	}
+	return m, nil
 }

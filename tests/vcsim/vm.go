@@ -78,7 +78,7 @@ func toolsUnavailableFault() (types.BaseMethodFault, string) {
 
 // lockFault is what a power-on reports when another host holds the file
 // locks: a GenericVmConfigFault whose faultMessage carries msg.fileio.lock.
-func (x *Ext) lockFault(vm *VM) (types.BaseMethodFault, string) {
+func (x *Ext) lockFault(vm *VM, viaHost bool) (types.BaseMethodFault, string) {
 	var p object.DatastorePath
 	p.FromString(vm.vmxPath())
 	disk := fmt.Sprintf("/vmfs/volumes/%s/%s/%s.vmdk", p.Datastore, path.Dir(p.Path), vm.Name)
@@ -91,7 +91,7 @@ func (x *Ext) lockFault(vm *VM) (types.BaseMethodFault, string) {
 	f := &types.GenericVmConfigFault{Reason: "Failed to lock the file"}
 	f.FaultMessage = msgs
 	text := ""
-	if x.mode == "vcenter" {
+	if x.mode == "vcenter" && !x.esxHosts && !viaHost {
 		text = fmt.Sprintf("An error was received from the ESX host while powering on VM %s.\n", vm.Name)
 	}
 	for i, m := range msgs {
@@ -177,6 +177,7 @@ func (x *Ext) applyPowerOn(vm *VM, host *types.ManagedObjectReference) {
 	}
 	changes = append(changes, guestDownChanges()...)
 	simulator.Map.Update(vm, changes)
+	x.setRunning(vm, true)
 	log.Printf("%s (%s) powered on on %s", vm.Name, vm.Self.Value, hostName(vm.Runtime.Host))
 
 	s := x.settingsCopy(vm.vmxPath())
@@ -207,6 +208,7 @@ func (x *Ext) applyPowerOff(vm *VM, why string) {
 	}
 	changes = append(changes, guestDownChanges()...)
 	simulator.Map.Update(vm, changes)
+	x.setRunning(vm, false)
 	log.Printf("%s (%s) powered off (%s)", vm.Name, vm.Self.Value, why)
 }
 
@@ -219,6 +221,7 @@ func (x *Ext) applySuspend(vm *VM, why string) {
 		{Name: "summary.runtime.powerState", Val: st},
 	}
 	simulator.Map.Update(vm, append(changes, guestDownChanges()...))
+	x.setRunning(vm, false)
 	log.Printf("%s (%s) suspended (%s)", vm.Name, vm.Self.Value, why)
 }
 
@@ -273,6 +276,9 @@ func (x *Ext) moveVM(vm *VM, host types.ManagedObjectReference, pool *types.Mana
 		types.PropertyChange{Name: "summary.runtime.connectionState", Val: conn},
 	)
 	simulator.Map.Update(vm, changes)
+	if vm.Runtime.PowerState == types.VirtualMachinePowerStatePoweredOn {
+		x.setRunning(vm, true) // the files are now locked from the new host
+	}
 	log.Printf("%s (%s) now on host %s", vm.Name, vm.Self.Value, hostName(&h))
 }
 
@@ -293,8 +299,9 @@ func (x *Ext) syncConnection(vm *VM) {
 
 // ---- power on (with questions and vmx locks) -----------------------------
 
-func (x *Ext) checkPowerOn(vm *VM, host *types.ManagedObjectReference) (types.BaseMethodFault, string) {
-	if !hostConnected(vm.Runtime.Host) {
+func (x *Ext) checkPowerOn(vm *VM, host *types.ManagedObjectReference, via *hostEP) (types.BaseMethodFault, string) {
+	// Through the host's own endpoint the host is up whatever vCenter thinks.
+	if via == nil && !hostConnected(vm.Runtime.Host) {
 		return hostStateFault(vm.Runtime.Host)
 	}
 	if vm.Runtime.PowerState == types.VirtualMachinePowerStatePoweredOn {
@@ -312,8 +319,8 @@ func (x *Ext) checkPowerOn(vm *VM, host *types.ManagedObjectReference) (types.Ba
 			return hostStateFault(host)
 		}
 	}
-	if held, _ := x.lockHeld(vm.vmxPath()); held {
-		return x.lockFault(vm)
+	if held, _ := x.lockHeld(vm.vmxPath()); held || x.lockedByOther(vm) {
+		return x.lockFault(vm, via != nil)
 	}
 	return nil, ""
 }
@@ -371,7 +378,7 @@ func (x *Ext) cancelPending(ref types.ManagedObjectReference, f types.BaseMethod
 	}
 }
 
-func (x *Ext) startPowerOn(ref types.ManagedObjectReference, task *simulator.Task, host *types.ManagedObjectReference) {
+func (x *Ext) startPowerOn(ref types.ManagedObjectReference, task *simulator.Task, host *types.ManagedObjectReference, via *hostEP) {
 	x.mu.Lock()
 	if busy, ok := x.powerBusy[ref]; ok {
 		x.mu.Unlock()
@@ -383,10 +390,10 @@ func (x *Ext) startPowerOn(ref types.ManagedObjectReference, task *simulator.Tas
 	}
 	x.powerBusy[ref] = task.Self
 	x.mu.Unlock()
-	go x.runPowerOn(ref, task, host)
+	go x.runPowerOn(ref, task, host, via)
 }
 
-func (x *Ext) runPowerOn(ref types.ManagedObjectReference, task *simulator.Task, host *types.ManagedObjectReference) {
+func (x *Ext) runPowerOn(ref types.ManagedObjectReference, task *simulator.Task, host *types.ManagedObjectReference, via *hostEP) {
 	defer func() {
 		x.mu.Lock()
 		if x.powerBusy[ref] == task.Self {
@@ -400,7 +407,7 @@ func (x *Ext) runPowerOn(ref types.ManagedObjectReference, task *simulator.Task,
 	var msg string
 	var pend *pendingQuestion
 	ok := withVM(ref, func(vm *VM) {
-		if fault, msg = x.checkPowerOn(vm, host); fault != nil {
+		if fault, msg = x.checkPowerOn(vm, host, via); fault != nil {
 			return
 		}
 		if q := x.takeQuestion(vm.vmxPath()); q != nil {
@@ -429,7 +436,7 @@ func (x *Ext) runPowerOn(ref types.ManagedObjectReference, task *simulator.Task,
 	}
 	time.Sleep(x.getTaskDelay())
 	ok = withVM(ref, func(vm *VM) {
-		if fault, msg = x.checkPowerOn(vm, host); fault != nil {
+		if fault, msg = x.checkPowerOn(vm, host, via); fault != nil {
 			return
 		}
 		x.applyPowerOn(vm, host)
@@ -446,8 +453,12 @@ func (vm *VM) PowerOnVMTask(ctx *simulator.Context, req *types.PowerOnVM_Task) s
 	if vm.Config.Template {
 		return &methods.PowerOnVM_TaskBody{Fault_: simulator.Fault("cannot powerOn a template", &types.InvalidState{})}
 	}
+	via := X.sessionHost(ctx)
+	if via != nil && req.Host != nil && *req.Host != via.ref {
+		return &methods.PowerOnVM_TaskBody{Fault_: soapFault(invalidArgument("host"))}
+	}
 	task := newTask(ctx, vm, vm.Name, "powerOn", "PowerOnVM_Task")
-	X.startPowerOn(vm.Self, task, req.Host)
+	X.startPowerOn(vm.Self, task, req.Host, via)
 	return &methods.PowerOnVM_TaskBody{Res: &types.PowerOnVM_TaskResponse{Returnval: task.Self}}
 }
 
@@ -467,8 +478,9 @@ func (x *Ext) runAsync(ref types.ManagedObjectReference, task *simulator.Task, f
 
 func (vm *VM) PowerOffVMTask(ctx *simulator.Context, req *types.PowerOffVM_Task) soap.HasFault {
 	task := newTask(ctx, vm, vm.Name, "powerOff", "PowerOffVM_Task")
+	viaHost := X.sessionHost(ctx) != nil
 	X.runAsync(vm.Self, task, func(vm *VM) (types.AnyType, types.BaseMethodFault, string) {
-		if !hostConnected(vm.Runtime.Host) {
+		if !viaHost && !hostConnected(vm.Runtime.Host) {
 			f, m := hostStateFault(vm.Runtime.Host)
 			return nil, f, m
 		}
@@ -484,8 +496,9 @@ func (vm *VM) PowerOffVMTask(ctx *simulator.Context, req *types.PowerOffVM_Task)
 
 func (vm *VM) ResetVMTask(ctx *simulator.Context, req *types.ResetVM_Task) soap.HasFault {
 	task := newTask(ctx, vm, vm.Name, "reset", "ResetVM_Task")
+	viaHost := X.sessionHost(ctx) != nil
 	X.runAsync(vm.Self, task, func(vm *VM) (types.AnyType, types.BaseMethodFault, string) {
-		if !hostConnected(vm.Runtime.Host) {
+		if !viaHost && !hostConnected(vm.Runtime.Host) {
 			f, m := hostStateFault(vm.Runtime.Host)
 			return nil, f, m
 		}
@@ -502,8 +515,9 @@ func (vm *VM) ResetVMTask(ctx *simulator.Context, req *types.ResetVM_Task) soap.
 
 func (vm *VM) SuspendVMTask(ctx *simulator.Context, req *types.SuspendVM_Task) soap.HasFault {
 	task := newTask(ctx, vm, vm.Name, "suspend", "SuspendVM_Task")
+	viaHost := X.sessionHost(ctx) != nil
 	X.runAsync(vm.Self, task, func(vm *VM) (types.AnyType, types.BaseMethodFault, string) {
-		if !hostConnected(vm.Runtime.Host) {
+		if !viaHost && !hostConnected(vm.Runtime.Host) {
 			f, m := hostStateFault(vm.Runtime.Host)
 			return nil, f, m
 		}
@@ -519,7 +533,7 @@ func (vm *VM) SuspendVMTask(ctx *simulator.Context, req *types.SuspendVM_Task) s
 
 func (vm *VM) ShutdownGuest(ctx *simulator.Context, req *types.ShutdownGuest) soap.HasFault {
 	body := &methods.ShutdownGuestBody{}
-	if !hostConnected(vm.Runtime.Host) {
+	if X.sessionHost(ctx) == nil && !hostConnected(vm.Runtime.Host) {
 		body.Fault_ = soapFault(hostStateFault(vm.Runtime.Host))
 		return body
 	}
@@ -584,7 +598,9 @@ func (vm *VM) AnswerVM(ctx *simulator.Context, req *types.AnswerVM) soap.HasFaul
 }
 
 func (vm *VM) UnregisterVM(ctx *simulator.Context, req *types.UnregisterVM) soap.HasFault {
-	connected := hostConnected(vm.Runtime.Host)
+	// Through the host's own endpoint the host is up: ESXi refuses to
+	// unregister a running VM.
+	connected := X.sessionHost(ctx) != nil || hostConnected(vm.Runtime.Host)
 	if connected && vm.Runtime.PowerState == types.VirtualMachinePowerStatePoweredOn {
 		return &methods.UnregisterVMBody{Fault_: soapFault(powerStateFault(types.VirtualMachinePowerStatePoweredOff, vm.Runtime.PowerState))}
 	}
@@ -609,6 +625,7 @@ func (vm *VM) UnregisterVM(ctx *simulator.Context, req *types.UnregisterVM) soap
 	}
 	X.bumpGen(vm.Self)
 	X.mu.Lock()
+	delete(X.running, vm.Self)
 	X.unreg[info.Vmx] = info
 	delete(X.answered, vm.Self)
 	X.mu.Unlock()
@@ -729,7 +746,19 @@ func (x *Ext) adopt(w *VM) {
 		x.mu.Lock()
 		info := x.unreg[vmx]
 		delete(x.unreg, vmx)
+		explicit := x.explicitHost[vmx]
+		delete(x.explicitHost, vmx)
 		x.mu.Unlock()
+		if info == nil {
+			// Another entry of the same files (registered on another host):
+			// what the .vmx says is the same for both.
+			for _, other := range allVMs() {
+				if other.Self != vm.Self && other.vmxPath() == vmx && other.Config != nil {
+					info = &unregInfo{Name: other.Name, Vmx: vmx, UUID: other.Config.Uuid, InstanceUUID: other.Config.InstanceUuid}
+					break
+				}
+			}
+		}
 
 		var changes []types.PropertyChange
 		if info != nil {
@@ -766,7 +795,7 @@ func (x *Ext) adopt(w *VM) {
 
 		// vcsim picks a random host of the pool when RegisterVM_Task has no
 		// host; vCenter would not pick a host that is not connected.
-		if !hostConnected(vm.Runtime.Host) && vm.Runtime.Host != nil {
+		if !explicit && !hostConnected(vm.Runtime.Host) && vm.Runtime.Host != nil {
 			if cr := computeResourceOf(*vm.Runtime.Host); cr != nil {
 				for _, h := range computeResourceHosts(*cr) {
 					h := h
@@ -780,4 +809,40 @@ func (x *Ext) adopt(w *VM) {
 		x.syncConnection(vm)
 		log.Printf("%s (%s) registered from %s on %s", vm.Name, vm.Self.Value, vmx, hostName(vm.Runtime.Host))
 	})
+}
+
+// setRunning records whether a VM is powered on (for the file locks between
+// hosts). Caller holds the VM lock.
+func (x *Ext) setRunning(vm *VM, on bool) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if on && vm.Runtime.Host != nil {
+		x.running[vm.Self] = runInfo{vmx: vm.vmxPath(), host: *vm.Runtime.Host}
+	} else {
+		delete(x.running, vm.Self)
+	}
+}
+
+// lockedByOther reports whether another entry of the same files runs on a
+// host that is alive (its VMX holds the file locks).
+func (x *Ext) lockedByOther(vm *VM) bool {
+	x.mu.Lock()
+	if !x.hostLocks {
+		x.mu.Unlock()
+		return false
+	}
+	var hosts []types.ManagedObjectReference
+	for ref, r := range x.running {
+		if ref != vm.Self && r.vmx == vm.vmxPath() {
+			hosts = append(hosts, r.host)
+		}
+	}
+	x.mu.Unlock()
+	for _, h := range hosts {
+		h := h
+		if hostConnection(&h) != types.HostSystemConnectionStateNotResponding {
+			return true
+		}
+	}
+	return false
 }
