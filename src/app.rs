@@ -161,9 +161,13 @@ pub async fn execute(cli: Cli, log: &StepLog) -> Result<Outcome, Error> {
     }
     // Settings are checked before any connection, so a typo never touches the server.
     let resource = match &cli.command {
-        Command::Status { vm, .. } | Command::Migrate { vm, .. } => {
-            Some(config::resource(vm, None, waits(None, None, None), &file)?)
-        }
+        Command::Status { vm, host } => Some(config::resource(
+            vm,
+            host.host.as_deref(),
+            waits(None, None, None),
+            &file,
+        )?),
+        Command::Migrate { vm, .. } => Some(config::resource(vm, None, waits(None, None, None), &file)?),
         Command::Start {
             vm, host, start_wait, ..
         } => Some(config::resource(
@@ -489,9 +493,23 @@ async fn act<'a>(
     let settings = &job.settings;
     let file = &job.file;
     let answers = job.answers.clone();
+    // Acting commands look for a VM's leftover entries until they are gone; the monitor, called every few
+    // seconds, never scans the inventory for them.
+    let acting = matches!(
+        job.command,
+        Command::Start { .. } | Command::Stop { .. } | Command::Status { .. }
+    );
+    let twins = acting
+        && route == ops::Route::Server
+        && session
+            .memo()
+            .vms
+            .get(&ops::selector_key(settings))
+            .is_some_and(|m| m.twins);
     let ctx = Ctx::new(session, settings, log)
         .await?
-        .with_route(route, remembered_vmx, peers);
+        .with_route(route, remembered_vmx, peers)
+        .recheck_twins(twins);
     let outcome = match &job.command {
         Command::Status { .. } => {
             let report = ops::status::run(&ctx).await?;
@@ -565,6 +583,11 @@ async fn remember(ctx: &Ctx<'_>) {
     }
     let key = ops::selector_key(ctx.settings);
     let seen = ctx.last_seen();
+    let twins = if ctx.looked_for_twins() {
+        ctx.twins_left()
+    } else {
+        ctx.session.memo().vms.get(&key).is_some_and(|m| m.twins)
+    };
     let memo = ctx.session.memo();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -587,6 +610,7 @@ async fn remember(ctx: &Ctx<'_>) {
                     vmx: s.vmx.clone(),
                     uuid: s.uuid.clone(),
                     host: s.host_name.clone(),
+                    twins,
                 };
                 m.vms.insert(key, vm);
             }

@@ -91,6 +91,9 @@ pub struct VmMemo {
     pub uuid: Option<String>,
     /// The host it ran on last time vCenter was asked.
     pub host: Option<String>,
+    /// vCenter showed other entries of the same files: look for them again until they are gone.
+    #[serde(default)]
+    pub twins: bool,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]

@@ -66,6 +66,9 @@ pub struct Ctx<'a> {
     /// Other inventory entries of the VM's files, and those of them safe to unregister.
     duplicates: std::sync::Mutex<Vec<VmState>>,
     removable: std::sync::Mutex<Vec<MoRef>>,
+    removed: std::sync::Mutex<Vec<MoRef>>,
+    /// The VM had several entries last time: look for them again even if the entry found looks sound.
+    recheck_twins: bool,
 }
 
 impl<'a> Ctx<'a> {
@@ -85,6 +88,8 @@ impl<'a> Ctx<'a> {
             last_seen: std::sync::Mutex::new(None),
             duplicates: std::sync::Mutex::new(Vec::new()),
             removable: std::sync::Mutex::new(Vec::new()),
+            removed: std::sync::Mutex::new(Vec::new()),
+            recheck_twins: false,
         })
     }
 
@@ -94,6 +99,23 @@ impl<'a> Ctx<'a> {
         self.remembered_vmx = remembered_vmx;
         self.peers = peers;
         self
+    }
+
+    /// Looks for other entries of the VM's files even when the one found looks sound (it had twins before).
+    pub fn recheck_twins(mut self, yes: bool) -> Self {
+        self.recheck_twins = yes;
+        self
+    }
+
+    /// Whether this command looked for other entries of the VM's files (it found some, or was asked to).
+    pub fn looked_for_twins(&self) -> bool {
+        self.recheck_twins || !self.duplicates().is_empty()
+    }
+
+    /// Whether other entries of the VM's files are still in the inventory after this command.
+    pub fn twins_left(&self) -> bool {
+        let removed = self.removed.lock().map(|r| r.clone()).unwrap_or_default();
+        self.duplicates().iter().any(|d| !removed.contains(&d.moref))
     }
 
     pub fn route(&self) -> &Route {
@@ -196,7 +218,11 @@ impl<'a> Ctx<'a> {
         let key = self.selector_key();
         if let Some((moref, path)) = self.session.remembered_vm(&key) {
             match self.read(&self.vm(&moref)).await {
-                Ok(seen) if self.still_matches(&seen.0, path.as_deref()) && !self.looks_stale(&seen.0) => {
+                Ok(seen)
+                    if self.still_matches(&seen.0, path.as_deref())
+                        && !self.looks_stale(&seen.0)
+                        && !self.recheck_twins =>
+                {
                     let found = FoundVm {
                         vm: Some(moref),
                         vmx: path,
@@ -249,7 +275,7 @@ impl<'a> Ctx<'a> {
         first: (VmState, Option<HostInfo>),
     ) -> Result<(VmState, Option<HostInfo>), OpError> {
         let mut candidates = std::mem::take(&mut found.others);
-        if self.looks_stale(&first.0)
+        if (self.looks_stale(&first.0) || self.recheck_twins)
             && let Some(vmx) = &first.0.vmx
         {
             for m in crate::client::inventory::entries_of_files(self.session, vmx).await? {

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 pub struct Vmha {
     /// The binary: `env!("CARGO_BIN_EXE_vmha")` in tests and benches.
     pub bin: PathBuf,
+    /// `VMHA_URL`; empty: none (an ESX-only cluster).
     pub url: String,
     pub user: String,
     /// Given as `VMHA_PASSWORD`; `None` to exercise the other password sources (or none at all).
@@ -53,7 +54,11 @@ impl Vmha {
                 cmd.env_remove(k);
             }
         }
-        cmd.env("VMHA_URL", &self.url).env("VMHA_USER", &self.user);
+        // An empty URL stands for "no --url": an ESX-only cluster, where --host names the endpoint.
+        if !self.url.is_empty() {
+            cmd.env("VMHA_URL", &self.url);
+        }
+        cmd.env("VMHA_USER", &self.user);
         if let Some(pw) = &self.password {
             cmd.env("VMHA_PASSWORD", pw);
         }

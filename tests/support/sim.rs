@@ -513,6 +513,11 @@ impl Sim {
         self.post(&format!("/vm/{}/guest-shutdown", encode(vm)), Value::Null);
     }
 
+    /// `GET /hosts`: every host with its connection state, endpoint state and VMs.
+    pub fn hosts_state(&self) -> Vec<Value> {
+        self.call("GET", "/hosts", None).as_array().cloned().unwrap_or_default()
+    }
+
     /// `GET /vms`: every VM the simulator knows, with its power state and host.
     pub fn vms(&self) -> Value {
         self.call("GET", "/vms", None)
