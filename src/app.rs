@@ -282,7 +282,7 @@ async fn run_resource(conn: &ConnectionSettings, cached: bool, job: &Job, log: &
             name: host.clone(),
             vcenter_down: None,
         };
-        return with_session(connect_options(conn, cached), async |s: &Session| {
+        return on_host(connect_options(conn, cached), host, None, async |s: &Session| {
             let peers = peer_probe(conn, cached, job, host, None, log);
             act(s, job, route, None, Some(peers), log).await
         })
@@ -379,28 +379,71 @@ async fn via_host(
         name: host.to_string(),
         vcenter_down: Some(why.clone()),
     };
-    let result = with_session(opts, async |s: &Session| {
+    let lockdown = host_lockdown(&memo, host);
+    let outcome = on_host(opts, host, lockdown, async |s: &Session| {
         let peers = peer_probe(conn, cached, job, host, vm_memo.host.clone(), log);
         act(s, job, route, vm_memo.vmx.clone(), Some(peers), log).await
     })
-    .await;
-    match result {
-        Err(Error::Vim(v)) if login_refused(&v) => Err(Error::HostLoginRefused {
-            host: host.to_string(),
-            user: conn.hosts.user.clone().unwrap_or_default(),
-            lockdown: memo
-                .hosts
-                .iter()
-                .find(|(n, _)| n.eq_ignore_ascii_case(host))
-                .and_then(|(_, h)| h.lockdown.clone()),
-            cause: v,
-        }),
-        other => other.map(|mut o| {
-            o.fields.insert("source".into(), "host".into());
-            o.fields.insert("via_host".into(), host.into());
-            o.fields.insert("fallback_reason".into(), why.into());
-            o
-        }),
+    .await?;
+    let mut o = outcome;
+    o.fields.insert("source".into(), "host".into());
+    o.fields.insert("via_host".into(), host.into());
+    o.fields.insert("fallback_reason".into(), why.into());
+    Ok(o)
+}
+
+/// The lockdown mode vCenter last reported for `host`.
+fn host_lockdown(memo: &Memo, host: &str) -> Option<String> {
+    memo.hosts
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(host))
+        .and_then(|(_, h)| h.lockdown.clone())
+}
+
+/// How long a host's refusal of a password keeps vmha from trying it again: ESXi's default
+/// `Security.AccountUnlockTime` (900 s), so that a node never adds to the failures that lock the account.
+const REFUSAL_WINDOW: Duration = Duration::from_secs(900);
+
+/// Runs `work` on a session to a host's own endpoint. A host that refused this password within
+/// [`REFUSAL_WINDOW`] is not asked again (ESXi locks a local account after a few refused logins, for every
+/// node and every tool); a refusal is remembered beside the host's cached session and reported with the
+/// host's lockdown mode when vCenter reported one.
+async fn on_host<T>(
+    opts: ConnectOptions,
+    host: &str,
+    lockdown: Option<String>,
+    work: impl AsyncFnOnce(&Session) -> Result<T, Error>,
+) -> Result<T, Error> {
+    let user = opts.credentials.user.clone();
+    let password = opts.credentials.password.clone();
+    // A second handle on the host's cache file (the session takes the first).
+    let guard = opts
+        .cache
+        .as_ref()
+        .and_then(|c| SessionCache::open(c.path().parent()?, &opts.transport.url, &user).ok());
+    let refused = |refused_ago, cause| Error::HostLoginRefused {
+        host: host.to_string(),
+        user: user.clone(),
+        lockdown: lockdown.clone(),
+        refused_ago,
+        cause,
+    };
+    if let Some(ago) = guard.as_ref().and_then(|g| g.refused_within(&password, REFUSAL_WINDOW)) {
+        return Err(refused(Some(ago), None));
+    }
+    match with_session(opts, work).await {
+        Err(Error::Vim(v)) if login_refused(&v) => {
+            if let Some(g) = &guard {
+                g.record_refusal(&password);
+            }
+            Err(refused(None, Some(v)))
+        }
+        other => {
+            if let Some(g) = &guard {
+                g.clear_refusal();
+            }
+            other
+        }
     }
 }
 
@@ -455,7 +498,7 @@ async fn ask_peer(
 ) -> ops::PeerSeen {
     let seen = async {
         let opts = host_options(conn, memo, name, cached)?;
-        with_session(opts, async |s: &Session| {
+        on_host(opts, name, host_lockdown(memo, name), async |s: &Session| {
             let ctx = Ctx::new(s, &job.settings, log).await?.with_route(
                 ops::Route::Host {
                     name: name.to_string(),

@@ -71,15 +71,26 @@ pub enum Error {
         cause: Box<Error>,
     },
     /// The host refused vmha's direct login: wrong host user or password, or lockdown mode.
-    #[error("host {host} refused the login of '{user}'{}", lockdown_note(.lockdown))]
+    #[error("host {host} refused the login of '{user}'{}{}", lockdown_note(.lockdown), refused_note(.refused_ago))]
     HostLoginRefused {
         host: String,
         user: String,
         /// The host's lockdown mode as vCenter last reported it.
         lockdown: Option<String>,
+        /// Not tried now: the host refused this password this many seconds ago.
+        refused_ago: Option<u64>,
         #[source]
-        cause: VimError,
+        cause: Option<VimError>,
     },
+}
+
+fn refused_note(ago: &Option<u64>) -> String {
+    match ago {
+        Some(s) => format!(
+            " {s} s ago; not tried again with the same password for 15 minutes, so that ESXi does not lock the account (change the password file, or wait)"
+        ),
+        None => String::new(),
+    }
 }
 
 fn lockdown_note(mode: &Option<String>) -> String {

@@ -225,8 +225,20 @@ fn lockdown_refuses_the_host_login_once_and_says_so() {
     assert_eq!(r.code, 3, "login refused");
     assert!(r.stderr.contains("lockdown mode (lockdownNormal)"), "{}", r.stderr);
     assert!(r.stderr.contains("Exception Users"), "{}", r.stderr);
-    // An exception user gets in.
+    // A refused login is not tried again (ESXi would lock the account after a few): the next call fails at
+    // once without a Login.
+    let logins = sim.stats()["by_endpoint"][H0]["by_method"]["Login"].as_u64().unwrap_or(0);
+    let (r, _) = n0.run(&sim, true, &["monitor", "--name", VM]);
+    assert_eq!(r.code, 3);
+    assert!(r.stderr.contains("not tried again"), "{}", r.stderr);
+    assert_eq!(sim.stats()["by_endpoint"][H0]["by_method"]["Login"].as_u64().unwrap_or(0), logins);
+    // An exception user gets in, once the refusal is forgotten (15 minutes, or its file removed).
     sim.host_lockdown(H0, "lockdownNormal", &[sim.host_user()]);
+    for f in std::fs::read_dir(n0.sessions()).unwrap().flatten() {
+        if f.path().extension().is_some_and(|e| e == "refused") {
+            std::fs::remove_file(f.path()).unwrap();
+        }
+    }
     assert_eq!(n0.run(&sim, true, &["monitor", "--name", VM]).0.code, 0);
 }
 

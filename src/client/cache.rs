@@ -124,6 +124,21 @@ impl std::fmt::Debug for Entry {
     }
 }
 
+/// A refused login: when, and a salted hash of the password refused.
+#[derive(Serialize, Deserialize)]
+struct Refusal {
+    salt: String,
+    check: String,
+    at: u64,
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
 /// The cache file of one (server URL, user).
 #[derive(Debug)]
 pub struct SessionCache {
@@ -361,6 +376,47 @@ impl SessionCache {
             None => e.names.remove(name).is_some(),
         };
         if changed { self.write_entry(&e) } else { Ok(()) }
+    }
+
+    /// How many seconds ago this server refused a login with this password, if it did within `window`.
+    /// ESXi locks a local account after a few refused logins (`Security.AccountLockFailures`): a node that
+    /// was refused does not try again with the same password until the window has passed.
+    pub fn refused_within(&self, password: &SecretString, window: Duration) -> Option<u64> {
+        let text = fs::read_to_string(self.file.with_extension("refused")).ok()?;
+        let r: Refusal = serde_json::from_str(&text).ok()?;
+        let age = now_secs().saturating_sub(r.at);
+        (password_check(&r.salt, password) == r.check && age < window.as_secs()).then_some(age)
+    }
+
+    /// Remembers that this server refused a login with this password (never the password itself).
+    pub fn record_refusal(&self, password: &SecretString) {
+        let Ok(salt) = new_salt() else {
+            return;
+        };
+        let r = Refusal {
+            check: password_check(&salt, password),
+            salt,
+            at: now_secs(),
+        };
+        let path = self.file.with_extension("refused");
+        let written = serde_json::to_vec(&r).map_err(std::io::Error::other).and_then(|body| {
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&path)?;
+            f.write_all(&body)
+        });
+        if let Err(e) = written {
+            tracing::debug!("cannot record the refused login in {}: {e}", path.display());
+        }
+    }
+
+    /// Forgets a refusal (after a successful login).
+    pub fn clear_refusal(&self) {
+        let _ = fs::remove_file(self.file.with_extension("refused"));
     }
 
     /// Deletes the file (after Logout).

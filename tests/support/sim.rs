@@ -629,6 +629,14 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
     out
 }
 
+/// `GET` a control route from another thread (the `Sim` stays with its owner): the answer's JSON.
+pub fn get_json(control: &str, path: &str) -> Result<Value, String> {
+    match http_request(control, "GET", path, None)? {
+        (200..=299, v) => Ok(v),
+        (code, v) => Err(format!("HTTP {code}: {v}")),
+    }
+}
+
 fn http_request(base: &str, method: &str, path: &str, body: Option<&Value>) -> Result<(u16, Value), String> {
     let addr = base.trim_start_matches("http://").trim_end_matches('/');
     let mut stream = TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
