@@ -299,6 +299,55 @@ fn main() -> std::process::ExitCode {
         on(H1),
     );
 
+    // 9: vCenter goes away (its restart for a patch): with a local ESXi user configured, every node acts
+    // through its own host, and the cluster keeps its VM.
+    let host_pw = dir.path().join("host-password");
+    std::fs::write(&host_pw, format!("{}\n", d.sim.host_password())).expect("write the host password file");
+    std::fs::set_permissions(&host_pw, std::os::unix::fs::PermissionsExt::from_mode(0o600)).expect("chmod 600");
+    let addresses: Vec<String> = d.sim.hosts().iter().map(|h| format!("{}={}", h.name, h.url)).collect();
+    let host_flags = [
+        "--host-user".to_string(),
+        d.sim.host_user().to_string(),
+        "--host-password-file".to_string(),
+        host_pw.display().to_string(),
+        "--host-address".to_string(),
+        format!("'{}'", addresses.join(";")),
+        "--fallback-after".to_string(),
+        "3".to_string(),
+    ];
+    d.paste = format!("{} {}", d.paste, host_flags.join(" "));
+    d.vmha
+        .flags
+        .extend(host_flags.iter().map(|f| f.trim_matches('\'').to_string()));
+    println!("   (simulator: vCenter stops answering: connections refused, as during its restart)");
+    d.sim.vcenter("down");
+    d.step(
+        &format!("9a. vCenter is down: monitor on {H1} through {H1} itself"),
+        &with(&["monitor", "--host", H1]),
+        0,
+        on(H1),
+    );
+    d.step(
+        &format!("9b. vCenter is down: stop on {H1} through the host"),
+        &with(&["stop", "--host", H1]),
+        0,
+        off,
+    );
+    d.step(
+        &format!("9c. vCenter is down: start on {H1} through the host"),
+        &with(&["start", "--host", H1]),
+        0,
+        on(H1),
+    );
+    println!("   (simulator: vCenter is back)");
+    d.sim.vcenter("up");
+    d.step(
+        &format!("9d. vCenter is back: monitor on {H1} through vCenter"),
+        &with(&["monitor", "--host", H1]),
+        0,
+        on(H1),
+    );
+
     println!("== summary");
     let mut failed = 0;
     for (title, ok, t, n) in &d.results {

@@ -65,10 +65,21 @@ fn primitive_xml(sim: &Sim, pw: &std::path::Path, host_pw: &std::path::Path) -> 
 #[test]
 fn vcenter_refusing_then_frozen_leaves_the_resource_started() {
     if !common::is_root() {
-        println!("SKIPPED vcenter_refusing_then_frozen_leaves_the_resource_started: needs root (mount namespaces, /usr/lib/ocf)");
+        println!(
+            "SKIPPED vcenter_refusing_then_frozen_leaves_the_resource_started: needs root (mount namespaces, /usr/lib/ocf)"
+        );
         return;
     }
-    for tool in ["corosync", "pacemakerd", "cibadmin", "crm_resource", "crm_mon", "crm_failcount", "nsenter", "unshare"] {
+    for tool in [
+        "corosync",
+        "pacemakerd",
+        "cibadmin",
+        "crm_resource",
+        "crm_mon",
+        "crm_failcount",
+        "nsenter",
+        "unshare",
+    ] {
         common::require_tool(tool);
     }
     let _agent = AgentInstall::install();
@@ -88,7 +99,13 @@ fn vcenter_refusing_then_frozen_leaves_the_resource_started() {
     assert_eq!(node.wait_dc(Duration::from_secs(60)), "node1");
     node.tool_ok(
         "cibadmin",
-        &["--create", "--scope", "resources", "--xml-text", &primitive_xml(&sim, &pw, &host_pw)],
+        &[
+            "--create",
+            "--scope",
+            "resources",
+            "--xml-text",
+            &primitive_xml(&sim, &pw, &host_pw),
+        ],
     );
     node.wait_monitor_ok("vm1", Duration::from_secs(60));
     // A few monitors through vCenter: the hosts' certificates are learnt from it.

@@ -74,14 +74,18 @@ impl Node {
         let t = Instant::now();
         let r = self.vmha(sim, with_vcenter).run(&all);
         let took = t.elapsed();
-        println!("--- {} {:?}: exit {} in {took:?}\n{}{}", self.host, args, r.code, r.stdout, r.stderr);
+        println!(
+            "--- {} {:?}: exit {} in {took:?}\n{}{}",
+            self.host, args, r.code, r.stdout, r.stderr
+        );
         assert!(!r.stdout.contains(sim.host_password()) && !r.stderr.contains(sim.host_password()));
         (r, took)
     }
 }
 
 fn json_of(r: &Run) -> Value {
-    serde_json::from_str(r.stdout.lines().last().unwrap_or("")).unwrap_or_else(|e| panic!("not JSON ({e}): {}", r.stdout))
+    serde_json::from_str(r.stdout.lines().last().unwrap_or(""))
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", r.stdout))
 }
 
 /// The simulator's entries of `vm` that run: powered on, on a host that is not lost (a `notResponding`
@@ -127,15 +131,26 @@ fn every_command_goes_through_this_nodes_host_while_vcenter_is_down_or_frozen() 
         let (r, took) = n0.run(&sim, true, &["--json", "monitor", "--name", VM]);
         let j = json_of(&r);
         assert_eq!(r.code, 0, "monitor through the host while vCenter is {state}");
-        assert_eq!((j["source"].as_str(), j["via_host"].as_str()), (Some("host"), Some(H0)), "{j}");
+        assert_eq!(
+            (j["source"].as_str(), j["via_host"].as_str()),
+            (Some("host"), Some(H0)),
+            "{j}"
+        );
         assert!(j["fallback_reason"].as_str().is_some_and(|w| !w.is_empty()), "{j}");
         // --fallback-after 2: a frozen vCenter costs at most that, a refusing one nothing.
         let bound = if state == "frozen" { 5 } else { 2 };
-        assert!(took < Duration::from_secs(bound), "vCenter {state}: decided in {took:?}");
+        assert!(
+            took < Duration::from_secs(bound),
+            "vCenter {state}: decided in {took:?}"
+        );
 
         let (r, _) = n0.run(&sim, true, &["--json", "status", "--name", VM]);
         let j = json_of(&r);
-        assert_eq!((r.code, j["source"].as_str(), j["power_state"].as_str()), (0, Some("host"), Some("poweredOn")), "{j}");
+        assert_eq!(
+            (r.code, j["source"].as_str(), j["power_state"].as_str()),
+            (0, Some("host"), Some("poweredOn")),
+            "{j}"
+        );
         sim.vcenter("up");
     }
 
@@ -144,7 +159,11 @@ fn every_command_goes_through_this_nodes_host_while_vcenter_is_down_or_frozen() 
     let (r, _) = n0.run(&sim, true, &["stop", "--name", VM, "--stop-wait", "10"]);
     assert_eq!(r.code, 0);
     let v = sim.vm(VM);
-    assert_eq!((v["registered"].as_bool(), v["power_state"].as_str()), (Some(true), Some("poweredOff")), "{v}");
+    assert_eq!(
+        (v["registered"].as_bool(), v["power_state"].as_str()),
+        (Some(true), Some("poweredOff")),
+        "{v}"
+    );
     let (r, _) = n0.run(&sim, true, &["start", "--name", VM, "--start-wait", "10"]);
     assert_eq!(r.code, 0);
     assert_eq!(running_on(&sim, VM), vec![H0.to_string()]);
@@ -166,16 +185,27 @@ fn takeover_while_vcenter_is_down_then_vcenter_returns_with_two_entries() {
     let n1 = Node::new(H1, &sim);
     // Both nodes saw the VM through vCenter before (their probes and monitors do): its files are known.
     assert_eq!(n0.run(&sim, true, &["monitor", "--name", VM]).0.code, 0);
-    assert_eq!(n1.run(&sim, true, &["monitor", "--name", VM, "--migration-wait", "0"]).0.code, 14);
+    assert_eq!(
+        n1.run(&sim, true, &["monitor", "--name", VM, "--migration-wait", "0"])
+            .0
+            .code,
+        14
+    );
 
     // A host that registers files another host ran asks whether the VM was moved or copied.
-    sim.post(&format!("/vmx/question?vmx={}", sim::encode(&vmx_path(VM))), json!({"once": true}));
+    sim.post(
+        &format!("/vmx/question?vmx={}", sim::encode(&vmx_path(VM))),
+        json!({"once": true}),
+    );
     sim.vcenter("down");
     sim.host_connection(H0, "notResponding", false);
     let (r, took) = n1.run(&sim, true, &["--json", "start", "--name", VM, "--start-wait", "20"]);
     assert_eq!(r.code, 0, "takeover through H1");
     assert_eq!(json_of(&r)["plan"], "register");
-    assert!(r.stdout.contains("I moved it") || r.stderr.contains("I moved it"), "the moved question is answered");
+    assert!(
+        r.stdout.contains("I moved it") || r.stderr.contains("I moved it"),
+        "the moved question is answered"
+    );
     assert_eq!(running_on(&sim, VM), vec![H1.to_string()]);
     println!("takeover through the host took {took:?}");
 
@@ -184,7 +214,11 @@ fn takeover_while_vcenter_is_down_then_vcenter_returns_with_two_entries() {
     assert_eq!(entries(&sim, VM).len(), 2, "{}", sim.vms());
     let (r, _) = n1.run(&sim, true, &["--json", "status", "--name", VM]);
     let j = json_of(&r);
-    assert_eq!((r.code, j["source"].as_str(), j["host"].as_str()), (0, Some("vcenter"), Some(H1)), "{j}");
+    assert_eq!(
+        (r.code, j["source"].as_str(), j["host"].as_str()),
+        (0, Some("vcenter"), Some(H1)),
+        "{j}"
+    );
     assert_eq!(j["other_entries"].as_array().map(Vec::len), Some(1), "{j}");
     assert_eq!(n1.run(&sim, true, &["monitor", "--name", VM]).0.code, 0);
     // The stale entry's node: nothing to stop there, and it must not act on the wrong entry.
@@ -193,7 +227,12 @@ fn takeover_while_vcenter_is_down_then_vcenter_returns_with_two_entries() {
     // The lost host comes back rebooted: its entry is powered off, and now provably stale.
     sim.host_connection(H0, "connected", true);
     assert_eq!(n1.run(&sim, true, &["start", "--name", VM]).0.code, 0);
-    assert_eq!(entries(&sim, VM).len(), 1, "the powered-off twin is unregistered: {}", sim.vms());
+    assert_eq!(
+        entries(&sim, VM).len(),
+        1,
+        "the powered-off twin is unregistered: {}",
+        sim.vms()
+    );
     assert_eq!(running_on(&sim, VM), vec![H1.to_string()]);
 }
 
@@ -227,11 +266,18 @@ fn lockdown_refuses_the_host_login_once_and_says_so() {
     assert!(r.stderr.contains("Exception Users"), "{}", r.stderr);
     // A refused login is not tried again (ESXi would lock the account after a few): the next call fails at
     // once without a Login.
-    let logins = sim.stats()["by_endpoint"][H0]["by_method"]["Login"].as_u64().unwrap_or(0);
+    let logins = sim.stats()["by_endpoint"][H0]["by_method"]["Login"]
+        .as_u64()
+        .unwrap_or(0);
     let (r, _) = n0.run(&sim, true, &["monitor", "--name", VM]);
     assert_eq!(r.code, 3);
     assert!(r.stderr.contains("not tried again"), "{}", r.stderr);
-    assert_eq!(sim.stats()["by_endpoint"][H0]["by_method"]["Login"].as_u64().unwrap_or(0), logins);
+    assert_eq!(
+        sim.stats()["by_endpoint"][H0]["by_method"]["Login"]
+            .as_u64()
+            .unwrap_or(0),
+        logins
+    );
     // An exception user gets in, once the refusal is forgotten (15 minutes, or its file removed).
     sim.host_lockdown(H0, "lockdownNormal", &[sim.host_user()]);
     for f in std::fs::read_dir(n0.sessions()).unwrap().flatten() {
@@ -248,7 +294,11 @@ fn without_a_host_user_a_vcenter_outage_is_exit_4_and_check_warns() {
     let v = sim.vmha(bin());
     let r = v.run(&["check"]);
     assert_eq!(r.code, 0);
-    assert!(r.stderr.contains("single point of failure") || r.stderr.contains("cannot act on its VMs"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("single point of failure") || r.stderr.contains("cannot act on its VMs"),
+        "{}",
+        r.stderr
+    );
     sim.vcenter("down");
     let r = v.run(&["monitor", "--name", VM, "--host", H0]);
     assert_eq!(r.code, 4, "{}", r.stderr);
@@ -265,7 +315,12 @@ fn esx_only_cluster_fails_over_between_hosts() {
     assert_eq!(n0.run(&sim, false, &["monitor", "--vmx", &vmx]).0.code, 0);
     assert_eq!(n1.run(&sim, false, &["start", "--vmx", &vmx]).0.code, 5);
     // A move: stop on H0 (unregisters there), start on H1 (registers there).
-    assert_eq!(n0.run(&sim, false, &["stop", "--vmx", &vmx, "--stop-wait", "10"]).0.code, 0);
+    assert_eq!(
+        n0.run(&sim, false, &["stop", "--vmx", &vmx, "--stop-wait", "10"])
+            .0
+            .code,
+        0
+    );
     assert!(entries(&sim, VM).is_empty(), "stop unregistered it: {}", sim.vms());
     let (r, _) = n1.run(&sim, false, &["--json", "start", "--vmx", &vmx, "--start-wait", "10"]);
     assert_eq!((r.code, json_of(&r)["plan"].as_str()), (0, Some("register")));
