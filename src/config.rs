@@ -751,6 +751,87 @@ mod tests {
         assert_eq!(r.vm, VmSelector::Vmx("[ds] a/a.vmx".into()));
     }
 
+    fn access(g: &GlobalArgs, tls: &TlsPolicy) -> Result<HostAccess, ConfigError> {
+        host_access(g, &FileSettings::default(), tls, &mut Vec::new())
+    }
+
+    #[test]
+    fn host_addresses_thumbprints_and_trust() {
+        let sha = "AB".repeat(32);
+        let g = GlobalArgs {
+            host_address: vec!["esx1=10.0.0.11;esx2=https://10.0.0.12:8443/sdk".into()],
+            host_thumbprint: vec![format!("esx2={sha}")],
+            ..Default::default()
+        };
+        let ca = TlsPolicy::Verify {
+            extra_roots_pem: vec![b"pem".to_vec()],
+        };
+        let a = access(&g, &ca).unwrap();
+        assert!(!a.enabled(), "no host user: no fallback");
+        assert_eq!(a.url_of("ESX1").unwrap(), "https://10.0.0.11/sdk");
+        assert_eq!(a.url_of("esx2").unwrap(), "https://10.0.0.12:8443/sdk");
+        assert_eq!(a.url_of("esx3.example.com").unwrap(), "https://esx3.example.com/sdk");
+        assert_eq!(a.tls_for("esx2", None), TlsPolicy::Pinned { sha256: [0xAB; 32] });
+        assert_eq!(
+            a.tls_for("esx1", None),
+            ca,
+            "the CA file trusts hosts (VMCA signs them)"
+        );
+        assert_eq!(a.tls_for("esx1", Some([1; 32])), TlsPolicy::Pinned { sha256: [1; 32] });
+        assert_eq!(a.fallback_after, Duration::from_secs(DEFAULT_FALLBACK_AFTER));
+        // vCenter's own pin never applies to a host.
+        let pinned = access(&g, &TlsPolicy::Pinned { sha256: [9; 32] }).unwrap();
+        assert_eq!(
+            pinned.tls_for("esx1", None),
+            TlsPolicy::Verify {
+                extra_roots_pem: vec![]
+            }
+        );
+    }
+
+    #[test]
+    fn host_settings_errors_name_the_option() {
+        let tls = TlsPolicy::Verify {
+            extra_roots_pem: vec![],
+        };
+        let bad = |g: GlobalArgs| access(&g, &tls).unwrap_err().to_string();
+        assert!(
+            bad(GlobalArgs {
+                host_address: vec!["esx1".into()],
+                ..Default::default()
+            })
+            .contains("NAME=ADDRESS")
+        );
+        assert!(
+            bad(GlobalArgs {
+                host_address: vec!["a=x;a=y".into()],
+                ..Default::default()
+            })
+            .contains("twice")
+        );
+        assert!(
+            bad(GlobalArgs {
+                host_thumbprint: vec!["a=zz".into()],
+                ..Default::default()
+            })
+            .contains("--host-thumbprint a")
+        );
+        assert!(
+            bad(GlobalArgs {
+                host_user: Some("root".into()),
+                ..Default::default()
+            })
+            .contains("--host-password-file")
+        );
+        assert!(
+            bad(GlobalArgs {
+                fallback_after: Some(0),
+                ..Default::default()
+            })
+            .contains("--fallback-after")
+        );
+    }
+
     #[test]
     fn selector_needs_exactly_one() {
         let f = FileSettings::default();

@@ -83,7 +83,8 @@ fn configured(message: impl Into<String>) -> ParamError {
 pub struct Params {
     /// vCenter (or an ESXi host); `None` in an ESX-only cluster, where each node uses its host's address.
     pub url: Option<String>,
-    pub user: String,
+    /// The vCenter (or `url`) user; in an ESX-only cluster `host_user` may stand alone.
+    pub user: Option<String>,
     pub password_file: Option<PathBuf>,
     pub password: Option<SecretString>,
     pub vm: VmArgs,
@@ -171,7 +172,12 @@ pub fn params(env: &(dyn Fn(&str) -> Option<String> + Sync)) -> Result<Params, P
             "parameter url is required (https://VCENTER/sdk); with no vCenter at all, give host_addresses instead (esx1=ADDRESS;esx2=ADDRESS) and hostmap",
         ));
     }
-    let user = get("user").ok_or_else(|| configured("parameter user is required"))?;
+    // Without vCenter the host user logs in to each node's host; user and password are then optional.
+    let esx_only_with_host_user = url.is_none() && get("host_user").is_some();
+    let user = get("user");
+    if user.is_none() && !esx_only_with_host_user {
+        return Err(configured("parameter user is required"));
+    }
     let password_file = get("password_file").map(PathBuf::from);
     let password = env("OCF_RESKEY_password")
         .filter(|v| !v.is_empty())
@@ -182,7 +188,7 @@ pub fn params(env: &(dyn Fn(&str) -> Option<String> + Sync)) -> Result<Params, P
                 "both password and password_file are set: keep only password_file (password is visible in the CIB)",
             ));
         }
-        (None, None) => {
+        (None, None) if !esx_only_with_host_user => {
             return Err(configured(
                 "no password: set password_file to a root-only file holding it (or password, visible in the CIB)",
             ));
@@ -379,7 +385,7 @@ fn global(p: &Params, request_timeout: Option<u64>, fallback_after: Option<u64>)
         host_password_file: p.host_password_file.clone(),
         host_thumbprint: p.host_thumbprints.clone(),
         fallback_after,
-        user: Some(p.user.clone()),
+        user: p.user.clone(),
         password_file: p.password_file.clone(),
         password: p.password.clone(),
         insecure: p.insecure,
