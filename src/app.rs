@@ -249,6 +249,7 @@ pub async fn execute(cli: Cli, log: &StepLog) -> Result<Outcome, Error> {
         settings,
         answers,
         file,
+        learn_hosts: conn.hosts.enabled(),
     };
     run_resource(&conn, cached, &job, log).await
 }
@@ -259,6 +260,8 @@ struct Job {
     settings: config::ResourceSettings,
     answers: AnswerPolicy,
     file: config::FileSettings,
+    /// Host logins are configured: keep the hosts' certificates and lockdown modes while vCenter is up.
+    learn_hosts: bool,
 }
 
 impl Job {
@@ -613,14 +616,14 @@ async fn act<'a>(
         | Command::Man
         | Command::Ocf { .. } => Outcome::ok(None, json!({})),
     };
-    remember(&ctx).await;
+    remember(&ctx, job.learn_hosts).await;
     Ok(outcome)
 }
 
 /// Keeps what vCenter said of the VM and of the hosts beside the cached session, for when vCenter is
 /// down: the VM's files and host at every call (free: read anyway), the hosts' certificates and lockdown
 /// modes once a day (one request per host).
-async fn remember(ctx: &Ctx<'_>) {
+async fn remember(ctx: &Ctx<'_>, learn_hosts: bool) {
     if ctx.route() != &ops::Route::Server || !ctx.vcenter() || !ctx.session.is_kept() {
         return;
     }
@@ -636,7 +639,8 @@ async fn remember(ctx: &Ctx<'_>) {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let stale_hosts = memo.hosts.is_empty() || memo.hosts.values().any(|h| now.saturating_sub(h.read_at) > 86_400);
+    let stale_hosts =
+        learn_hosts && (memo.hosts.is_empty() || memo.hosts.values().any(|h| now.saturating_sub(h.read_at) > 86_400));
     let mut trust = Vec::new();
     if stale_hosts && let Ok(inv) = ctx.inv().await {
         for h in &inv.hosts {
