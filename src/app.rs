@@ -230,12 +230,13 @@ pub async fn execute(cli: Cli, log: &StepLog) -> Result<Outcome, Error> {
         _ => true,
     };
     let Some(settings) = resource else {
-        if !conn.hosts.enabled() && conn.direct_host.is_none() {
-            eprintln!(
-                "vmha: warning: no --host-user: when this server (vCenter) is down, the cluster cannot act on its VMs; give a local ESXi user (--host-user, --host-password-file) so vmha can go through each node's host"
-            );
-        }
+        let direct_hosts = conn.hosts.enabled();
         return with_session(connect_options(&conn, cached), async |session: &Session| {
+            if session.is_vcenter() && !direct_hosts {
+                eprintln!(
+                    "vmha: warning: no --host-user: while vCenter is down the cluster can neither monitor nor fail over its VMs (vCenter is a single point of failure); give a local ESXi user (--host-user, --host-password-file) so vmha can go through each node's host"
+                );
+            }
             let about = &session.content().about;
             Ok(Outcome::ok(
                 Some(format!("{}\n", ops::check::check_line(about))),
@@ -292,21 +293,57 @@ async fn run_resource(conn: &ConnectionSettings, cached: bool, job: &Job, log: &
         .await;
     }
     let through_host = conn.hosts.enabled() && job.may_go_through_host();
+    let host = job.settings.host.as_deref().filter(|_| through_host);
+    let vcenter_cache = conn
+        .session_dir
+        .as_ref()
+        .filter(|_| cached)
+        .and_then(|dir| SessionCache::open(dir, &conn.url, &conn.user).ok());
+    // vCenter failed a moment ago: go to the host at once rather than wait out a frozen vCenter again on
+    // every monitor. It is asked again after UNREACHABLE_MEMORY.
+    if let (Some(host), Some((ago, why))) = (
+        host,
+        vcenter_cache
+            .as_ref()
+            .and_then(|c| c.unreachable_within(UNREACHABLE_MEMORY)),
+    ) {
+        let why = format!(
+            "vCenter could not be reached {ago} s ago ({why}); asked again after {} s",
+            UNREACHABLE_MEMORY.as_secs()
+        );
+        log.warn(format!("{why}; asking host {host} directly"));
+        return via_host(conn, cached, job, host, why.clone(), log)
+            .await
+            .map_err(|cause| Error::Fallback {
+                host: host.to_string(),
+                vcenter: why,
+                cause: Box::new(cause),
+            });
+    }
     let mut opts = connect_options(conn, cached);
-    if through_host && job.settings.host.is_some() {
+    if host.is_some() {
         opts.transport.first_answer_timeout = Some(conn.hosts.fallback_after);
     }
     let result = with_session(opts, async |s: &Session| {
         act(s, job, ops::Route::Server, None, None, log).await
     })
     .await;
-    let (Err(e), true, Some(host)) = (&result, through_host, job.settings.host.as_deref()) else {
+    let (Err(e), Some(host)) = (&result, host) else {
+        if let Some(c) = &vcenter_cache {
+            c.clear_unreachable();
+        }
         return result;
     };
     if !e.server_unreachable() {
+        if let Some(c) = &vcenter_cache {
+            c.clear_unreachable();
+        }
         return result;
     }
     let why = e.to_string();
+    if let Some(c) = &vcenter_cache {
+        c.mark_unreachable(&why);
+    }
     log.warn(format!(
         "vCenter cannot be reached ({why}); asking host {host} directly"
     ));
@@ -318,6 +355,11 @@ async fn run_resource(conn: &ConnectionSettings, cached: bool, job: &Job, log: &
             cause: Box::new(cause),
         })
 }
+
+/// How long a node goes straight to its host after vCenter could not be reached: short enough that a
+/// restarted vCenter is used again within half a minute, long enough that a frozen one costs one wait per
+/// half minute, not one per monitor.
+const UNREACHABLE_MEMORY: Duration = Duration::from_secs(30);
 
 /// What the vCenter session's cache remembers (empty without the cache).
 fn vcenter_memo(conn: &ConnectionSettings) -> Memo {

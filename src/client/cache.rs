@@ -414,6 +414,37 @@ impl SessionCache {
         }
     }
 
+    /// Remembers that this server could not be reached, and why: calls in the next moments go to their host
+    /// at once instead of each waiting out a frozen server.
+    pub fn mark_unreachable(&self, why: &str) {
+        let body = serde_json::json!({"at": now_secs(), "why": why}).to_string();
+        let path = self.file.with_extension("unreachable");
+        let written = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)
+            .and_then(|mut f| f.write_all(body.as_bytes()));
+        if let Err(e) = written {
+            tracing::debug!("cannot record the unreachable server in {}: {e}", path.display());
+        }
+    }
+
+    /// Seconds since this server was last found unreachable, and why, if within `window`.
+    pub fn unreachable_within(&self, window: Duration) -> Option<(u64, String)> {
+        let text = fs::read_to_string(self.file.with_extension("unreachable")).ok()?;
+        let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+        let age = now_secs().saturating_sub(v["at"].as_u64()?);
+        (age < window.as_secs()).then(|| (age, v["why"].as_str().unwrap_or("").to_string()))
+    }
+
+    /// The server answered again.
+    pub fn clear_unreachable(&self) {
+        let _ = fs::remove_file(self.file.with_extension("unreachable"));
+    }
+
     /// Forgets a refusal (after a successful login).
     pub fn clear_refusal(&self) {
         let _ = fs::remove_file(self.file.with_extension("refused"));
