@@ -205,6 +205,9 @@ fn create_and_start(n: &[Node], xml: &str) {
     );
 }
 
+/// The tests share the OCF agent's install directory and the bridge's address range: one at a time.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
 fn skip_unless_root(test: &str) -> bool {
     if !common::is_root() {
         println!("SKIPPED {test}: needs root (network and mount namespaces)");
@@ -278,6 +281,7 @@ fn vcenter_down_node_and_host_lost_the_other_node_runs_the_vm_through_its_host()
     if skip_unless_root("vcenter_down_node_and_host_lost_the_other_node_runs_the_vm_through_its_host") {
         return;
     }
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let net = Net::up();
     let _in_sim_ns = InNetns::enter(&net.ns[2]);
     let sim = Sim::start("vcenter");
@@ -342,6 +346,7 @@ fn esx_only_two_hosts_start_move_and_fail_over() {
     if skip_unless_root("esx_only_two_hosts_start_move_and_fail_over") {
         return;
     }
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let net = Net::up();
     let _in_sim_ns = InNetns::enter(&net.ns[2]);
     let sim = Sim::start_esx_hosts(2);
