@@ -140,7 +140,10 @@ fn power(sim: &Sim, vm: &str) -> String {
 
 fn no_secret(sim: &Sim, o: &Out) {
     let pw = sim.ready("password");
-    assert!(!o.stdout.contains(pw) && !o.stderr.contains(pw), "password leaked: {o:?}");
+    assert!(
+        !o.stdout.contains(pw) && !o.stderr.contains(pw),
+        "password leaked: {o:?}"
+    );
 }
 
 #[test]
@@ -161,7 +164,11 @@ fn every_action_on_the_command_line() {
     let offs = sim.soap_calls("PowerOffVM_Task");
     let o = d.run(&["--action=off", "--plug", VM]);
     assert_eq!((o.code, o.stdout.as_str()), (0, "Success: Already OFF\n"), "{o:?}");
-    assert_eq!(sim.soap_calls("PowerOffVM_Task"), offs, "off on an off VM changes nothing");
+    assert_eq!(
+        sim.soap_calls("PowerOffVM_Task"),
+        offs,
+        "off on an off VM changes nothing"
+    );
 
     let o = d.run(&["-o", "status", "-n", VM]);
     assert_eq!((o.code, o.stdout.as_str()), (2, "Status: OFF\n"), "{o:?}");
@@ -201,8 +208,18 @@ fn every_action_on_the_command_line() {
     assert_eq!(o.stdout.lines().count(), 4, "{}", o.stdout);
     let o = d.run(&["-o", "list-status", "-C", ";"]);
     assert_eq!(o.code, 0, "{o:?}");
-    assert!(o.stdout.lines().any(|l| l == format!("{VM};{VM_UUID};ON")), "{}", o.stdout);
-    assert!(o.stdout.lines().any(|l| l.starts_with("DC0_C0_RP0_VM1;") && l.ends_with(";OFF")), "{}", o.stdout);
+    assert!(
+        o.stdout.lines().any(|l| l == format!("{VM};{VM_UUID};ON")),
+        "{}",
+        o.stdout
+    );
+    assert!(
+        o.stdout
+            .lines()
+            .any(|l| l.starts_with("DC0_C0_RP0_VM1;") && l.ends_with(";OFF")),
+        "{}",
+        o.stdout
+    );
 
     let o = d.run(&["-o", "monitor"]);
     assert_eq!((o.code, o.stdout.as_str()), (0, ""), "{o:?}");
@@ -211,7 +228,8 @@ fn every_action_on_the_command_line() {
     let o = d.run(&["-o", "off", "-n", "no-such-vm"]);
     assert_eq!(o.code, 1, "{o:?}");
     assert!(
-        o.stderr.contains("Failed: Unable to obtain correct plug status or plug is not available")
+        o.stderr
+            .contains("Failed: Unable to obtain correct plug status or plug is not available")
             && o.stderr.contains("unable to find plug 'no-such-vm'"),
         "{}",
         o.stderr
@@ -264,9 +282,18 @@ fn stdin_form_as_pacemaker_sends_it() {
     assert_eq!(o.code, 0, "{o:?}");
 
     // A wrong password is refused, whatever the cache holds.
-    let o = fence(&[], &d.stdin_keys.replace(sim.ready("password"), "wrong").replace("nodename", "action=status\nplug=x\nnodename"));
+    let o = fence(
+        &[],
+        &d.stdin_keys
+            .replace(sim.ready("password"), "wrong")
+            .replace("nodename", "action=status\nplug=x\nnodename"),
+    );
     assert_eq!(o.code, 1, "{o:?}");
-    assert!(o.stderr.contains("Unable to connect/login to fencing device"), "{}", o.stderr);
+    assert!(
+        o.stderr.contains("Unable to connect/login to fencing device"),
+        "{}",
+        o.stderr
+    );
 }
 
 #[test]
@@ -292,14 +319,38 @@ fn metadata_validate_all_and_usage() {
     assert_eq!(o.code, 0, "{o:?}");
     let o = fence(&[], "action=validate-all\nip=vc\n");
     assert_eq!(o.code, 1, "{o:?}");
-    assert!(o.stderr.contains("login name") && o.stderr.contains("password"), "{}", o.stderr);
-    let o = fence(&["-o", "validate-all", "-a", "vc", "-l", "u", "-p", "p", "-n", "vm", "--ca-file", "/nonexistent"], "");
+    assert!(
+        o.stderr.contains("login name") && o.stderr.contains("password"),
+        "{}",
+        o.stderr
+    );
+    let o = fence(
+        &[
+            "-o",
+            "validate-all",
+            "-a",
+            "vc",
+            "-l",
+            "u",
+            "-p",
+            "p",
+            "-n",
+            "vm",
+            "--ca-file",
+            "/nonexistent",
+        ],
+        "",
+    );
     assert_eq!(o.code, 1, "{o:?}");
     assert!(o.stderr.contains("visible to every user"), "{}", o.stderr);
 
     let o = fence(&["-h"], "");
     assert_eq!(o.code, 0);
-    assert!(o.stdout.contains("-o, --action=[action]") && o.stdout.contains("Exit codes"), "{}", o.stdout);
+    assert!(
+        o.stdout.contains("-o, --action=[action]") && o.stdout.contains("Exit codes"),
+        "{}",
+        o.stdout
+    );
     let o = fence(&["--no-such-option"], "");
     assert_eq!(o.code, 1, "{o:?}");
     assert!(o.stderr.contains("--no-such-option not recognized"), "{}", o.stderr);
@@ -323,16 +374,51 @@ fn unreachable_server_fails_within_the_bound() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = closed.local_addr().unwrap().port().to_string();
     drop(closed);
-    let o = fence(&["-o", "status", "-a", "127.0.0.1", "-u", &port, "-l", "u", "-S", "echo p", "-n", "vm"], "");
+    let o = fence(
+        &[
+            "-o",
+            "status",
+            "-a",
+            "127.0.0.1",
+            "-u",
+            &port,
+            "-l",
+            "u",
+            "-S",
+            "echo p",
+            "-n",
+            "vm",
+        ],
+        "",
+    );
     assert_eq!(o.code, 1, "{o:?}");
-    assert!(o.stderr.contains("Unable to connect/login to fencing device"), "{}", o.stderr);
+    assert!(
+        o.stderr.contains("Unable to connect/login to fencing device"),
+        "{}",
+        o.stderr
+    );
     assert!(o.took < Duration::from_secs(5), "{o:?}");
 
     // Accepts the TCP connection, never says a word (a hung load balancer).
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = silent.local_addr().unwrap().port().to_string();
     let o = fence(
-        &["-o", "off", "-a", "127.0.0.1", "-u", &port, "-l", "u", "-S", "echo p", "-n", "vm", "--login-timeout", "2"],
+        &[
+            "-o",
+            "off",
+            "-a",
+            "127.0.0.1",
+            "-u",
+            &port,
+            "-l",
+            "u",
+            "-S",
+            "echo p",
+            "-n",
+            "vm",
+            "--login-timeout",
+            "2",
+        ],
         "",
     );
     assert_eq!(o.code, 1, "{o:?}");
@@ -366,7 +452,10 @@ fn frozen_server_fails_within_the_bound() {
     assert!(!o2.stdout.contains("Success"), "{o2:?}");
     // off: 3 × 2 s + 4 s.
     assert!(o2.took < Duration::from_secs(10 + 1), "{o2:?}");
-    println!("frozen server: status failed after {status_took:?}, off after {:?}", o2.took);
+    println!(
+        "frozen server: status failed after {status_took:?}, off after {:?}",
+        o2.took
+    );
 
     // Frozen in the middle: the power-off reached the server, whose answer never comes.
     sim.post("/settings", json!({"task_delay_ms": 2000}));
@@ -401,7 +490,12 @@ fn frozen_server_fails_within_the_bound() {
     Command::new("kill").args(["-CONT", &pid]).status().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     // The task runs 2 s, so the freeze comes before it ends: the agent cannot confirm, and fails in time.
-    assert_eq!(out.status.code(), Some(1), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(!stdout.contains("Success"), "{stdout}");
     assert!(took < Duration::from_secs(10 + 2), "{took:?}");
 }

@@ -102,44 +102,238 @@ impl Opt {
 
 /// The options, in metadata order.
 const OPTS: &[Opt] = &[
-    opt("action", Some('o'), "action", Kind::Text, "Fencing action").default("reboot").required(),
-    opt("ip", Some('a'), "ip", Kind::Text, "vCenter or ESXi host name or IP address").old("ipaddr").required(),
-    opt("ipport", Some('u'), "ipport", Kind::Number, "TCP port of the vSphere API").default("443"),
-    opt("username", Some('l'), "username", Kind::Text, "Login name").old("login").required(),
-    opt("password", Some('p'), "password", Kind::Text, "Login password (visible in ps on the command line; prefer password_script or stdin)").old("passwd"),
-    opt("password_script", Some('S'), "password-script", Kind::Text, "Script to run to retrieve the password (first line of its output)").old("passwd_script"),
-    opt("plug", Some('n'), "plug", Kind::Text, "VM name, BIOS UUID or instance UUID").old("port").required(),
-    opt("ssl", Some('z'), "ssl", Kind::Flag, "Use TLS with certificate verification (always on: the vSphere API is https)"),
-    opt("ssl_secure", None, "ssl-secure", Kind::Flag, "Use TLS with certificate verification (the default)"),
-    opt("ssl_insecure", None, "ssl-insecure", Kind::Flag, "Use TLS without verifying the certificate (warns; prefer thumbprint or ca_file)"),
-    opt("notls", Some('t'), "notls", Kind::Flag, "Not supported: vmha speaks TLS 1.2 and 1.3 only; refused when set"),
-    opt("ca_file", None, "ca-file", Kind::Text, "Trusted root certificates (PEM) instead of the system store"),
-    opt("thumbprint", None, "thumbprint", Kind::Text, "Accept only the server certificate with this SHA-256 thumbprint"),
-    opt("session_dir", None, "session-dir", Kind::Text, "Directory of vmha's session cache (0700) [default: $XDG_RUNTIME_DIR/vmha, else /run/vmha]"),
-    opt("separator", Some('C'), "separator", Kind::Text, "Separator for the CSV lines of list and list-status").default(","),
-    opt("delay", None, "delay", Kind::Number, "Wait X seconds before an off or reboot").default("0"),
-    opt("login_timeout", None, "login-timeout", Kind::Number, "Seconds each request may take (connect and login included)").default("5"),
-    opt("power_timeout", None, "power-timeout", Kind::Number, "Seconds for a power change to be done and confirmed").default("20"),
-    opt("power_wait", None, "power-wait", Kind::Number, "Wait X seconds after a power change before reading the state back").default("0"),
-    opt("shell_timeout", None, "shell-timeout", Kind::Number, "Seconds each request after login may take (the larger of this and login_timeout applies)").default("3"),
-    opt("retry_on", None, "retry-on", Kind::Number, "Count of attempts to retry power on").default("1"),
-    opt("stonith_status_sleep", None, "stonith-status-sleep", Kind::Number, "Ignored: the state is watched, not polled").default("1")
-        .ignored("vmha watches the power state instead of polling it"),
-    opt("disable_timeout", None, "disable-timeout", Kind::Text, "Ignored: this agent is always bounded")
-        .ignored("vmha fence is always bounded (see the README)"),
-    opt("plug_separator", None, "plug-separator", Kind::Text, "Ignored: one plug per call").default(",")
-        .ignored("one plug per call: a VM name may contain any separator"),
-    opt("inet4_only", Some('4'), "inet4-only", Kind::Flag, "Ignored: the address family follows the name's resolution")
-        .ignored("the address family follows the host name's resolution"),
-    opt("inet6_only", Some('6'), "inet6-only", Kind::Flag, "Ignored: the address family follows the name's resolution")
-        .ignored("the address family follows the host name's resolution"),
-    opt("quiet", Some('q'), "quiet", Kind::Flag, "No progress lines on stderr (errors are still shown)"),
-    opt("verbose", Some('v'), "verbose", Kind::Flag, "Verbose mode (repeat for more)"),
-    opt("verbose_level", None, "verbose-level", Kind::Number, "Level of debugging detail in output"),
-    opt("debug_file", Some('D'), "debug-file", Kind::Text, "Ignored: vmha logs to stderr, which Pacemaker records")
-        .ignored("vmha logs to stderr, which the fencer records"),
+    opt("action", Some('o'), "action", Kind::Text, "Fencing action")
+        .default("reboot")
+        .required(),
+    opt(
+        "ip",
+        Some('a'),
+        "ip",
+        Kind::Text,
+        "vCenter or ESXi host name or IP address",
+    )
+    .old("ipaddr")
+    .required(),
+    opt(
+        "ipport",
+        Some('u'),
+        "ipport",
+        Kind::Number,
+        "TCP port of the vSphere API",
+    )
+    .default("443"),
+    opt("username", Some('l'), "username", Kind::Text, "Login name")
+        .old("login")
+        .required(),
+    opt(
+        "password",
+        Some('p'),
+        "password",
+        Kind::Text,
+        "Login password (visible in ps on the command line; prefer password_script or stdin)",
+    )
+    .old("passwd"),
+    opt(
+        "password_script",
+        Some('S'),
+        "password-script",
+        Kind::Text,
+        "Script to run to retrieve the password (first line of its output)",
+    )
+    .old("passwd_script"),
+    opt(
+        "plug",
+        Some('n'),
+        "plug",
+        Kind::Text,
+        "VM name, BIOS UUID or instance UUID",
+    )
+    .old("port")
+    .required(),
+    opt(
+        "ssl",
+        Some('z'),
+        "ssl",
+        Kind::Flag,
+        "Use TLS with certificate verification (always on: the vSphere API is https)",
+    ),
+    opt(
+        "ssl_secure",
+        None,
+        "ssl-secure",
+        Kind::Flag,
+        "Use TLS with certificate verification (the default)",
+    ),
+    opt(
+        "ssl_insecure",
+        None,
+        "ssl-insecure",
+        Kind::Flag,
+        "Use TLS without verifying the certificate (warns; prefer thumbprint or ca_file)",
+    ),
+    opt(
+        "notls",
+        Some('t'),
+        "notls",
+        Kind::Flag,
+        "Not supported: vmha speaks TLS 1.2 and 1.3 only; refused when set",
+    ),
+    opt(
+        "ca_file",
+        None,
+        "ca-file",
+        Kind::Text,
+        "Trusted root certificates (PEM) instead of the system store",
+    ),
+    opt(
+        "thumbprint",
+        None,
+        "thumbprint",
+        Kind::Text,
+        "Accept only the server certificate with this SHA-256 thumbprint",
+    ),
+    opt(
+        "session_dir",
+        None,
+        "session-dir",
+        Kind::Text,
+        "Directory of vmha's session cache (0700) [default: $XDG_RUNTIME_DIR/vmha, else /run/vmha]",
+    ),
+    opt(
+        "separator",
+        Some('C'),
+        "separator",
+        Kind::Text,
+        "Separator for the CSV lines of list and list-status",
+    )
+    .default(","),
+    opt(
+        "delay",
+        None,
+        "delay",
+        Kind::Number,
+        "Wait X seconds before an off or reboot",
+    )
+    .default("0"),
+    opt(
+        "login_timeout",
+        None,
+        "login-timeout",
+        Kind::Number,
+        "Seconds each request may take (connect and login included)",
+    )
+    .default("5"),
+    opt(
+        "power_timeout",
+        None,
+        "power-timeout",
+        Kind::Number,
+        "Seconds for a power change to be done and confirmed",
+    )
+    .default("20"),
+    opt(
+        "power_wait",
+        None,
+        "power-wait",
+        Kind::Number,
+        "Wait X seconds after a power change before reading the state back",
+    )
+    .default("0"),
+    opt(
+        "shell_timeout",
+        None,
+        "shell-timeout",
+        Kind::Number,
+        "Seconds each request after login may take (the larger of this and login_timeout applies)",
+    )
+    .default("3"),
+    opt(
+        "retry_on",
+        None,
+        "retry-on",
+        Kind::Number,
+        "Count of attempts to retry power on",
+    )
+    .default("1"),
+    opt(
+        "stonith_status_sleep",
+        None,
+        "stonith-status-sleep",
+        Kind::Number,
+        "Ignored: the state is watched, not polled",
+    )
+    .default("1")
+    .ignored("vmha watches the power state instead of polling it"),
+    opt(
+        "disable_timeout",
+        None,
+        "disable-timeout",
+        Kind::Text,
+        "Ignored: this agent is always bounded",
+    )
+    .ignored("vmha fence is always bounded (see the README)"),
+    opt(
+        "plug_separator",
+        None,
+        "plug-separator",
+        Kind::Text,
+        "Ignored: one plug per call",
+    )
+    .default(",")
+    .ignored("one plug per call: a VM name may contain any separator"),
+    opt(
+        "inet4_only",
+        Some('4'),
+        "inet4-only",
+        Kind::Flag,
+        "Ignored: the address family follows the name's resolution",
+    )
+    .ignored("the address family follows the host name's resolution"),
+    opt(
+        "inet6_only",
+        Some('6'),
+        "inet6-only",
+        Kind::Flag,
+        "Ignored: the address family follows the name's resolution",
+    )
+    .ignored("the address family follows the host name's resolution"),
+    opt(
+        "quiet",
+        Some('q'),
+        "quiet",
+        Kind::Flag,
+        "No progress lines on stderr (errors are still shown)",
+    ),
+    opt(
+        "verbose",
+        Some('v'),
+        "verbose",
+        Kind::Flag,
+        "Verbose mode (repeat for more)",
+    ),
+    opt(
+        "verbose_level",
+        None,
+        "verbose-level",
+        Kind::Number,
+        "Level of debugging detail in output",
+    ),
+    opt(
+        "debug_file",
+        Some('D'),
+        "debug-file",
+        Kind::Text,
+        "Ignored: vmha logs to stderr, which Pacemaker records",
+    )
+    .ignored("vmha logs to stderr, which the fencer records"),
     opt("help", Some('h'), "help", Kind::Flag, "Display help and exit"),
-    opt("version", Some('V'), "version", Kind::Flag, "Display version information and exit"),
+    opt(
+        "version",
+        Some('V'),
+        "version",
+        Kind::Flag,
+        "Display version information and exit",
+    ),
 ];
 
 fn find_long(name: &str) -> Result<&'static Opt, String> {
@@ -153,7 +347,10 @@ fn find_long(name: &str) -> Result<&'static Opt, String> {
         [] => Err(format!("option --{name} not recognized")),
         many => Err(format!(
             "option --{name} is ambiguous ({})",
-            many.iter().map(|o| format!("--{}", o.long)).collect::<Vec<_>>().join(", ")
+            many.iter()
+                .map(|o| format!("--{}", o.long))
+                .collect::<Vec<_>>()
+                .join(", ")
         )),
     }
 }
@@ -228,7 +425,9 @@ pub fn parse_args(args: &[String]) -> Result<Given, String> {
                 (Kind::Flag, None) => "1".to_string(),
                 (_, Some(v)) => v,
                 (_, None) => {
-                    let v = args.get(i).ok_or_else(|| format!("option --{} requires argument", o.long))?;
+                    let v = args
+                        .get(i)
+                        .ok_or_else(|| format!("option --{} requires argument", o.long))?;
                     i += 1;
                     v.clone()
                 }
@@ -266,7 +465,8 @@ pub fn parse_args(args: &[String]) -> Result<Given, String> {
         rest.push(a.clone());
     }
     if !rest.is_empty() {
-        g.notes.push(format!("unused arguments on the command line: {}", rest.join(" ")));
+        g.notes
+            .push(format!("unused arguments on the command line: {}", rest.join(" ")));
     }
     if g.password.is_some() {
         g.notes.push(
@@ -411,7 +611,10 @@ const PASSWORD_SCRIPT_LIMIT: Duration = Duration::from_secs(10);
 const ZERO_TIMEOUT_MEANS: u64 = 15;
 
 fn number(g: &Given, name: &str) -> Result<u64, String> {
-    let o = OPTS.iter().find(|o| o.name == name).ok_or_else(|| format!("no option {name}"))?;
+    let o = OPTS
+        .iter()
+        .find(|o| o.name == name)
+        .ok_or_else(|| format!("no option {name}"))?;
     let raw = g.get(name).or(o.default).unwrap_or("0");
     raw.trim().parse::<u64>().map_err(|_| {
         format!(
@@ -460,7 +663,9 @@ pub fn check(g: &Given) -> Result<Settings, String> {
     let thumbprint = text("thumbprint");
     let ca_file = text("ca_file").map(PathBuf::from);
     if insecure && (thumbprint.is_some() || ca_file.is_some()) {
-        problems.push("ssl_insecure cannot be combined with thumbprint or ca_file: pick one way to trust the server".into());
+        problems.push(
+            "ssl_insecure cannot be combined with thumbprint or ca_file: pick one way to trust the server".into(),
+        );
     }
     if let Some(t) = &thumbprint
         && let Err(e) = crate::soap::tls::parse_thumbprint(t)
@@ -513,7 +718,11 @@ pub fn check(g: &Given) -> Result<Settings, String> {
         power: PowerLimits {
             wait: Duration::from_secs(power_wait.min(3600)),
             // 0 means "no limit" to fencing.py; a fence here is always bounded, so 0 gets the default.
-            timeout: Duration::from_secs(if power_timeout == 0 { 20 } else { power_timeout.min(3600) }),
+            timeout: Duration::from_secs(if power_timeout == 0 {
+                20
+            } else {
+                power_timeout.min(3600)
+            }),
         },
         retry_on: u32::try_from(retry_on.min(10)).unwrap_or(1),
         quiet: g.flag("quiet"),
@@ -585,7 +794,9 @@ pub fn failure_line(e: &Error, action: Action) -> &'static str {
     }
     match (e, vim) {
         (_, Some(VimError::LoginRefused { .. })) => LOGIN,
-        (_, Some(VimError::Soap(SoapError::Timeout { .. } | SoapError::ConnectTimeout { .. }))) => "Connection timed out",
+        (_, Some(VimError::Soap(SoapError::Timeout { .. } | SoapError::ConnectTimeout { .. }))) => {
+            "Connection timed out"
+        }
         (_, Some(VimError::Soap(SoapError::ConnectionLost { .. }))) => "Connection lost",
         (
             _,
@@ -656,14 +867,25 @@ pub async fn run(g: Given, log: &StepLog) -> FenceCode {
         print!("{}", metadata());
         return FenceCode::Ok;
     }
-    let s = match check(&g) {
+    let mut s = match check(&g) {
         Ok(s) => s,
         Err(e) => {
             say(false, "ERROR", &format!("Failed: {e}"));
-            say(false, "ERROR", &format!("Please use '-h' for usage ({AGENT} -h, or {AGENT} -o metadata)"));
+            say(
+                false,
+                "ERROR",
+                &format!("Please use '-h' for usage ({AGENT} -h, or {AGENT} -o metadata)"),
+            );
             return FenceCode::Failed;
         }
     };
+    // As fence-agents: progress only with -v (the fencer logs every stderr line as a warning).
+    if g.verbose == 0 {
+        s.quiet = true;
+    }
+    if s.quiet {
+        log.quiet_info();
+    }
     if s.action == Action::ValidateAll {
         if let Some(p) = &s.ca_file
             && let Err(e) = std::fs::metadata(p)
@@ -682,7 +904,14 @@ pub async fn run(g: Given, log: &StepLog) -> FenceCode {
         );
     }
     if !s.delay.is_zero() && matches!(s.action, Action::Off | Action::Reboot) {
-        say(s.quiet, "INFO", &format!("Delay {} second(s) before logging in to the fence device", s.delay.as_secs()));
+        say(
+            s.quiet,
+            "INFO",
+            &format!(
+                "Delay {} second(s) before logging in to the fence device",
+                s.delay.as_secs()
+            ),
+        );
         tokio::time::sleep(s.delay).await;
     }
     let bound = s.bound();
@@ -698,7 +927,10 @@ pub async fn run(g: Given, log: &StepLog) -> FenceCode {
             say(
                 false,
                 "ERROR",
-                &format!("the {action:?} action did not finish within its bound of {} s", bound.as_secs()),
+                &format!(
+                    "the {action:?} action did not finish within its bound of {} s",
+                    bound.as_secs()
+                ),
             );
             FenceCode::Failed
         }
@@ -803,14 +1035,28 @@ async fn work(session: &Session, s: &Settings, log: &StepLog) -> Result<(FenceCo
         }
         Action::Off => {
             let changed = power::set(&vm, Power::Off, s.power, log).await?;
-            Ok((FenceCode::Ok, one(if changed { "Success: Powered OFF" } else { "Success: Already OFF" })))
+            Ok((
+                FenceCode::Ok,
+                one(if changed {
+                    "Success: Powered OFF"
+                } else {
+                    "Success: Already OFF"
+                }),
+            ))
         }
         Action::On => {
             let mut last = None;
             for attempt in 0..=s.retry_on {
                 match power::set(&vm, Power::On, s.power, log).await {
                     Ok(changed) => {
-                        return Ok((FenceCode::Ok, one(if changed { "Success: Powered ON" } else { "Success: Already ON" })));
+                        return Ok((
+                            FenceCode::Ok,
+                            one(if changed {
+                                "Success: Powered ON"
+                            } else {
+                                "Success: Already ON"
+                            }),
+                        ));
                     }
                     Err(e) => {
                         quiet_log(format!("power on, attempt {}: {e}", attempt + 1));
@@ -892,9 +1138,15 @@ login_timeout and shell_timeout, every power change by power_timeout.</longdesc>
             Kind::Number if o.name.contains("timeout") || o.name.contains("wait") || o.name == "delay" => "second",
             Kind::Number => "integer",
         };
-        let default = o.default.map(|d| format!("default=\"{}\" ", xml_escape(d))).unwrap_or_default();
+        let default = o
+            .default
+            .map(|d| format!("default=\"{}\" ", xml_escape(d)))
+            .unwrap_or_default();
         x.push_str(&format!("\t\t<content type=\"{ty}\" {default}/>\n"));
-        x.push_str(&format!("\t\t<shortdesc lang=\"en\">{}</shortdesc>\n\t</parameter>\n", xml_escape(o.shortdesc)));
+        x.push_str(&format!(
+            "\t\t<shortdesc lang=\"en\">{}</shortdesc>\n\t</parameter>\n",
+            xml_escape(o.shortdesc)
+        ));
     };
     for o in OPTS.iter().filter(|o| o.in_metadata()) {
         match o.old {
@@ -906,7 +1158,16 @@ login_timeout and shell_timeout, every power change by power_timeout.</longdesc>
         }
     }
     x.push_str("</parameters>\n<actions>\n\t<action name=\"on\" automatic=\"0\"/>\n");
-    for a in ["off", "reboot", "status", "list", "list-status", "monitor", "metadata", "validate-all"] {
+    for a in [
+        "off",
+        "reboot",
+        "status",
+        "list",
+        "list-status",
+        "monitor",
+        "metadata",
+        "validate-all",
+    ] {
         x.push_str(&format!("\t<action name=\"{a}\" />\n"));
     }
     x.push_str("</actions>\n</resource-agent>\n");
@@ -938,8 +1199,21 @@ mod tests {
     #[test]
     fn command_line_forms() {
         let g = parse_args(&args(&[
-            "-o", "off", "-a", "vc.example.com", "-l", "admin", "-S", "/bin/pw", "-n", "vm 1", "--ssl-insecure",
-            "--power-timeout=30", "--login-timeout", "7", "-vv",
+            "-o",
+            "off",
+            "-a",
+            "vc.example.com",
+            "-l",
+            "admin",
+            "-S",
+            "/bin/pw",
+            "-n",
+            "vm 1",
+            "--ssl-insecure",
+            "--power-timeout=30",
+            "--login-timeout",
+            "7",
+            "-vv",
         ]))
         .unwrap();
         assert_eq!(g.get("action"), Some("off"));
@@ -954,19 +1228,44 @@ mod tests {
         assert_eq!(s.request_timeout, Duration::from_secs(7));
         assert_eq!(s.url(), "https://vc.example.com:443/sdk");
         // Clustered and attached values, unique long prefixes.
-        let g = parse_args(&args(&["-ostatus", "-avc", "-lroot", "-pX", "-nvm1", "--ipp=8443", "--plug-sep=;"])).unwrap();
+        let g = parse_args(&args(&[
+            "-ostatus",
+            "-avc",
+            "-lroot",
+            "-pX",
+            "-nvm1",
+            "--ipp=8443",
+            "--plug-sep=;",
+        ]))
+        .unwrap();
         assert_eq!(g.get("action"), Some("status"));
         assert_eq!(check(&g).unwrap().port, 8443);
-        assert!(g.notes.iter().any(|n| n.contains("visible to every user")), "{:?}", g.notes);
-        assert!(g.notes.iter().any(|n| n.contains("plug_separator is accepted but ignored")));
+        assert!(
+            g.notes.iter().any(|n| n.contains("visible to every user")),
+            "{:?}",
+            g.notes
+        );
+        assert!(
+            g.notes
+                .iter()
+                .any(|n| n.contains("plug_separator is accepted but ignored"))
+        );
     }
 
     #[test]
     fn command_line_refusals() {
-        assert!(parse_args(&args(&["--bogus"])).unwrap_err().contains("--bogus not recognized"));
+        assert!(
+            parse_args(&args(&["--bogus"]))
+                .unwrap_err()
+                .contains("--bogus not recognized")
+        );
         assert!(parse_args(&args(&["-Y"])).unwrap_err().contains("-Y not recognized"));
         assert!(parse_args(&args(&["-o"])).unwrap_err().contains("requires argument"));
-        assert!(parse_args(&args(&["--ssl=1"])).unwrap_err().contains("must not have an argument"));
+        assert!(
+            parse_args(&args(&["--ssl=1"]))
+                .unwrap_err()
+                .contains("must not have an argument")
+        );
         assert!(parse_args(&args(&["--p=x"])).unwrap_err().contains("ambiguous"));
         let unused = parse_args(&args(&["-o", "list", "extra"])).unwrap();
         assert!(unused.notes.iter().any(|n| n.contains("unused arguments")));
@@ -983,9 +1282,17 @@ mod tests {
         assert_eq!(g.get("username"), Some("admin"));
         assert_eq!(g.get("plug"), Some("DC0_H0_VM0"));
         assert_eq!(g.verbose, 1);
-        assert!(g.notes.iter().any(|n| n == "ignoring unknown option 'foo'"), "{:?}", g.notes);
+        assert!(
+            g.notes.iter().any(|n| n == "ignoring unknown option 'foo'"),
+            "{:?}",
+            g.notes
+        );
         assert!(!g.notes.iter().any(|n| n.contains("nodename")));
-        assert!(g.notes.iter().any(|n| n.contains("'notls' because it does not have a value")));
+        assert!(
+            g.notes
+                .iter()
+                .any(|n| n.contains("'notls' because it does not have a value"))
+        );
         let s = check(&g).unwrap();
         assert_eq!(s.action, Action::Reboot);
         assert_eq!(s.password.as_ref().unwrap().expose_secret(), "s3cret");
@@ -1008,9 +1315,18 @@ mod tests {
         assert!(check(&parse_stdin("action=list\nip=h\nusername=u\npassword=p\n")).is_ok());
         let e = check(&parse_stdin("action=dance\n")).unwrap_err();
         assert!(e.contains("unrecognised action 'dance'"));
-        let e = check(&parse_stdin("action=off\nip=h\nusername=u\npassword=p\nplug=x\npower_timeout=soon\n")).unwrap_err();
-        assert!(e.contains("--power-timeout ('soon') is not a valid whole number of seconds"), "{e}");
-        let e = check(&parse_stdin("ip=h\nusername=u\npassword=p\nplug=x\nssl_insecure=1\nthumbprint=AB\n")).unwrap_err();
+        let e = check(&parse_stdin(
+            "action=off\nip=h\nusername=u\npassword=p\nplug=x\npower_timeout=soon\n",
+        ))
+        .unwrap_err();
+        assert!(
+            e.contains("--power-timeout ('soon') is not a valid whole number of seconds"),
+            "{e}"
+        );
+        let e = check(&parse_stdin(
+            "ip=h\nusername=u\npassword=p\nplug=x\nssl_insecure=1\nthumbprint=AB\n",
+        ))
+        .unwrap_err();
         assert!(e.contains("pick one way"), "{e}");
         let e = check(&parse_stdin("ip=h\nusername=u\npassword=p\nplug=x\nnotls=1\n")).unwrap_err();
         assert!(e.contains("TLS 1.2"), "{e}");
@@ -1028,7 +1344,10 @@ mod tests {
         assert_eq!(s.retry_on, 1);
         // reboot: 3 requests + 2 power changes.
         assert_eq!(s.bound(), Duration::from_secs(3 * 5 + 2 * 20));
-        let s = check(&parse_stdin("action=status\nip=h\nusername=u\npassword=p\nplug=x\nlogin_timeout=0\npower_timeout=0\n")).unwrap();
+        let s = check(&parse_stdin(
+            "action=status\nip=h\nusername=u\npassword=p\nplug=x\nlogin_timeout=0\npower_timeout=0\n",
+        ))
+        .unwrap();
         assert_eq!(s.request_timeout, Duration::from_secs(15));
         assert_eq!(s.power.timeout, Duration::from_secs(20));
         assert_eq!(s.bound(), Duration::from_secs(45));
@@ -1060,8 +1379,23 @@ mod tests {
         assert_eq!(doc.name, "resource-agent");
         assert!(m.starts_with("<?xml version=\"1.0\" ?>\n<resource-agent name=\"fence_vmha\" shortdesc="));
         for p in [
-            "action", "ip", "ipaddr", "ipport", "username", "login", "password", "passwd", "password_script",
-            "passwd_script", "plug", "port", "ssl_insecure", "ca_file", "thumbprint", "power_timeout", "delay",
+            "action",
+            "ip",
+            "ipaddr",
+            "ipport",
+            "username",
+            "login",
+            "password",
+            "passwd",
+            "password_script",
+            "passwd_script",
+            "plug",
+            "port",
+            "ssl_insecure",
+            "ca_file",
+            "thumbprint",
+            "power_timeout",
+            "delay",
         ] {
             assert!(m.contains(&format!("<parameter name=\"{p}\" ")), "{p}");
         }
@@ -1070,7 +1404,17 @@ mod tests {
         assert!(m.contains("<getopt mixed=\"-n, --plug=[plug]\" />"));
         assert!(m.contains("<content type=\"boolean\" />"));
         assert!(m.contains("<content type=\"second\" default=\"20\" />"));
-        for a in ["on\" automatic=\"0\"/>", "off\" />", "reboot\" />", "status\" />", "list\" />", "list-status\" />", "monitor\" />", "metadata\" />", "validate-all\" />"] {
+        for a in [
+            "on\" automatic=\"0\"/>",
+            "off\" />",
+            "reboot\" />",
+            "status\" />",
+            "list\" />",
+            "list-status\" />",
+            "monitor\" />",
+            "metadata\" />",
+            "validate-all\" />",
+        ] {
             assert!(m.contains(&format!("<action name=\"{a}")), "{a}");
         }
         assert!(!m.contains("name=\"help\""));
@@ -1092,7 +1436,10 @@ mod tests {
                 detail_text: None,
             },
         });
-        assert_eq!(failure_line(&refused, Action::Status), "Unable to connect/login to fencing device");
+        assert_eq!(
+            failure_line(&refused, Action::Status),
+            "Unable to connect/login to fencing device"
+        );
         let unconfirmed = Error::Op(OpError::PowerNotConfirmed {
             vm: "v".into(),
             wanted: "off",
@@ -1100,7 +1447,13 @@ mod tests {
             secs: 20,
             method: "PowerOffVM_Task",
         });
-        assert_eq!(failure_line(&unconfirmed, Action::Off), "Failed: Timed out waiting to power OFF");
-        assert_eq!(failure_line(&unconfirmed, Action::On), "Failed: Timed out waiting to power ON");
+        assert_eq!(
+            failure_line(&unconfirmed, Action::Off),
+            "Failed: Timed out waiting to power OFF"
+        );
+        assert_eq!(
+            failure_line(&unconfirmed, Action::On),
+            "Failed: Timed out waiting to power ON"
+        );
     }
 }

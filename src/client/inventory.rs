@@ -331,10 +331,7 @@ pub async fn list_vms(session: &Session) -> Result<Vec<ListedVm>, VimError> {
         select: select.iter().map(|s| s.to_string()).collect(),
     };
     let spec = PropertyFilterSpec {
-        props: vec![spec(
-            "VirtualMachine",
-            &["name", "config.uuid", "runtime.powerState"],
-        )],
+        props: vec![spec("VirtualMachine", &["name", "config.uuid", "runtime.powerState"])],
         objects: vec![ObjectSpec {
             obj: session.content().root_folder.clone(),
             skip: false,
@@ -348,11 +345,16 @@ pub async fn list_vms(session: &Session) -> Result<Vec<ListedVm>, VimError> {
     let mut out = Vec::new();
     session
         .retrieve_pages(&spec, Some(NAME_PAGE), |page| {
-            out.extend(page.into_iter().filter(|o| o.obj.kind == "VirtualMachine").map(|o| ListedVm {
-                name: o.text("name").unwrap_or_default().to_string(),
-                uuid: o.text("config.uuid").map(|u| u.trim().to_string()).filter(|u| !u.is_empty()),
-                power_state: crate::vim::PowerState::parse(o.text("runtime.powerState").unwrap_or_default()),
-                moref: o.obj,
+            out.extend(page.into_iter().filter(|o| o.obj.kind == "VirtualMachine").map(|o| {
+                ListedVm {
+                    name: o.text("name").unwrap_or_default().to_string(),
+                    uuid: o
+                        .text("config.uuid")
+                        .map(|u| u.trim().to_string())
+                        .filter(|u| !u.is_empty()),
+                    power_state: crate::vim::PowerState::parse(o.text("runtime.powerState").unwrap_or_default()),
+                    moref: o.obj,
+                }
             }))
         })
         .await?;

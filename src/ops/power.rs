@@ -141,7 +141,10 @@ pub async fn set(vm: &Vm<'_>, target: Power, limits: PowerLimits, log: &StepLog)
                     // The same rule as start: "I moved it" is answered, any other question fails the fence.
                     let answer = AnswerPolicy::default().decide(&s.name, &q)?;
                     if answered.insert(answer.question_id.clone()) {
-                        log.info(format!("answering \"{}\" with \"{}\"", answer.question, answer.choice_text));
+                        log.info(format!(
+                            "answering \"{}\" with \"{}\"",
+                            answer.question, answer.choice_text
+                        ));
                         vm.answer(&answer.question_id, &answer.choice_key).await?;
                     }
                 }
@@ -168,7 +171,10 @@ pub async fn set(vm: &Vm<'_>, target: Power, limits: PowerLimits, log: &StepLog)
     if !limits.wait.is_zero() {
         tokio::time::sleep(limits.wait).await;
     }
-    let left = limits.timeout.saturating_sub(started.elapsed()).max(Duration::from_secs(1));
+    let left = limits
+        .timeout
+        .saturating_sub(started.elapsed())
+        .max(Duration::from_secs(1));
     confirm(vm, &s.name, target, method, left).await?;
     log.info(format!("powered {} (confirmed)", target.as_str()));
     Ok(true)
@@ -181,14 +187,20 @@ async fn confirm(vm: &Vm<'_>, name: &str, target: Power, method: &'static str, l
         Power::Off => PowerState::PoweredOff,
     };
     let mut last = None;
-    let waited = wait::until(vm.session(), Targets::vm(vm, &[VmProp::PowerState]), limit, None, async |seen| {
-        last = seen.power_state(vm);
-        Ok::<_, OpError>(if last.as_ref() == Some(&want) {
-            Control::Done(())
-        } else {
-            Control::Continue
-        })
-    })
+    let waited = wait::until(
+        vm.session(),
+        Targets::vm(vm, &[VmProp::PowerState]),
+        limit,
+        None,
+        async |seen| {
+            last = seen.power_state(vm);
+            Ok::<_, OpError>(if last.as_ref() == Some(&want) {
+                Control::Done(())
+            } else {
+                Control::Continue
+            })
+        },
+    )
     .await?;
     if waited == Waited::TimedOut {
         return Err(OpError::PowerNotConfirmed {
