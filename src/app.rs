@@ -138,10 +138,11 @@ pub async fn execute(cli: Cli, log: &StepLog) -> Result<Outcome, Error> {
             let page = String::from_utf8_lossy(&buf).into_owned();
             return Ok(Outcome::ok(Some(page.clone()), json!({"output": page})));
         }
-        // The agent speaks OCF's exit codes, not vmha's: `main` runs it through `crate::adapters::ocf::run`.
-        Command::Ocf { .. } => {
+        // The agents speak their managers' exit codes, not vmha's: `main` runs them through
+        // `crate::adapters::ocf::run` and `crate::adapters::fence::run`.
+        Command::Ocf { .. } | Command::Fence { .. } => {
             return Err(Error::Config(config::ConfigError::Invalid(
-                "the OCF agent runs as its own entry point (vmha ocf ACTION), not as a command of this library call"
+                "the OCF and fence agents run as their own entry points (vmha ocf ACTION, vmha fence ...), not as commands of this library call"
                     .into(),
             )));
         }
@@ -231,7 +232,20 @@ pub async fn execute(cli: Cli, log: &StepLog) -> Result<Outcome, Error> {
     };
     let Some(settings) = resource else {
         let direct_hosts = conn.hosts.enabled();
+        let command = &cli.command;
         return with_session(connect_options(&conn, cached), async |session: &Session| {
+            if let Command::HostShutdown { host, force } | Command::HostReboot { host, force } = command {
+                let action = if matches!(command, Command::HostShutdown { .. }) {
+                    ops::host_power::HostPower::Shutdown
+                } else {
+                    ops::host_power::HostPower::Reboot
+                };
+                let limit = session.request_timeout();
+                // The host from --host (VMHA_HOST), else the config file's `host` (a CLUSTERPRO server's own).
+                let host = host.host.clone().or_else(|| file.host.clone());
+                let name = ops::host_power::run(session, host.as_deref(), action, *force, limit, log).await?;
+                return Ok(Outcome::ok(None, json!({"host": name, "action": action, "force": force})));
+            }
             if session.is_vcenter() && !direct_hosts {
                 eprintln!(
                     "vmha: warning: no --host-user: while vCenter is down the cluster can neither monitor nor fail over its VMs (vCenter is a single point of failure); give a local ESXi user (--host-user, --host-password-file) so vmha can go through each node's host"
@@ -656,7 +670,10 @@ async fn act<'a>(
         | Command::Thumbprint
         | Command::Completions { .. }
         | Command::Man
-        | Command::Ocf { .. } => Outcome::ok(None, json!({})),
+        | Command::Ocf { .. }
+        | Command::Fence { .. }
+        | Command::HostShutdown { .. }
+        | Command::HostReboot { .. } => Outcome::ok(None, json!({})),
     };
     remember(&ctx, job.learn_hosts).await;
     Ok(outcome)
@@ -719,7 +736,7 @@ async fn remember(ctx: &Ctx<'_>, learn_hosts: bool) {
 
 /// The connection options, with the session cache when `cached` and not opted out of. A cache that
 /// cannot be used (a directory others can read, say) is warned about and left out.
-fn connect_options(conn: &ConnectionSettings, cached: bool) -> ConnectOptions {
+pub(crate) fn connect_options(conn: &ConnectionSettings, cached: bool) -> ConnectOptions {
     let cache = match (&conn.session_dir, cached) {
         (Some(dir), true) => match SessionCache::open(dir, &conn.url, &conn.user) {
             Ok(c) => Some(c),
@@ -778,7 +795,7 @@ async fn logout(conn: ConnectionSettings) -> Result<Outcome, Error> {
 
 /// Connects, runs `work`, and logs out whatever happens (success, error, timeout, SIGINT or SIGTERM),
 /// unless the session is the cache's: that one is kept for the next command.
-async fn with_session<T>(
+pub(crate) async fn with_session<T>(
     opts: ConnectOptions,
     work: impl AsyncFnOnce(&Session) -> Result<T, Error>,
 ) -> Result<T, Error> {

@@ -283,7 +283,7 @@ pub async fn find_vm_anywhere(session: &Session, sel: &VmSelector) -> Option<Res
             .await,
         ),
         VmSelector::Name(name) => {
-            let spec = vm_search_spec(session, "name");
+            let spec = vm_search_spec(session, &["name"]);
             let mut matches = Vec::new();
             let paged = session
                 .retrieve_pages(&spec, Some(NAME_PAGE), |page| {
@@ -324,7 +324,7 @@ pub fn ambiguous(name: &str, all: &[MoRef]) -> VimError {
 /// has no search that returns them all (FindByDatastorePath gives one), so every VM's path is read: done
 /// only when an entry looks stale.
 pub async fn entries_of_files(session: &Session, vmx: &str) -> Result<Vec<MoRef>, VimError> {
-    let spec = vm_search_spec(session, "config.files.vmPathName");
+    let spec = vm_search_spec(session, &["config.files.vmPathName"]);
     let mut found = Vec::new();
     session
         .retrieve_pages(&spec, Some(NAME_PAGE), |page| {
@@ -338,8 +338,41 @@ pub async fn entries_of_files(session: &Session, vmx: &str) -> Result<Vec<MoRef>
     Ok(found)
 }
 
-/// Every VM under the root folder, with one property.
-fn vm_search_spec(session: &Session, path: &str) -> PropertyFilterSpec {
+/// One VM as a fence agent's `list` shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListedVm {
+    pub moref: MoRef,
+    pub name: String,
+    /// The BIOS UUID (`config.uuid`); `None` for a VM whose configuration cannot be read.
+    pub uuid: Option<String>,
+    pub power_state: crate::vim::PowerState,
+}
+
+/// Every VM of the server (all datacenters, folders and vApps) with its name, BIOS UUID and power
+/// state, read in pages of [`NAME_PAGE`] so a large inventory never lands in one answer.
+pub async fn list_vms(session: &Session) -> Result<Vec<ListedVm>, VimError> {
+    let spec = vm_search_spec(session, &["name", "config.uuid", "runtime.powerState"]);
+    let mut out = Vec::new();
+    session
+        .retrieve_pages(&spec, Some(NAME_PAGE), |page| {
+            out.extend(page.into_iter().filter(|o| o.obj.kind == "VirtualMachine").map(|o| {
+                ListedVm {
+                    name: o.text("name").unwrap_or_default().to_string(),
+                    uuid: o
+                        .text("config.uuid")
+                        .map(|u| u.trim().to_string())
+                        .filter(|u| !u.is_empty()),
+                    power_state: crate::vim::PowerState::parse(o.text("runtime.powerState").unwrap_or_default()),
+                    moref: o.obj,
+                }
+            }))
+        })
+        .await?;
+    Ok(out)
+}
+
+/// Every VM under the root folder, with these properties.
+fn vm_search_spec(session: &Session, paths: &[&str]) -> PropertyFilterSpec {
     let t = |name: &str, kind: &str, path: &str, select: &[&str]| TraversalSpec {
         name: name.into(),
         kind: kind.into(),
@@ -348,7 +381,7 @@ fn vm_search_spec(session: &Session, path: &str) -> PropertyFilterSpec {
     };
     // Only down to the VMs: folders, datacenters' VM folders, vApps.
     PropertyFilterSpec {
-        props: vec![spec("VirtualMachine", &[path])],
+        props: vec![spec("VirtualMachine", paths)],
         objects: vec![ObjectSpec {
             obj: session.content().root_folder.clone(),
             skip: false,

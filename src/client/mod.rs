@@ -5,6 +5,7 @@
 //! It knows the wire types and the transport; it knows nothing of commands.
 
 pub mod cache;
+pub mod host;
 pub mod hosts;
 pub mod inventory;
 pub mod session;
@@ -14,7 +15,10 @@ pub mod vm;
 pub mod wait;
 mod watch;
 
-pub use inventory::{DatacenterInfo, FoundVm, HostInfo, Inventory, VmSelector, find_vm, find_vm_anywhere};
+pub use host::{Host, HostState};
+pub use inventory::{
+    DatacenterInfo, FoundVm, HostInfo, Inventory, ListedVm, VmSelector, find_vm, find_vm_anywhere, list_vms,
+};
 pub use session::{ConnectOptions, Credentials, Session};
 pub use task::Task;
 pub use vm::{Vm, VmState};

@@ -6,8 +6,10 @@ pub mod entries;
 pub mod error;
 #[cfg(test)]
 mod fixtures;
+pub mod host_power;
 pub mod migrate;
 pub mod monitor;
+pub mod power;
 pub mod start;
 pub mod status;
 pub mod stop;

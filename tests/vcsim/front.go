@@ -396,6 +396,9 @@ func (x *Ext) frontHandler(next http.Handler, h *hostEP) http.Handler {
 			}
 			unhide = x.allowDuplicate(body)
 		}
+		if (method == "ShutdownHost_Task" || method == "RebootHost_Task") && x.hostPower(w, method, body) {
+			return
+		}
 
 		rec := newRecorder()
 		next.ServeHTTP(rec, r)
