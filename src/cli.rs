@@ -95,6 +95,20 @@ pub struct GlobalArgs {
     /// so it reaches neither argv nor a child's environment.
     #[arg(skip)]
     pub password: Option<SecretString>,
+    /// `VMHA_PASSWORD`, read by the command line's entry ([`GlobalArgs::read_password_variable`]) and by no
+    /// other: the OCF agent builds its settings from `OCF_RESKEY_*` alone.
+    #[arg(skip)]
+    pub password_variable: Option<SecretString>,
+}
+
+impl GlobalArgs {
+    /// Takes `VMHA_PASSWORD` from the environment (empty counts as unset), as the command line does.
+    pub fn read_password_variable(&mut self) {
+        self.password_variable = std::env::var("VMHA_PASSWORD")
+            .ok()
+            .filter(|s| !s.is_empty())
+            .map(SecretString::from);
+    }
 }
 
 #[derive(Debug, Args, Default, Clone)]

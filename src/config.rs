@@ -176,7 +176,7 @@ fn read_secret_line(mut r: impl BufRead, what: &str) -> Result<SecretString, Con
 }
 
 fn password(g: &GlobalArgs, file: &FileSettings, warnings: &mut Vec<String>) -> Result<SecretString, ConfigError> {
-    let env = std::env::var("VMHA_PASSWORD").ok().filter(|s| !s.is_empty());
+    let env = g.password_variable.clone();
     let path = g.password_file.clone().or_else(|| file.password_file.clone());
     let sources = [env.is_some(), path.is_some(), g.password_stdin, g.password.is_some()]
         .iter()
@@ -188,7 +188,7 @@ fn password(g: &GlobalArgs, file: &FileSettings, warnings: &mut Vec<String>) -> 
         ));
     }
     if let Some(pw) = env {
-        return Ok(SecretString::from(pw));
+        return Ok(pw);
     }
     if let Some(pw) = &g.password {
         return Ok(pw.clone());

@@ -3,10 +3,17 @@ use clap::Parser;
 fn main() -> std::process::ExitCode {
     // Read before any thread exists: the only time the local offset can be read soundly.
     let offset = time::UtcOffset::current_local_offset().unwrap_or(time::UtcOffset::UTC);
-    let cli = match vmha::cli::Cli::try_parse() {
+    // The OCF agent (`vmha ocf ACTION`, as its shim runs it) reads only OCF_RESKEY_*: it must not go through
+    // clap, whose `env` attributes would read every VMHA_* variable of the environment Pacemaker started in.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Some(action) = ocf_action(&args) {
+        return ocf(action.as_deref(), offset);
+    }
+    let mut cli = match vmha::cli::Cli::try_parse() {
         Ok(c) => c,
         Err(e) => return usage(e),
     };
+    cli.global.read_password_variable();
     let filter = match cli.global.verbose {
         0 => "warn",
         1 => "vmha=info",
@@ -28,12 +35,45 @@ fn main() -> std::process::ExitCode {
         }
     };
     let log = vmha::log::StepLog::new(offset, "vmha");
-    // The OCF agent answers with OCF's exit codes (0-7), decided in crate::adapters::ocf from vmha's own.
+    // `vmha -v ocf ACTION` and the like: still the agent, with its OCF_RESKEY_* settings and OCF's codes.
     if let vmha::cli::Command::Ocf { action } = &cli.command {
         let code = runtime.block_on(vmha::adapters::ocf::run(action.as_deref(), &vmha::adapters::ocf::process_env, &log));
         return std::process::ExitCode::from(code.code());
     }
     let code = runtime.block_on(vmha::app::run(cli, &log));
+    std::process::ExitCode::from(code.code())
+}
+
+/// `vmha ocf [ACTION]` exactly (no flags): the agent's own entry. `Some(None)` when no action is given.
+/// Anything else (`vmha ocf --help`, flags) goes through clap as usual.
+fn ocf_action(args: &[std::ffi::OsString]) -> Option<Option<String>> {
+    if args.get(1).is_none_or(|a| a != "ocf") || args.len() > 3 {
+        return None;
+    }
+    match args.get(2).map(|a| a.to_str()) {
+        None => Some(None),
+        Some(Some(a)) if !a.starts_with('-') => Some(Some(a.to_string())),
+        _ => None,
+    }
+}
+
+/// Runs the OCF agent, which answers with OCF's exit codes (0-7), decided in vmha::adapters::ocf.
+fn ocf(action: Option<&str>, offset: time::UtcOffset) -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_env_filter("warn")
+        .with_target(false)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("vmha ocf: cannot start: {e}");
+            return std::process::ExitCode::from(1);
+        }
+    };
+    let log = vmha::log::StepLog::new(offset, "vmha");
+    let code = runtime.block_on(vmha::adapters::ocf::run(action, &vmha::adapters::ocf::process_env, &log));
     std::process::ExitCode::from(code.code())
 }
 
