@@ -12,7 +12,7 @@ use crate::cli::{Cli, Command};
 use crate::client::cache::SessionCache;
 use crate::client::{ConnectOptions, Credentials, Session, VmSelector, server_thumbprint};
 use crate::config::{self, ConnectionSettings, Waits};
-use crate::error::{Error, ExitCode};
+use crate::error::{Error, ExitCode, SessionEnd};
 use crate::log::StepLog;
 use crate::ops::{self, AnswerPolicy, Ctx};
 
@@ -367,14 +367,29 @@ async fn with_session<T>(
     // Connecting is bounded by the request timeout; a signal during it only ends the process.
     let session = tokio::select! {
         s = Session::connect(opts) => s?,
-        name = shutdown_signal() => return Err(Error::Interrupted(name)),
+        signal = shutdown_signal() => return Err(Error::Interrupted { signal, session: SessionEnd::NotOpen }),
     };
-    let result = tokio::select! {
-        r = work(&session) => r,
-        name = shutdown_signal() => Err(Error::Interrupted(name)),
+    // Err(signal) when a signal ended the work.
+    let ran = tokio::select! {
+        r = work(&session) => Ok(r),
+        signal = shutdown_signal() => Err(signal),
+    };
+    // Asked before finish(): a kept session stays the cache's, any other is logged out now.
+    let kept = session.is_kept();
+    let confirmed = session.finish().await;
+    let result = match ran {
+        Ok(r) => r,
+        Err(signal) => {
+            let session = match (kept, confirmed) {
+                (true, _) => SessionEnd::KeptForReuse,
+                (false, true) => SessionEnd::LoggedOut,
+                (false, false) => SessionEnd::LogoutUnconfirmed,
+            };
+            return Err(Error::Interrupted { signal, session });
+        }
     };
     // Only a successful run mentions an unconfirmed Logout: after a failure, the failure is the news.
-    if !session.finish().await && result.is_ok() {
+    if !confirmed && result.is_ok() {
         tracing::warn!("Logout was not confirmed; the server ends the session when it expires");
     }
     result

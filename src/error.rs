@@ -55,12 +55,43 @@ pub enum Error {
     /// A command failed.
     #[error(transparent)]
     Op(#[from] OpError),
-    /// SIGINT or SIGTERM ended the command; the session was logged out.
-    #[error("interrupted by {0}; the session was logged out")]
-    Interrupted(&'static str),
+    /// SIGINT or SIGTERM ended the command; `session` says what became of its session.
+    #[error("interrupted by {signal}; {session}")]
+    Interrupted {
+        signal: &'static str,
+        session: SessionEnd,
+    },
     /// Writing the command's output failed (the man page renderer).
     #[error("cannot write the output: {0}")]
     Output(String),
+}
+
+/// What became of the session when a signal ended the command: the message must say what really happened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionEnd {
+    /// The signal came while connecting or logging in.
+    NotOpen,
+    /// Logged out, and the server confirmed it.
+    LoggedOut,
+    /// The Logout was sent but not confirmed: the server ends the session when it expires.
+    LogoutUnconfirmed,
+    /// The session cache's session: kept for the next command (`vmha logout` ends it).
+    KeptForReuse,
+}
+
+impl std::fmt::Display for SessionEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SessionEnd::NotOpen => "no session was open yet",
+            SessionEnd::LoggedOut => "the session was logged out",
+            SessionEnd::LogoutUnconfirmed => {
+                "the Logout was not confirmed; the server ends the session when it expires"
+            }
+            SessionEnd::KeptForReuse => {
+                "the cached session was kept for reuse (vmha logout ends it)"
+            }
+        })
+    }
 }
 
 impl From<SoapError> for Error {
@@ -129,7 +160,7 @@ impl Error {
             Error::Config(_) => ExitCode::Usage,
             Error::Vim(v) => vim_code(v),
             Error::Op(o) => op_code(o),
-            Error::Interrupted(_) | Error::Output(_) => ExitCode::Failure,
+            Error::Interrupted { .. } | Error::Output(_) => ExitCode::Failure,
         }
     }
 

@@ -571,7 +571,41 @@ fn sigterm_logs_the_session_out() {
     let r = watch.wait();
     assert_eq!(r.code, 1, "{r:?}");
     assert!(r.stderr.contains("interrupted by SIGTERM"), "{}", r.stderr);
+    assert!(r.stderr.contains("logged out"), "{}", r.stderr);
     assert_eq!(sim.soap_calls("Logout"), 1, "{}", sim.stats());
+}
+
+/// With the session cache on, a signal ends the command but not the cached session: the message says it was
+/// kept for reuse (not "logged out"), and the server still has it.
+#[test]
+fn sigterm_keeps_the_cached_session_and_says_so() {
+    let sim = Sim::start("vcenter");
+    sim.guest_shutdown(VM);
+    // The heartbeat comes late, so start is still waiting for it when the signal arrives.
+    sim.post(
+        &format!("/vm/{VM}/heartbeat-after-poweron"),
+        json!({"status": "green", "delay_ms": 60_000}),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut v = sim.vmha(bin());
+    v.flags.extend(["--session-dir".to_string(), dir.path().join("s").display().to_string()]);
+    let start = v.spawn(&["start", "--name", VM, "--host", H1, "--start-wait", "60"]);
+    sim.wait_vm(VM, Duration::from_secs(20), |vm| vm["power_state"] == "poweredOn");
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &start.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let r = start.wait();
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("interrupted by SIGTERM"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("kept") && !r.stderr.contains("logged out"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(sim.soap_calls("Logout"), 0, "{}", sim.stats());
+    assert_eq!(sim.live_sessions(), 1, "{}", sim.stats());
 }
 
 #[test]
