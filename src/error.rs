@@ -5,7 +5,7 @@ use crate::client::VimError;
 use crate::config::ConfigError;
 use crate::ops::OpError;
 use crate::ops::monitor::MonitorFailure;
-use crate::soap::client::TlsFailure;
+use crate::soap::client::{ConnectStage, TlsFailure};
 use crate::soap::{FaultKind, SoapError};
 
 /// Documented exit codes (see `vmha --help` and the README).
@@ -197,6 +197,12 @@ impl Error {
             }),
             VimError::Soap(SoapError::PinMismatch { .. }) => Some(
                 "the server presents another certificate than --thumbprint names: if it was renewed on purpose, pin the new SHA-256 shown; otherwise something sits between vmha and the server",
+            ),
+            VimError::Soap(SoapError::ConnectTimeout {
+                stage: ConnectStage::TlsHandshake | ConnectStage::Http,
+                ..
+            }) => Some(
+                "something accepted the connection but did not answer: check that --url names the server's HTTPS port (443) and that the server is not overloaded or hung",
             ),
             VimError::Soap(SoapError::Connect { .. } | SoapError::ConnectTimeout { .. }) => {
                 Some("check --url, the network path and that the server is up")
