@@ -155,10 +155,29 @@ pub async fn execute(cli: Cli, log: &StepLog) -> Result<Outcome, Error> {
                 json!({"url": url, "thumbprint": thumbprint}),
             ));
         }
+        Command::Role { mode, name } => {
+            use crate::cli::RoleMode;
+            use ops::privileges::Mode;
+            let modes: &[Mode] = match mode {
+                None => &[Mode::Vcenter, Mode::Esx],
+                Some(RoleMode::Vcenter) => &[Mode::Vcenter],
+                Some(RoleMode::Esx) => &[Mode::Esx],
+            };
+            // --user (VMHA_USER), when set, is the principal the commands grant the role to.
+            let user = cli.global.user.clone().or_else(|| file.user.clone());
+            let (text, fields) = ops::privileges::role(modes, name, user.as_deref());
+            return Ok(Outcome::ok(Some(text), fields));
+        }
         _ => {}
     }
     // Settings are checked before any connection, so a typo never touches the server.
     let resource = match &cli.command {
+        // Plain `check` ignores VM settings (VMHA_NAME may well be set): only --privileges needs them.
+        Command::Check {
+            privileges: true,
+            vm,
+            host,
+        } => Some(config::resource(vm, host.host.as_deref(), waits(None, None, None), &file)?),
         Command::Status { vm, .. } | Command::Migrate { vm, .. } => {
             Some(config::resource(vm, None, waits(None, None, None), &file)?)
         }
@@ -218,11 +237,12 @@ pub async fn execute(cli: Cli, log: &StepLog) -> Result<Outcome, Error> {
     }
     // `check` proves the credentials, so it always logs in; a watch lives long and keeps its own session.
     let cached = match &cli.command {
-        Command::Check => false,
+        Command::Check { .. } => false,
         Command::Monitor { watch, .. } => !watch.or(file.watch).unwrap_or(false),
         _ => true,
     };
     let command = cli.command;
+    let user = conn.user.clone();
     with_session(conn, cached, async move |session: &Session| {
         let Some(settings) = resource.as_ref() else {
             let about = &session.content().about;
@@ -284,7 +304,35 @@ pub async fn execute(cli: Cli, log: &StepLog) -> Result<Outcome, Error> {
                 ops::migrate::run(&ctx, &to_host).await?;
                 Ok(Outcome::ok(None, json!({"to_host": to_host})))
             }
-            Command::Check
+            Command::Check { .. } => {
+                let report = ops::privileges::run(&ctx, &user).await?;
+                let code = ExitCode::from(&report);
+                if code == ExitCode::Ok {
+                    log.info(report.summary());
+                } else {
+                    log.error(report.summary());
+                }
+                let mut fields = json!({
+                    "about": session.content().about,
+                    "privileges": report,
+                    "missing": report.missing().collect::<Vec<_>>(),
+                    "reason": report.summary(),
+                });
+                if code == ExitCode::Ok
+                    && let Some(m) = fields.as_object_mut()
+                {
+                    m.remove("reason");
+                }
+                Ok(Outcome {
+                    code,
+                    text: Some(format!("{}\n{}", ops::check::check_line(&session.content().about), report.to_text())),
+                    fields: match fields {
+                        Value::Object(m) => m,
+                        _ => Map::new(),
+                    },
+                })
+            }
+            Command::Role { .. }
             | Command::Logout
             | Command::Thumbprint
             | Command::Completions { .. }

@@ -128,6 +128,13 @@ pub struct VmArgs {
     pub datacenter: Option<String>,
 }
 
+/// `vmha role --mode`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum RoleMode {
+    Vcenter,
+    Esx,
+}
+
 #[derive(Debug, Args, Default, Clone)]
 pub struct HostArg {
     /// The ESX host this cluster node stands for (vCenter: required; ESX-direct: the connected host)
@@ -137,8 +144,27 @@ pub struct HostArg {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Connect, log in, print the server's identity, log out
-    Check,
+    /// Connect, log in, print the server's identity, log out; with --privileges, also check the user's
+    /// privileges on the VM, its host, this node's host, datacenter, VM folder and resource pool (exit 1 when
+    /// any is missing)
+    Check {
+        /// Check the logged-in user's effective privileges (needs the VM and, with vCenter, --host)
+        #[arg(long)]
+        privileges: bool,
+        #[command(flatten)]
+        vm: VmArgs,
+        #[command(flatten)]
+        host: HostArg,
+    },
+    /// Print the vSphere role vmha's user needs, as govc and PowerCLI commands (vCenter and ESXi)
+    Role {
+        /// Only this kind of server: vcenter, or esx (a local ESXi user: ESX-direct and the host fallback)
+        #[arg(long, value_enum)]
+        mode: Option<RoleMode>,
+        /// The role's name
+        #[arg(long, default_value = "vmha")]
+        name: String,
+    },
     /// Report the VM: registered, power state, host, heartbeat, pending question
     Status {
         #[command(flatten)]
@@ -235,7 +261,8 @@ impl Command {
     /// The subcommand's name, as typed.
     pub fn name(&self) -> &'static str {
         match self {
-            Command::Check => "check",
+            Command::Check { .. } => "check",
+            Command::Role { .. } => "role",
             Command::Status { .. } => "status",
             Command::Start { .. } => "start",
             Command::Stop { .. } => "stop",

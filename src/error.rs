@@ -5,6 +5,7 @@ use crate::client::VimError;
 use crate::config::ConfigError;
 use crate::ops::OpError;
 use crate::ops::monitor::MonitorFailure;
+use crate::ops::privileges::Report;
 use crate::soap::client::{ConnectStage, TlsFailure};
 use crate::soap::{FaultKind, SoapError};
 
@@ -41,6 +42,13 @@ impl From<MonitorFailure> for ExitCode {
             MonitorFailure::Migrated => ExitCode::Migrated,
             MonitorFailure::HostNotConnected => ExitCode::HostNotConnected,
         }
+    }
+}
+
+/// `check --privileges`: 0 when the user holds every privilege checked, 1 when any is missing.
+impl From<&Report> for ExitCode {
+    fn from(r: &Report) -> ExitCode {
+        if r.all_granted() { ExitCode::Ok } else { ExitCode::Failure }
     }
 }
 
@@ -150,6 +158,7 @@ fn op_code(o: &OpError) -> ExitCode {
         | OpError::PoweredOffAgain
         | OpError::CannotSeeVm { .. }
         | OpError::NotRegistered { .. }
+        | OpError::PrivilegeCheckUnsupported { .. }
         | OpError::Question { .. } => ExitCode::Failure,
     }
 }

@@ -551,27 +551,31 @@ impl SoapClient {
         out
     }
 
-    /// Remembers the `<password>` of an outgoing body, both as sent (escaped) and as the server may quote it.
+    /// Remembers the secrets of an outgoing body (a Login's `<password>`, a session id sent to
+    /// HasPrivilegeOnEntities), both as sent (escaped) and as the server may quote them.
     fn learn_secrets(&self, body: &str) {
-        let Some(start) = body.find("<password>") else {
-            return;
-        };
-        let rest = &body[start + "<password>".len()..];
-        let Some(end) = rest.find("</password>") else {
-            return;
-        };
-        let escaped = &rest[..end];
-        let plain = quick_xml::escape::unescape(escaped)
-            .map(|c| c.into_owned())
-            .unwrap_or_else(|_| escaped.to_string());
-        if let Ok(mut secrets) = self.secrets.lock() {
-            // Longest first, so that a secret containing another is replaced whole.
-            for s in [escaped.to_string(), plain] {
-                if !s.is_empty() && !secrets.iter().any(|k| k.expose_secret() == s) {
-                    secrets.push(SecretString::from(s));
+        for tag in ["password", "sessionId"] {
+            let (open, close) = (format!("<{tag}>"), format!("</{tag}>"));
+            let Some(start) = body.find(&open) else {
+                continue;
+            };
+            let rest = &body[start + open.len()..];
+            let Some(end) = rest.find(&close) else {
+                continue;
+            };
+            let escaped = &rest[..end];
+            let plain = quick_xml::escape::unescape(escaped)
+                .map(|c| c.into_owned())
+                .unwrap_or_else(|_| escaped.to_string());
+            if let Ok(mut secrets) = self.secrets.lock() {
+                // Longest first, so that a secret containing another is replaced whole.
+                for s in [escaped.to_string(), plain] {
+                    if !s.is_empty() && !secrets.iter().any(|k| k.expose_secret() == s) {
+                        secrets.push(SecretString::from(s));
+                    }
                 }
+                secrets.sort_by_key(|s| std::cmp::Reverse(s.expose_secret().len()));
             }
-            secrets.sort_by_key(|s| std::cmp::Reverse(s.expose_secret().len()));
         }
     }
 
