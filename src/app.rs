@@ -177,7 +177,12 @@ pub async fn execute(cli: Cli, log: &StepLog) -> Result<Outcome, Error> {
             privileges: true,
             vm,
             host,
-        } => Some(config::resource(vm, host.host.as_deref(), waits(None, None, None), &file)?),
+        } => Some(config::resource(
+            vm,
+            host.host.as_deref(),
+            waits(None, None, None),
+            &file,
+        )?),
         Command::Status { vm, .. } | Command::Migrate { vm, .. } => {
             Some(config::resource(vm, None, waits(None, None, None), &file)?)
         }
@@ -307,11 +312,6 @@ pub async fn execute(cli: Cli, log: &StepLog) -> Result<Outcome, Error> {
             Command::Check { .. } => {
                 let report = ops::privileges::run(&ctx, &user).await?;
                 let code = ExitCode::from(&report);
-                if code == ExitCode::Ok {
-                    log.info(report.summary());
-                } else {
-                    log.error(report.summary());
-                }
                 let mut fields = json!({
                     "about": session.content().about,
                     "privileges": report,
@@ -325,7 +325,12 @@ pub async fn execute(cli: Cli, log: &StepLog) -> Result<Outcome, Error> {
                 }
                 Ok(Outcome {
                     code,
-                    text: Some(format!("{}\n{}", ops::check::check_line(&session.content().about), report.to_text())),
+                    text: Some(format!(
+                        "{}\n{}{}\n",
+                        ops::check::check_line(&session.content().about),
+                        report.to_text(),
+                        report.summary()
+                    )),
                     fields: match fields {
                         Value::Object(m) => m,
                         _ => Map::new(),

@@ -8,7 +8,8 @@ use secrecy::SecretString;
 pub const EXIT_CODES_HELP: &str = "\
 Exit codes:
   0   success (monitor: healthy)
-  1   any other failure (a task failed, a question nobody answered, files still locked, ...)
+  1   any other failure (a task failed, a question nobody answered, files still locked,
+      check --privileges found a privilege missing, ...)
   2   usage or configuration error
   3   login refused
   4   cannot connect (unreachable, timeout, TLS rejected, connection lost, not a vSphere SDK URL)

@@ -48,7 +48,11 @@ impl From<MonitorFailure> for ExitCode {
 /// `check --privileges`: 0 when the user holds every privilege checked, 1 when any is missing.
 impl From<&Report> for ExitCode {
     fn from(r: &Report) -> ExitCode {
-        if r.all_granted() { ExitCode::Ok } else { ExitCode::Failure }
+        if r.all_granted() {
+            ExitCode::Ok
+        } else {
+            ExitCode::Failure
+        }
     }
 }
 
@@ -65,10 +69,7 @@ pub enum Error {
     Op(#[from] OpError),
     /// SIGINT or SIGTERM ended the command; `session` says what became of its session.
     #[error("interrupted by {signal}; {session}")]
-    Interrupted {
-        signal: &'static str,
-        session: SessionEnd,
-    },
+    Interrupted { signal: &'static str, session: SessionEnd },
     /// Writing the command's output failed (the man page renderer).
     #[error("cannot write the output: {0}")]
     Output(String),
@@ -95,9 +96,7 @@ impl std::fmt::Display for SessionEnd {
             SessionEnd::LogoutUnconfirmed => {
                 "the Logout was not confirmed; the server ends the session when it expires"
             }
-            SessionEnd::KeptForReuse => {
-                "the cached session was kept for reuse (vmha logout ends it)"
-            }
+            SessionEnd::KeptForReuse => "the cached session was kept for reuse (vmha logout ends it)",
         })
     }
 }

@@ -37,7 +37,11 @@ fn main() -> std::process::ExitCode {
     let log = vmha::log::StepLog::new(offset, "vmha");
     // `vmha -v ocf ACTION` and the like: still the agent, with its OCF_RESKEY_* settings and OCF's codes.
     if let vmha::cli::Command::Ocf { action } = &cli.command {
-        let code = runtime.block_on(vmha::adapters::ocf::run(action.as_deref(), &vmha::adapters::ocf::process_env, &log));
+        let code = runtime.block_on(vmha::adapters::ocf::run(
+            action.as_deref(),
+            &vmha::adapters::ocf::process_env,
+            &log,
+        ));
         return std::process::ExitCode::from(code.code());
     }
     let code = runtime.block_on(vmha::app::run(cli, &log));
@@ -73,7 +77,11 @@ fn ocf(action: Option<&str>, offset: time::UtcOffset) -> std::process::ExitCode 
         }
     };
     let log = vmha::log::StepLog::new(offset, "vmha");
-    let code = runtime.block_on(vmha::adapters::ocf::run(action, &vmha::adapters::ocf::process_env, &log));
+    let code = runtime.block_on(vmha::adapters::ocf::run(
+        action,
+        &vmha::adapters::ocf::process_env,
+        &log,
+    ));
     std::process::ExitCode::from(code.code())
 }
 

@@ -218,7 +218,12 @@ fn agent_ignores_every_vmha_variable() {
     .into_iter()
     .map(|(k, v)| (k, v.to_string()))
     .collect();
-    for (action, interval) in [("monitor", "0"), ("monitor", "10000"), ("validate-all", "0"), ("stop", "0")] {
+    for (action, interval) in [
+        ("monitor", "0"),
+        ("monitor", "10000"),
+        ("validate-all", "0"),
+        ("stop", "0"),
+    ] {
         let clean = agent(action, &ocf(interval));
         let mut vars = ocf(interval);
         vars.extend(noise.iter().cloned());
@@ -229,7 +234,11 @@ fn agent_ignores_every_vmha_variable() {
             noisy.0, clean.0, noisy.1
         );
         assert!(!noisy.1.contains("password source"), "{}", noisy.1);
-        assert!(!noisy.1.trim_start().starts_with('{'), "VMHA_JSON reached the agent: {}", noisy.1);
+        assert!(
+            !noisy.1.trim_start().starts_with('{'),
+            "VMHA_JSON reached the agent: {}",
+            noisy.1
+        );
     }
     // The stop above really stopped the VM here: with the variables set, the agent still acted on OCF's VM.
     assert_eq!(sim.vm(VM)["power_state"], "poweredOff");

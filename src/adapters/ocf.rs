@@ -257,7 +257,12 @@ async fn local_node(env: &(dyn Fn(&str) -> Option<String> + Sync)) -> Result<Str
         .map_err(|e| format!("crm_node -n: {e}"))?;
     let out = match tokio::time::timeout(CRM_NODE_WAIT, child.wait_with_output()).await {
         Ok(r) => r.map_err(|e| format!("crm_node -n: {e}"))?,
-        Err(_) => return Err(format!("crm_node -n did not answer within {} s", CRM_NODE_WAIT.as_secs())),
+        Err(_) => {
+            return Err(format!(
+                "crm_node -n did not answer within {} s",
+                CRM_NODE_WAIT.as_secs()
+            ));
+        }
     };
     let name = String::from_utf8_lossy(&out.stdout).trim().to_string();
     if out.status.success() && !name.is_empty() {
@@ -761,10 +766,7 @@ mod tests {
             ("OCF_RESKEY_host", "H9"),
         ])))
         .unwrap();
-        assert_eq!(
-            local_host(&p, Ok("n1".into()), false).unwrap().as_deref(),
-            Some("H9")
-        );
+        assert_eq!(local_host(&p, Ok("n1".into()), false).unwrap().as_deref(), Some("H9"));
         let p = params(&env_of(BASE)).unwrap();
         assert_eq!(local_host(&p, Ok("n1".into()), false).unwrap(), None);
     }

@@ -224,10 +224,7 @@ pub fn role(modes: &[Mode], role: &str, principal: Option<&str>) -> (String, Val
         for p in PRIVILEGES.iter().filter(|p| p.in_mode(mode)) {
             text.push_str(&format!("#   {:<40} on {}: {}\n", p.id, p.on.describe(), p.needed_by));
         }
-        text.push_str(&format!(
-            "# ({} are part of every role.)\n",
-            IN_EVERY_ROLE.join(", ")
-        ));
+        text.push_str(&format!("# ({} are part of every role.)\n", IN_EVERY_ROLE.join(", ")));
         for line in govc.iter().chain(&powercli) {
             text.push_str(line);
             text.push('\n');
@@ -547,7 +544,11 @@ mod tests {
             "govc role.create 'vmha' VirtualMachine.Interact.PowerOn VirtualMachine.Interact.AnswerQuestion VirtualMachine.Interact.PowerOff VirtualMachine.Inventory.Register VirtualMachine.Inventory.Unregister Resource.AssignVMToPool Resource.ColdMigrate Resource.HotMigrate"
         );
         assert!(govc[1].contains("-principal 'cluster@vsphere.local' -role 'vmha'"));
-        assert!(ps[0].starts_with("New-VIRole -Name 'vmha' -Privilege (Get-VIPrivilege -Id 'VirtualMachine.Interact.PowerOn',"));
+        assert!(
+            ps[0].starts_with(
+                "New-VIRole -Name 'vmha' -Privilege (Get-VIPrivilege -Id 'VirtualMachine.Interact.PowerOn',"
+            )
+        );
         assert!(ps[1].contains("-Principal 'cluster@vsphere.local'"));
         let (_, ps) = role_commands(Mode::Esx, "it's", "o'brien");
         assert!(ps[0].contains("'it''s'") && ps[1].contains("'o''brien'"), "{ps:?}");

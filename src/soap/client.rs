@@ -272,9 +272,9 @@ fn find_in_chain<'a, T: std::error::Error + 'static>(e: &'a (dyn std::error::Err
 fn connect_timeout_text(url: &str, secs: u64, stage: ConnectStage) -> String {
     match stage {
         ConnectStage::Tcp => format!("cannot connect to {url}: no connection within {secs} s"),
-        ConnectStage::TlsHandshake => format!(
-            "connected to {url}, but no answer came to the TLS handshake within {secs} s"
-        ),
+        ConnectStage::TlsHandshake => {
+            format!("connected to {url}, but no answer came to the TLS handshake within {secs} s")
+        }
         ConnectStage::Http => {
             format!("connected to {url}, but the HTTP connection did not start within {secs} s")
         }

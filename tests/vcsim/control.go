@@ -640,6 +640,8 @@ func (x *Ext) route(r *http.Request) (interface{}, error) {
 		return map[string]string{"service": "vcsim-ext control", "mode": x.mode}, nil
 	}
 	switch parts[0] {
+	case "privileges":
+		return routePrivileges(r)
 	case "vms":
 		if !get || len(parts) != 1 {
 			break
