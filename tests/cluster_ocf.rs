@@ -244,3 +244,37 @@ fn agent_ignores_every_vmha_variable() {
     assert_eq!(sim.vm(VM)["power_state"], "poweredOff");
     assert_eq!(sim.vm("DC0_C0_RP0_VM1")["power_state"], "poweredOn");
 }
+
+/// Without `OCF_RESKEY_CRM_meta_on_node` the agent asks `crm_node -n` for this node's name (for hostmap): its
+/// answer is used, and one that never comes is given up after 10 s (the child killed), not waited for.
+#[test]
+fn agent_asks_crm_node_and_bounds_it() {
+    let sim = Sim::start(Mode::VCenter.as_str());
+    let dir = tempfile::tempdir().unwrap();
+    let path = format!("{}:{}", dir.path().display(), std::env::var("PATH").unwrap_or_default());
+    let fake = dir.path().join("crm_node");
+    let vars = |node_script: &str| -> Vec<(&'static str, String)> {
+        std::fs::write(&fake, node_script).unwrap();
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        vec![
+            ("OCF_RESKEY_url", sim.ready("url").to_string()),
+            ("OCF_RESKEY_user", sim.ready("user").to_string()),
+            ("OCF_RESKEY_password", sim.ready("password").to_string()),
+            ("OCF_RESKEY_thumbprint", sim.ready("thumbprint").to_string()),
+            ("OCF_RESKEY_name", VM.to_string()),
+            ("OCF_RESKEY_hostmap", format!("node1:{HOST};node2:DC0_C0_H1")),
+            ("OCF_RESKEY_CRM_meta_interval", "10000".into()),
+            ("PATH", path.clone()),
+        ]
+    };
+    // node1 stands for the VM's host: running here; node2 does not: not running here.
+    let (rc, text, _) = agent("monitor", &vars("#!/bin/sh\necho node1\n"));
+    assert_eq!(rc, 0, "{text}");
+    let (rc, text, _) = agent("monitor", &vars("#!/bin/sh\necho node2\n"));
+    assert_eq!(rc, 7, "{text}");
+    // A crm_node that hangs: a generic error, named, within the 10 s bound (plus start-up).
+    let (rc, text, took) = agent("monitor", &vars("#!/bin/sh\nexec sleep 60\n"));
+    assert_eq!(rc, 1, "{text}");
+    assert!(text.contains("crm_node -n did not answer within 10 s"), "{text}");
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+}
