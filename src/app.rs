@@ -163,9 +163,10 @@ pub async fn execute(cli: Cli, log: &StepLog) -> Result<Outcome, Error> {
                 Some(RoleMode::Vcenter) => &[Mode::Vcenter],
                 Some(RoleMode::Esx) => &[Mode::Esx],
             };
-            // --user (VMHA_USER), when set, is the principal the commands grant the role to.
+            // --user (VMHA_USER), when set, is the principal the commands grant the role to: vCenter's user,
+            // or the local ESXi user's when only the ESXi role is asked for (a vCenter user is no ESXi user).
             let user = cli.global.user.clone().or_else(|| file.user.clone());
-            let (text, fields) = ops::privileges::role(modes, name, user.as_deref());
+            let (text, fields) = ops::privileges::role(modes, name, user.as_deref(), modes.len() == 1);
             return Ok(Outcome::ok(Some(text), fields));
         }
         _ => {}

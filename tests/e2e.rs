@@ -720,6 +720,9 @@ fn role_prints_the_commands_that_create_it() {
         r.stdout
     );
     assert_eq!(r.stdout.matches("govc role.create").count(), 2, "{}", r.stdout);
+    // VMHA_USER (here "u") is vCenter's principal; the ESXi role goes to a local user.
+    assert!(r.stdout.contains("-principal 'u' -role 'vmha'"), "{}", r.stdout);
+    assert!(r.stdout.contains("-principal 'vmha' -role 'vmha'"), "{}", r.stdout);
     let r = v.run(&["--json", "role", "--mode", "esx", "--name", "ha"]);
     assert_eq!(r.code, 0, "{r:?}");
     let out: Value = serde_json::from_str(&r.stdout).unwrap();

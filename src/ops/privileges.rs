@@ -201,8 +201,9 @@ pub fn role_commands(mode: Mode, role: &str, principal: &str) -> (Vec<String>, V
     (govc, powercli)
 }
 
-/// `vmha role`: the text and the `--json` fields.
-pub fn role(modes: &[Mode], role: &str, principal: Option<&str>) -> (String, Value) {
+/// `vmha role`: the text and the `--json` fields. `principal` is granted the vCenter role, and the ESXi one
+/// only when `principal_for_esx` (a vCenter user is not a local ESXi user).
+pub fn role(modes: &[Mode], role: &str, principal: Option<&str>, principal_for_esx: bool) -> (String, Value) {
     let mut text = String::new();
     let mut fields = serde_json::Map::new();
     for &mode in modes {
@@ -218,7 +219,11 @@ pub fn role(modes: &[Mode], role: &str, principal: Option<&str>) -> (String, Val
                 "vmha",
             ),
         };
-        let principal = principal.unwrap_or(default_principal);
+        let given = match mode {
+            Mode::Vcenter => principal,
+            Mode::Esx => principal.filter(|_| principal_for_esx),
+        };
+        let principal = given.unwrap_or(default_principal);
         let (govc, powercli) = role_commands(mode, role, principal);
         text.push_str(&format!("# {title}\n# {who}\n"));
         for p in PRIVILEGES.iter().filter(|p| p.in_mode(mode)) {
