@@ -230,7 +230,13 @@ pub fn role(modes: &[Mode], role: &str, principal: Option<&str>, principal_for_e
             text.push_str(&format!("#   {:<40} on {}: {}\n", p.id, p.on.describe(), p.needed_by));
         }
         text.push_str(&format!("# ({} are part of every role.)\n", IN_EVERY_ROLE.join(", ")));
-        for line in govc.iter().chain(&powercli) {
+        text.push_str("# govc (a shell):\n");
+        for line in &govc {
+            text.push_str(line);
+            text.push('\n');
+        }
+        text.push_str("# or PowerCLI (PowerShell):\n");
+        for line in &powercli {
             text.push_str(line);
             text.push('\n');
         }
@@ -251,7 +257,9 @@ pub fn role(modes: &[Mode], role: &str, principal: Option<&str>, principal_for_e
             }),
         );
     }
-    text.push_str("# Then check the user as vmha logs in: vmha check --privileges --name VM --host ESXHOST\n");
+    text.push_str(
+        "# Then check the user as vmha logs in: vmha check --privileges --name VM (with vCenter: --host ESXHOST)\n",
+    );
     (text, Value::Object(fields))
 }
 
