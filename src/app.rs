@@ -13,7 +13,7 @@ use crate::client::VimError;
 use crate::client::cache::{HostMemo, Memo, SessionCache, VmMemo};
 use crate::client::{ConnectOptions, Credentials, Session, VmSelector, server_thumbprint};
 use crate::config::{self, ConnectionSettings, Waits};
-use crate::error::{Error, ExitCode};
+use crate::error::{Error, ExitCode, SessionEnd};
 use crate::log::StepLog;
 use crate::ops::{self, AnswerPolicy, Ctx};
 use crate::soap::FaultKind;
@@ -158,11 +158,31 @@ pub async fn execute(cli: Cli, log: &StepLog) -> Result<Outcome, Error> {
                 json!({"url": url, "thumbprint": thumbprint}),
             ));
         }
+        Command::Role { mode, name } => {
+            use crate::cli::RoleMode;
+            use ops::privileges::Mode;
+            let modes: &[Mode] = match mode {
+                None => &[Mode::Vcenter, Mode::Esx],
+                Some(RoleMode::Vcenter) => &[Mode::Vcenter],
+                Some(RoleMode::Esx) => &[Mode::Esx],
+            };
+            // --user (VMHA_USER), when set, is the principal the commands grant the role to: vCenter's user,
+            // or the local ESXi user's when only the ESXi role is asked for (a vCenter user is no ESXi user).
+            let user = cli.global.user.clone().or_else(|| file.user.clone());
+            let (text, fields) = ops::privileges::role(modes, name, user.as_deref(), modes.len() == 1);
+            return Ok(Outcome::ok(Some(text), fields));
+        }
         _ => {}
     }
     // Settings are checked before any connection, so a typo never touches the server.
     let resource = match &cli.command {
-        Command::Status { vm, host } => Some(config::resource(
+        // Plain `check` ignores VM settings (VMHA_NAME may well be set): only --privileges needs them.
+        Command::Check {
+            privileges: true,
+            vm,
+            host,
+        }
+        | Command::Status { vm, host } => Some(config::resource(
             vm,
             host.host.as_deref(),
             waits(None, None, None),
@@ -226,7 +246,7 @@ pub async fn execute(cli: Cli, log: &StepLog) -> Result<Outcome, Error> {
     }
     // `check` proves the credentials, so it always logs in; a watch lives long and keeps its own session.
     let cached = match &cli.command {
-        Command::Check => false,
+        Command::Check { .. } => false,
         Command::Monitor { watch, .. } => !watch.or(file.watch).unwrap_or(false),
         _ => true,
     };
@@ -265,6 +285,7 @@ pub async fn execute(cli: Cli, log: &StepLog) -> Result<Outcome, Error> {
         answers,
         file,
         learn_hosts: conn.hosts.enabled(),
+        user: conn.user.clone(),
     };
     run_resource(&conn, cached, &job, log).await
 }
@@ -277,6 +298,8 @@ struct Job {
     file: config::FileSettings,
     /// Host logins are configured: keep the hosts' certificates and lockdown modes while vCenter is up.
     learn_hosts: bool,
+    /// Who logs in (whose privileges `check --privileges` reads).
+    user: String,
 }
 
 impl Job {
@@ -665,7 +688,35 @@ async fn act<'a>(
             ops::migrate::run(&ctx, to_host).await?;
             Outcome::ok(None, json!({"to_host": to_host}))
         }
-        Command::Check
+        Command::Check { .. } => {
+            let report = ops::privileges::run(&ctx, &job.user).await?;
+            let code = ExitCode::from(&report);
+            let mut fields = json!({
+                "about": session.content().about,
+                "privileges": report,
+                "missing": report.missing().collect::<Vec<_>>(),
+                "reason": report.summary(),
+            });
+            if code == ExitCode::Ok
+                && let Some(m) = fields.as_object_mut()
+            {
+                m.remove("reason");
+            }
+            Outcome {
+                code,
+                text: Some(format!(
+                    "{}\n{}{}\n",
+                    ops::check::check_line(&session.content().about),
+                    report.to_text(),
+                    report.summary()
+                )),
+                fields: match fields {
+                    Value::Object(m) => m,
+                    _ => Map::new(),
+                },
+            }
+        }
+        Command::Role { .. }
         | Command::Logout
         | Command::Thumbprint
         | Command::Completions { .. }
@@ -802,14 +853,29 @@ pub(crate) async fn with_session<T>(
     // Connecting is bounded by the request timeout; a signal during it only ends the process.
     let session = tokio::select! {
         s = Session::connect(opts) => s?,
-        name = shutdown_signal() => return Err(Error::Interrupted(name)),
+        signal = shutdown_signal() => return Err(Error::Interrupted { signal, session: SessionEnd::NotOpen }),
     };
-    let result = tokio::select! {
-        r = work(&session) => r,
-        name = shutdown_signal() => Err(Error::Interrupted(name)),
+    // Err(signal) when a signal ended the work.
+    let ran = tokio::select! {
+        r = work(&session) => Ok(r),
+        signal = shutdown_signal() => Err(signal),
+    };
+    // Asked before finish(): a kept session stays the cache's, any other is logged out now.
+    let kept = session.is_kept();
+    let confirmed = session.finish().await;
+    let result = match ran {
+        Ok(r) => r,
+        Err(signal) => {
+            let session = match (kept, confirmed) {
+                (true, _) => SessionEnd::KeptForReuse,
+                (false, true) => SessionEnd::LoggedOut,
+                (false, false) => SessionEnd::LogoutUnconfirmed,
+            };
+            return Err(Error::Interrupted { signal, session });
+        }
     };
     // Only a successful run mentions an unconfirmed Logout: after a failure, the failure is the news.
-    if !session.finish().await && result.is_ok() {
+    if !confirmed && result.is_ok() {
         tracing::warn!("Logout was not confirmed; the server ends the session when it expires");
     }
     result

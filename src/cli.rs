@@ -8,7 +8,8 @@ use secrecy::SecretString;
 pub const EXIT_CODES_HELP: &str = "\
 Exit codes:
   0   success (monitor: healthy)
-  1   any other failure (a task failed, a question nobody answered, files still locked, ...)
+  1   any other failure (a task failed, a question nobody answered, files still locked,
+      check --privileges found a privilege missing, ...)
   2   usage or configuration error
   3   login refused
   4   cannot connect (unreachable, timeout, TLS rejected, connection lost, not a vSphere SDK URL)
@@ -127,6 +128,20 @@ pub struct GlobalArgs {
     /// The ESX host user's password handed over in-process (the OCF agent's `host_password` parameter).
     #[arg(skip)]
     pub host_password: Option<SecretString>,
+    /// `VMHA_PASSWORD`, read by the command line's entry ([`GlobalArgs::read_password_variable`]) and by no
+    /// other: the OCF agent builds its settings from `OCF_RESKEY_*` alone.
+    #[arg(skip)]
+    pub password_variable: Option<SecretString>,
+}
+
+impl GlobalArgs {
+    /// Takes `VMHA_PASSWORD` from the environment (empty counts as unset), as the command line does.
+    pub fn read_password_variable(&mut self) {
+        self.password_variable = std::env::var("VMHA_PASSWORD")
+            .ok()
+            .filter(|s| !s.is_empty())
+            .map(SecretString::from);
+    }
 }
 
 #[derive(Debug, Args, Default, Clone)]
@@ -146,6 +161,13 @@ pub struct VmArgs {
     pub datacenter: Option<String>,
 }
 
+/// `vmha role --mode`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum RoleMode {
+    Vcenter,
+    Esx,
+}
+
 #[derive(Debug, Args, Default, Clone)]
 pub struct HostArg {
     /// The ESX host this cluster node stands for (vCenter: required; ESX-direct: the connected host)
@@ -155,8 +177,27 @@ pub struct HostArg {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Connect, log in, print the server's identity, log out
-    Check,
+    /// Connect, log in, print the server's identity, log out; with --privileges, also check the user's
+    /// privileges on the VM, its host, this node's host, datacenter, VM folder and resource pool (exit 1 when
+    /// any is missing)
+    Check {
+        /// Check the logged-in user's effective privileges (needs the VM and, with vCenter, --host)
+        #[arg(long)]
+        privileges: bool,
+        #[command(flatten)]
+        vm: VmArgs,
+        #[command(flatten)]
+        host: HostArg,
+    },
+    /// Print the vSphere role vmha's user needs, as govc and PowerCLI commands (vCenter and ESXi)
+    Role {
+        /// Only this kind of server: vcenter, or esx (a local ESXi user: ESX-direct and the host fallback)
+        #[arg(long, value_enum)]
+        mode: Option<RoleMode>,
+        /// The role's name
+        #[arg(long, default_value = "vmha")]
+        name: String,
+    },
     /// Report the VM: registered, power state, host, heartbeat, pending question
     Status {
         #[command(flatten)]
@@ -281,7 +322,8 @@ impl Command {
     /// The subcommand's name, as typed.
     pub fn name(&self) -> &'static str {
         match self {
-            Command::Check => "check",
+            Command::Check { .. } => "check",
+            Command::Role { .. } => "role",
             Command::Status { .. } => "status",
             Command::Start { .. } => "start",
             Command::Stop { .. } => "stop",

@@ -370,7 +370,7 @@ fn read_password_file(path: &Path, warnings: &mut Vec<String>) -> Result<SecretS
 }
 
 fn password(g: &GlobalArgs, file: &FileSettings, warnings: &mut Vec<String>) -> Result<SecretString, ConfigError> {
-    let env = std::env::var("VMHA_PASSWORD").ok().filter(|s| !s.is_empty());
+    let env = g.password_variable.clone();
     let path = g.password_file.clone().or_else(|| file.password_file.clone());
     let sources = [env.is_some(), path.is_some(), g.password_stdin, g.password.is_some()]
         .iter()
@@ -382,7 +382,7 @@ fn password(g: &GlobalArgs, file: &FileSettings, warnings: &mut Vec<String>) -> 
         ));
     }
     if let Some(pw) = env {
-        return Ok(SecretString::from(pw));
+        return Ok(pw);
     }
     if let Some(pw) = &g.password {
         return Ok(pw.clone());

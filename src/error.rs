@@ -5,7 +5,8 @@ use crate::client::VimError;
 use crate::config::ConfigError;
 use crate::ops::OpError;
 use crate::ops::monitor::MonitorFailure;
-use crate::soap::client::TlsFailure;
+use crate::ops::privileges::Report;
+use crate::soap::client::{ConnectStage, TlsFailure};
 use crate::soap::{FaultKind, SoapError};
 
 /// Documented exit codes (see `vmha --help` and the README).
@@ -44,6 +45,17 @@ impl From<MonitorFailure> for ExitCode {
     }
 }
 
+/// `check --privileges`: 0 when the user holds every privilege checked, 1 when any is missing.
+impl From<&Report> for ExitCode {
+    fn from(r: &Report) -> ExitCode {
+        if r.all_granted() {
+            ExitCode::Ok
+        } else {
+            ExitCode::Failure
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// Settings that are wrong before anything connects.
@@ -55,9 +67,9 @@ pub enum Error {
     /// A command failed.
     #[error(transparent)]
     Op(#[from] OpError),
-    /// SIGINT or SIGTERM ended the command; the session was logged out.
-    #[error("interrupted by {0}; the session was logged out")]
-    Interrupted(&'static str),
+    /// SIGINT or SIGTERM ended the command; `session` says what became of its session.
+    #[error("interrupted by {signal}; {session}")]
+    Interrupted { signal: &'static str, session: SessionEnd },
     /// Writing the command's output failed (the man page renderer).
     #[error("cannot write the output: {0}")]
     Output(String),
@@ -99,6 +111,32 @@ fn lockdown_note(mode: &Option<String>) -> String {
             ": the host is in lockdown mode ({m}), which refuses direct logins of every user not on its Exception Users list"
         ),
         _ => String::new(),
+    }
+}
+
+/// What became of the session when a signal ended the command: the message must say what really happened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionEnd {
+    /// The signal came while connecting or logging in.
+    NotOpen,
+    /// Logged out, and the server confirmed it.
+    LoggedOut,
+    /// The Logout was sent but not confirmed: the server ends the session when it expires.
+    LogoutUnconfirmed,
+    /// The session cache's session: kept for the next command (`vmha logout` ends it).
+    KeptForReuse,
+}
+
+impl std::fmt::Display for SessionEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SessionEnd::NotOpen => "no session was open yet",
+            SessionEnd::LoggedOut => "the session was logged out",
+            SessionEnd::LogoutUnconfirmed => {
+                "the Logout was not confirmed; the server ends the session when it expires"
+            }
+            SessionEnd::KeptForReuse => "the cached session was kept for reuse (vmha logout ends it)",
+        })
     }
 }
 
@@ -158,6 +196,7 @@ fn op_code(o: &OpError) -> ExitCode {
         | OpError::PoweredOffAgain
         | OpError::CannotSeeVm { .. }
         | OpError::NotRegistered { .. }
+        | OpError::PrivilegeCheckUnsupported { .. }
         | OpError::Question { .. }
         | OpError::PlugNotFound { .. }
         | OpError::StateUnseen { .. }
@@ -172,7 +211,7 @@ impl Error {
             Error::Config(_) => ExitCode::Usage,
             Error::Vim(v) => vim_code(v),
             Error::Op(o) => op_code(o),
-            Error::Interrupted(_) | Error::Output(_) => ExitCode::Failure,
+            Error::Interrupted { .. } | Error::Output(_) => ExitCode::Failure,
             Error::Fallback { cause, .. } => cause.exit_code(),
             Error::HostLoginRefused { .. } => ExitCode::LoginRefused,
         }
@@ -237,6 +276,12 @@ impl Error {
             }),
             VimError::Soap(SoapError::PinMismatch { .. }) => Some(
                 "the server presents another certificate than --thumbprint names: if it was renewed on purpose, pin the new SHA-256 shown; otherwise something sits between vmha and the server",
+            ),
+            VimError::Soap(SoapError::ConnectTimeout {
+                stage: ConnectStage::TlsHandshake | ConnectStage::Http,
+                ..
+            }) => Some(
+                "something accepted the connection but did not answer: check that --url names the server's HTTPS port (443) and that the server is not overloaded or hung",
             ),
             VimError::Soap(SoapError::Connect { .. } | SoapError::ConnectTimeout { .. }) => {
                 Some("check --url, the network path and that the server is up")

@@ -3,22 +3,29 @@ use clap::Parser;
 fn main() -> std::process::ExitCode {
     // Read before any thread exists: the only time the local offset can be read soundly.
     let offset = time::UtcOffset::current_local_offset().unwrap_or(time::UtcOffset::UTC);
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     // The fence agent parses fence-agents' own options (`-o`, `-a`, `-v`, ... or stdin), which vmha's
     // global options would otherwise take: it is dispatched before clap sees the line.
-    let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some("fence") {
-        return fence(&args[2..], offset);
+    if args.get(1).is_some_and(|a| a == "fence") {
+        let rest: Vec<String> = args[2..].iter().map(|a| a.to_string_lossy().into_owned()).collect();
+        return fence(&rest, offset);
     }
-    let cli = match vmha::cli::Cli::try_parse() {
+    // The OCF agent (`vmha ocf ACTION`, as its shim runs it) reads only OCF_RESKEY_*: it must not go through
+    // clap, whose `env` attributes would read every VMHA_* variable of the environment Pacemaker started in.
+    if let Some(action) = ocf_action(&args) {
+        return ocf(action.as_deref(), offset);
+    }
+    let mut cli = match vmha::cli::Cli::try_parse() {
         Ok(c) => c,
         Err(e) => return usage(e),
     };
-    init_tracing(cli.global.verbose);
+    cli.global.read_password_variable();
+    init_tracing(cli.global.verbose, true);
     let Some(runtime) = runtime() else {
         return std::process::ExitCode::from(vmha::error::ExitCode::Failure.code());
     };
     let log = vmha::log::StepLog::new(offset, "vmha");
-    // The OCF agent answers with OCF's exit codes (0-7), decided in crate::adapters::ocf from vmha's own.
+    // `vmha -v ocf ACTION` and the like: still the agent, with its OCF_RESKEY_* settings and OCF's codes.
     if let vmha::cli::Command::Ocf { action } = &cli.command {
         let code = runtime.block_on(vmha::adapters::ocf::run(
             action.as_deref(),
@@ -31,14 +38,16 @@ fn main() -> std::process::ExitCode {
     std::process::ExitCode::from(code.code())
 }
 
-fn init_tracing(verbose: u8) {
+/// Logs to stderr. Colour codes only for a person at a terminal; a cluster log file must get plain text.
+fn init_tracing(verbose: u8, colour_if_terminal: bool) {
     let filter = match verbose {
         0 => "warn",
         1 => "vmha=info",
         _ => "vmha=debug",
     };
-    // Colour codes only for a person at a terminal; a cluster log file must get plain text.
-    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
+    let colour = colour_if_terminal
+        && std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(colour)
@@ -57,6 +66,34 @@ fn runtime() -> Option<tokio::runtime::Runtime> {
     }
 }
 
+/// `vmha ocf [ACTION]` exactly (no flags): the agent's own entry. `Some(None)` when no action is given.
+/// Anything else (`vmha ocf --help`, flags) goes through clap as usual.
+fn ocf_action(args: &[std::ffi::OsString]) -> Option<Option<String>> {
+    if args.get(1).is_none_or(|a| a != "ocf") || args.len() > 3 {
+        return None;
+    }
+    match args.get(2).map(|a| a.to_str()) {
+        None => Some(None),
+        Some(Some(a)) if !a.starts_with('-') => Some(Some(a.to_string())),
+        _ => None,
+    }
+}
+
+/// Runs the OCF agent, which answers with OCF's exit codes (0-7), decided in vmha::adapters::ocf.
+fn ocf(action: Option<&str>, offset: time::UtcOffset) -> std::process::ExitCode {
+    init_tracing(0, false);
+    let Some(runtime) = runtime() else {
+        return std::process::ExitCode::from(1);
+    };
+    let log = vmha::log::StepLog::new(offset, "vmha");
+    let code = runtime.block_on(vmha::adapters::ocf::run(
+        action,
+        &vmha::adapters::ocf::process_env,
+        &log,
+    ));
+    std::process::ExitCode::from(code.code())
+}
+
 /// `vmha fence ...` (the `fence_vmha` shim): fence-agents' interface and exit codes (0, 1, 2 for status off).
 fn fence(args: &[String], offset: time::UtcOffset) -> std::process::ExitCode {
     use vmha::adapters::fence;
@@ -69,7 +106,7 @@ fn fence(args: &[String], offset: time::UtcOffset) -> std::process::ExitCode {
             return failed;
         }
     };
-    init_tracing(given.verbose);
+    init_tracing(given.verbose, true);
     let Some(runtime) = runtime() else {
         return failed;
     };

@@ -179,3 +179,102 @@ fn agent_codes_node_relative_monitor_password_parameter_and_live_migration() {
         6
     );
 }
+
+/// The agent reads only `OCF_RESKEY_*`: every `VMHA_*` variable in the environment Pacemaker was started
+/// from (a password, another server, unparsable values) leaves its answers exactly as without them.
+#[test]
+fn agent_ignores_every_vmha_variable() {
+    let sim = Sim::start(Mode::VCenter.as_str());
+    let dir = tempfile::tempdir().unwrap();
+    let pw = common::write_password_file(dir.path(), sim.ready("password"));
+    let ocf = |interval: &str| -> Vec<(&'static str, String)> {
+        vec![
+            ("OCF_RESKEY_url", sim.ready("url").to_string()),
+            ("OCF_RESKEY_user", sim.ready("user").to_string()),
+            ("OCF_RESKEY_password_file", pw.display().to_string()),
+            ("OCF_RESKEY_thumbprint", sim.ready("thumbprint").to_string()),
+            ("OCF_RESKEY_name", VM.to_string()),
+            ("OCF_RESKEY_host", HOST.to_string()),
+            ("OCF_RESKEY_CRM_meta_interval", interval.to_string()),
+        ]
+    };
+    let noise: Vec<(&'static str, String)> = [
+        ("VMHA_PASSWORD", "not-the-password"),
+        ("VMHA_PASSWORD_FILE", "/nonexistent/vmha.pw"),
+        ("VMHA_URL", "https://127.0.0.1:9/sdk"),
+        ("VMHA_USER", "somebody-else"),
+        ("VMHA_INSECURE", "perhaps"),
+        ("VMHA_THUMBPRINT", "00"),
+        ("VMHA_CA_FILE", "/nonexistent/ca.pem"),
+        ("VMHA_REQUEST_TIMEOUT", "-1"),
+        ("VMHA_CONFIG", "/nonexistent/vmha.toml"),
+        ("VMHA_JSON", "1"),
+        ("VMHA_NAME", "DC0_C0_RP0_VM1"),
+        ("VMHA_HOST", "DC0_C0_H1"),
+        ("VMHA_SESSION_DIR", "/nonexistent/sessions"),
+        ("VMHA_NO_SESSION_CACHE", "sometimes"),
+        ("VMHA_RECORD", "/nonexistent/record"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k, v.to_string()))
+    .collect();
+    for (action, interval) in [
+        ("monitor", "0"),
+        ("monitor", "10000"),
+        ("validate-all", "0"),
+        ("stop", "0"),
+    ] {
+        let clean = agent(action, &ocf(interval));
+        let mut vars = ocf(interval);
+        vars.extend(noise.iter().cloned());
+        let noisy = agent(action, &vars);
+        assert_eq!(
+            noisy.0, clean.0,
+            "{action} (interval {interval}) with VMHA_* set answered {} instead of {}:\n{}",
+            noisy.0, clean.0, noisy.1
+        );
+        assert!(!noisy.1.contains("password source"), "{}", noisy.1);
+        assert!(
+            !noisy.1.trim_start().starts_with('{'),
+            "VMHA_JSON reached the agent: {}",
+            noisy.1
+        );
+    }
+    // The stop above really stopped the VM here: with the variables set, the agent still acted on OCF's VM.
+    assert_eq!(sim.vm(VM)["power_state"], "poweredOff");
+    assert_eq!(sim.vm("DC0_C0_RP0_VM1")["power_state"], "poweredOn");
+}
+
+/// Without `OCF_RESKEY_CRM_meta_on_node` the agent asks `crm_node -n` for this node's name (for hostmap): its
+/// answer is used, and one that never comes is given up after 10 s (the child killed), not waited for.
+#[test]
+fn agent_asks_crm_node_and_bounds_it() {
+    let sim = Sim::start(Mode::VCenter.as_str());
+    let dir = tempfile::tempdir().unwrap();
+    let path = format!("{}:{}", dir.path().display(), std::env::var("PATH").unwrap_or_default());
+    let fake = dir.path().join("crm_node");
+    let vars = |node_script: &str| -> Vec<(&'static str, String)> {
+        std::fs::write(&fake, node_script).unwrap();
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        vec![
+            ("OCF_RESKEY_url", sim.ready("url").to_string()),
+            ("OCF_RESKEY_user", sim.ready("user").to_string()),
+            ("OCF_RESKEY_password", sim.ready("password").to_string()),
+            ("OCF_RESKEY_thumbprint", sim.ready("thumbprint").to_string()),
+            ("OCF_RESKEY_name", VM.to_string()),
+            ("OCF_RESKEY_hostmap", format!("node1:{HOST};node2:DC0_C0_H1")),
+            ("OCF_RESKEY_CRM_meta_interval", "10000".into()),
+            ("PATH", path.clone()),
+        ]
+    };
+    // node1 stands for the VM's host: running here; node2 does not: not running here.
+    let (rc, text, _) = agent("monitor", &vars("#!/bin/sh\necho node1\n"));
+    assert_eq!(rc, 0, "{text}");
+    let (rc, text, _) = agent("monitor", &vars("#!/bin/sh\necho node2\n"));
+    assert_eq!(rc, 7, "{text}");
+    // A crm_node that hangs: a generic error, named, within the 10 s bound (plus start-up).
+    let (rc, text, took) = agent("monitor", &vars("#!/bin/sh\nexec sleep 60\n"));
+    assert_eq!(rc, 1, "{text}");
+    assert!(text.contains("crm_node -n did not answer within 10 s"), "{text}");
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+}

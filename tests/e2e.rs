@@ -571,7 +571,176 @@ fn sigterm_logs_the_session_out() {
     let r = watch.wait();
     assert_eq!(r.code, 1, "{r:?}");
     assert!(r.stderr.contains("interrupted by SIGTERM"), "{}", r.stderr);
+    assert!(r.stderr.contains("logged out"), "{}", r.stderr);
     assert_eq!(sim.soap_calls("Logout"), 1, "{}", sim.stats());
+}
+
+/// With the session cache on, a signal ends the command but not the cached session: the message says it was
+/// kept for reuse (not "logged out"), and the server still has it.
+#[test]
+fn sigterm_keeps_the_cached_session_and_says_so() {
+    let sim = Sim::start("vcenter");
+    sim.guest_shutdown(VM);
+    // The heartbeat comes late, so start is still waiting for it when the signal arrives.
+    sim.post(
+        &format!("/vm/{VM}/heartbeat-after-poweron"),
+        json!({"status": "green", "delay_ms": 60_000}),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut v = sim.vmha(bin());
+    v.flags
+        .extend(["--session-dir".to_string(), dir.path().join("s").display().to_string()]);
+    let start = v.spawn(&["start", "--name", VM, "--host", H1, "--start-wait", "60"]);
+    sim.wait_vm(VM, Duration::from_secs(20), |vm| vm["power_state"] == "poweredOn");
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &start.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let r = start.wait();
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("interrupted by SIGTERM"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("kept") && !r.stderr.contains("logged out"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(sim.soap_calls("Logout"), 0, "{}", sim.stats());
+    assert_eq!(sim.live_sessions(), 1, "{}", sim.stats());
+}
+
+/// `check --privileges` asks the server for the logged-in user's effective privileges: all held, exit 0; one
+/// taken away (the simulator's AuthorizationManager, see tests/vcsim/authz.go), it is named with its object and
+/// what fails without it, exit 1.
+#[test]
+fn check_privileges_names_each_missing_one() {
+    for mode in ["vcenter", "esx"] {
+        let sim = Sim::start(mode);
+        let vm = if mode == "vcenter" { VM } else { ESX_VM };
+        let mut args = vec!["check", "--privileges", "--name", vm];
+        if mode == "vcenter" {
+            args.extend(["--host", H1]);
+        }
+        let v = sim.vmha(bin());
+        let r = v.run(&args);
+        assert_eq!(r.code, 0, "{mode}: {r:?}");
+        assert!(
+            r.stdout.contains("ok      VirtualMachine.Interact.PowerOn"),
+            "{}",
+            r.stdout
+        );
+        assert!(!r.stdout.contains("MISSING"), "{}", r.stdout);
+        assert_eq!(
+            r.stdout.contains("Resource.HotMigrate"),
+            mode == "vcenter",
+            "migration privileges are vCenter's only: {}",
+            r.stdout
+        );
+
+        // PowerOff taken away on the VM only, AssignVMToPool everywhere.
+        let moref = sim.vm(vm)["moref"].as_str().unwrap().to_string();
+        sim.post(
+            "/privileges",
+            json!({"deny": ["VirtualMachine.Interact.PowerOff"], "entities": [moref]}),
+        );
+        sim.post("/privileges", json!({"deny": ["Resource.AssignVMToPool"]}));
+        let r = v.run(&args);
+        assert_eq!(r.code, 1, "{mode}: {r:?}");
+        let line = r
+            .stdout
+            .lines()
+            .find(|l| l.contains("MISSING VirtualMachine.Interact.PowerOff"))
+            .unwrap_or_else(|| panic!("{}", r.stdout));
+        assert!(line.contains(&format!("VM {vm}")) && line.contains(&moref), "{line}");
+        assert!(line.contains("stop") && line.contains("fences"), "{line}");
+        assert!(
+            r.stdout.contains("MISSING Resource.AssignVMToPool") && r.stdout.contains("resource pool of"),
+            "{}",
+            r.stdout
+        );
+        assert!(r.stdout.contains("lacks 2 of"), "{}", r.stdout);
+
+        let mut json_args = vec!["--json"];
+        json_args.extend(&args);
+        let r = v.run(&json_args);
+        assert_eq!(r.code, 1, "{r:?}");
+        let out: Value = serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {}", r.stdout));
+        assert_eq!(out["ok"], false);
+        assert_eq!(out["exit_code"], 1);
+        let missing: Vec<&str> = out["missing"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["privilege"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            missing,
+            ["VirtualMachine.Interact.PowerOff", "Resource.AssignVMToPool"],
+            "{out}"
+        );
+        assert!(
+            out["error"]
+                .as_str()
+                .unwrap()
+                .contains("VirtualMachine.Interact.PowerOff"),
+            "{out}"
+        );
+
+        // An unregistered VM: its privileges are checked on the VM folder it would be registered into.
+        sim.delete("/privileges");
+        let mut unreg = vec!["check", "--privileges", "--vmx", vmx_path(UNREGISTERED_VM).leak()];
+        if mode == "vcenter" {
+            unreg.extend(["--host", H1]);
+        }
+        let r = v.run(&unreg);
+        assert_eq!(r.code, 0, "{r:?}");
+        assert!(r.stdout.contains("the VM is not registered"), "{}", r.stdout);
+        assert!(sim.soap_calls("HasPrivilegeOnEntities") >= 4, "{}", sim.stats());
+        assert_eq!(sim.soap_calls("Login"), sim.soap_calls("Logout"), "{}", sim.stats());
+        assert!(!r.stdout.contains(sim.ready("password")) && !r.stderr.contains(sim.ready("password")));
+    }
+}
+
+/// `vmha role` needs no server: the privileges as govc and PowerCLI take them, for vCenter and ESXi.
+#[test]
+fn role_prints_the_commands_that_create_it() {
+    let v = vmha_at("https://127.0.0.1:9/sdk");
+    let r = v.run(&["role"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout
+            .contains("govc role.create 'vmha' VirtualMachine.Interact.PowerOn"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("New-VIRole -Name 'vmha' -Privilege (Get-VIPrivilege -Id"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(r.stdout.matches("govc role.create").count(), 2, "{}", r.stdout);
+    // VMHA_USER (here "u") is vCenter's principal; the ESXi role goes to a local user.
+    assert!(r.stdout.contains("-principal 'u' -role 'vmha'"), "{}", r.stdout);
+    assert!(r.stdout.contains("-principal 'vmha' -role 'vmha'"), "{}", r.stdout);
+    let r = v.run(&["--json", "role", "--mode", "esx", "--name", "ha"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let out: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert!(out["vcenter"].is_null(), "{out}");
+    let create: Vec<&str> = out["esx"]["create"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    assert!(create.contains(&"VirtualMachine.Inventory.Register") && !create.contains(&"Resource.HotMigrate"));
+    assert!(
+        out["esx"]["govc"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("govc role.create 'ha' "),
+        "{out}"
+    );
 }
 
 #[test]

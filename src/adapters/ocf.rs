@@ -7,8 +7,8 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command as Process, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
+use std::time::Duration;
 
 use secrecy::SecretString;
 
@@ -256,9 +256,9 @@ pub fn host_of_node(params: &Params, node: &str) -> Option<String> {
 
 /// This node's ESX host: `host` if given, else this node's `hostmap` entry, else none (ESX-direct: the
 /// connected host). `local_node` is asked only when it is needed.
-pub fn local_host(
+pub async fn local_host(
     params: &Params,
-    local_node: &dyn Fn() -> Result<String, String>,
+    local_node: impl AsyncFnOnce() -> Result<String, String>,
 ) -> Result<Option<String>, ParamError> {
     if let Some(h) = &params.host {
         return Ok(Some(h.clone()));
@@ -266,7 +266,7 @@ pub fn local_host(
     if params.hostmap.is_empty() {
         return Ok(None);
     }
-    let node = local_node().map_err(|e| ParamError {
+    let node = local_node().await.map_err(|e| ParamError {
         code: OcfCode::ErrGeneric,
         message: format!("cannot tell this node's name for hostmap: {e}"),
     })?;
@@ -277,44 +277,41 @@ pub fn local_host(
     })
 }
 
-/// This node's cluster name: Pacemaker's `OCF_RESKEY_CRM_meta_on_node`, else `crm_node -n`.
-fn local_node(env: &(dyn Fn(&str) -> Option<String> + Sync)) -> Result<String, String> {
+/// This node's cluster name: Pacemaker's `OCF_RESKEY_CRM_meta_on_node`, else `crm_node -n`, which gets
+/// [`CRM_NODE_WAIT`] to answer and is killed after that.
+async fn local_node(env: &(dyn Fn(&str) -> Option<String> + Sync)) -> Result<String, String> {
     if let Some(n) = env("OCF_RESKEY_CRM_meta_on_node").filter(|n| !n.is_empty()) {
         return Ok(n);
     }
-    let mut child = Process::new("crm_node")
+    let child = tokio::process::Command::new("crm_node")
         .arg("-n")
         .env_remove("OCF_RESKEY_password") // never hand the secret to a child
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
+        // Dropped when the wait below gives up: the child is killed, not left behind.
+        .kill_on_drop(true)
         .spawn()
         .map_err(|e| format!("crm_node -n: {e}"))?;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => {
-                let mut out = String::new();
-                if let Some(mut o) = child.stdout.take() {
-                    let _ = std::io::Read::read_to_string(&mut o, &mut out);
-                }
-                let name = out.trim().to_string();
-                return if status.success() && !name.is_empty() {
-                    Ok(name)
-                } else {
-                    Err(format!("crm_node -n failed ({status})"))
-                };
-            }
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
-            Ok(None) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err("crm_node -n did not answer within 10 s".into());
-            }
-            Err(e) => return Err(format!("crm_node -n: {e}")),
+    let out = match tokio::time::timeout(CRM_NODE_WAIT, child.wait_with_output()).await {
+        Ok(r) => r.map_err(|e| format!("crm_node -n: {e}"))?,
+        Err(_) => {
+            return Err(format!(
+                "crm_node -n did not answer within {} s",
+                CRM_NODE_WAIT.as_secs()
+            ));
         }
+    };
+    let name = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if out.status.success() && !name.is_empty() {
+        Ok(name)
+    } else {
+        Err(format!("crm_node -n failed ({})", out.status))
     }
 }
+
+/// How long `crm_node -n` may take (it asks the local cluster daemons).
+const CRM_NODE_WAIT: Duration = Duration::from_secs(10);
 
 /// The OCF answer for a vmha exit code. `probe` is a monitor with interval 0.
 ///
@@ -459,7 +456,7 @@ pub async fn run(action: Option<&str>, env: &(dyn Fn(&str) -> Option<String> + S
         }
     };
     let probe = action == Action::Monitor && is_probe(env);
-    let here = match local_host(&params, &|| local_node(env)) {
+    let here = match local_host(&params, async || local_node(env).await).await {
         Ok(h) => h,
         Err(e) => {
             eprintln!("vmha ocf {name}: {}", e.message);
@@ -862,12 +859,19 @@ mod tests {
     #[test]
     fn local_host_prefers_host_then_hostmap() {
         let p = params(&env_of(&with(&[("OCF_RESKEY_hostmap", "n1:H0;n2:H1")]))).unwrap();
-        assert_eq!(local_host(&p, &|| Ok("n2".into())).unwrap().as_deref(), Some("H1"));
-        let missing = local_host(&p, &|| Ok("n3".into())).unwrap_err();
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let local_host = |p: &Params, node: Result<String, String>, asked: bool| {
+            rt.block_on(local_host(p, async || {
+                assert!(asked, "the node name is not needed here");
+                node
+            }))
+        };
+        assert_eq!(local_host(&p, Ok("n2".into()), true).unwrap().as_deref(), Some("H1"));
+        let missing = local_host(&p, Ok("n3".into()), true).unwrap_err();
         assert_eq!(missing.code, OcfCode::ErrArgs);
         assert!(missing.message.contains("n3"));
         assert_eq!(
-            local_host(&p, &|| Err("no cluster".into())).unwrap_err().code,
+            local_host(&p, Err("no cluster".into()), true).unwrap_err().code,
             OcfCode::ErrGeneric
         );
         let p = params(&env_of(&with(&[
@@ -875,14 +879,9 @@ mod tests {
             ("OCF_RESKEY_host", "H9"),
         ])))
         .unwrap();
-        assert_eq!(
-            local_host(&p, &|| panic!("not asked when host is set"))
-                .unwrap()
-                .as_deref(),
-            Some("H9")
-        );
+        assert_eq!(local_host(&p, Ok("n1".into()), false).unwrap().as_deref(), Some("H9"));
         let p = params(&env_of(BASE)).unwrap();
-        assert_eq!(local_host(&p, &|| panic!("not asked without hostmap")).unwrap(), None);
+        assert_eq!(local_host(&p, Ok("n1".into()), false).unwrap(), None);
     }
 
     #[test]

@@ -19,7 +19,7 @@ use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
@@ -471,24 +471,45 @@ impl SessionCache {
             .custom_flags(libc::O_NOFOLLOW)
             .open(&self.lock_file)
             .map_err(|e| err(e.to_string()))?;
-        let deadline = Instant::now() + wait;
-        loop {
-            // SAFETY: the descriptor is open for the whole call; flock only reads it.
-            let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-            if rc == 0 {
-                return Ok(LockGuard { _file: f });
-            }
-            let e = std::io::Error::last_os_error();
-            if e.raw_os_error() != Some(libc::EWOULDBLOCK) && e.kind() != std::io::ErrorKind::Interrupted {
-                return Err(err(format!("cannot lock it: {e}")));
-            }
-            if Instant::now() >= deadline {
-                return Err(CacheError::LockTimeout {
-                    file: self.lock_file.display().to_string(),
-                    secs: wait.as_secs(),
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+        // Uncontended (the usual case): taken at once, no thread needed.
+        match flock(&f, libc::LOCK_EX | libc::LOCK_NB) {
+            Ok(()) => return Ok(LockGuard { _file: f }),
+            Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => {}
+            Err(e) => return Err(err(format!("cannot lock it: {e}"))),
+        }
+        // Held by another vmha: a thread of its own blocks in flock until the holder lets go, and this call
+        // waits for it at most `wait`. A thread given up on is left blocked (it is not the runtime's, so it
+        // never holds up the process's exit); if it gets the lock later, nobody receives it and it is dropped.
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("vmha-cache-lock".into())
+            .spawn(move || {
+                let got = flock(&f, libc::LOCK_EX).map(|()| LockGuard { _file: f });
+                let _ = tx.send(got);
+            })
+            .map_err(|e| err(format!("cannot wait for the lock: {e}")))?;
+        match tokio::time::timeout(wait, rx).await {
+            Ok(Ok(Ok(guard))) => Ok(guard),
+            Ok(Ok(Err(e))) => Err(err(format!("cannot lock it: {e}"))),
+            Ok(Err(_)) => Err(err("the lock's waiting thread ended without an answer".into())),
+            Err(_) => Err(CacheError::LockTimeout {
+                file: self.lock_file.display().to_string(),
+                secs: wait.as_secs(),
+            }),
+        }
+    }
+}
+
+/// flock(2) on `f`, repeated when a signal interrupts it.
+fn flock(f: &fs::File, op: libc::c_int) -> std::io::Result<()> {
+    loop {
+        // SAFETY: the descriptor is open for the whole call; flock only reads it.
+        if unsafe { libc::flock(f.as_raw_fd(), op) } == 0 {
+            return Ok(());
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e);
         }
     }
 }
@@ -620,5 +641,13 @@ mod tests {
         assert!(matches!(e, CacheError::LockTimeout { .. }), "{e}");
         drop(held);
         c.lock(Duration::from_millis(50)).await.unwrap();
+        // A waiter blocks until the holder lets go, then has it (no polling interval in between).
+        let held = c.lock(Duration::from_secs(1)).await.unwrap();
+        let c2 = SessionCache::open(d.path(), "https://vc/sdk", "admin").unwrap();
+        let waiter = tokio::spawn(async move { c2.lock(Duration::from_secs(30)).await.map(|_| ()) });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!waiter.is_finished(), "the lock was taken while held");
+        drop(held);
+        waiter.await.unwrap().unwrap();
     }
 }

@@ -4,6 +4,7 @@
 //! ([`wait::until`]) over a private PropertyCollector, and the [`stream::vm_states`] watcher.
 //! It knows the wire types and the transport; it knows nothing of commands.
 
+pub mod authz;
 pub mod cache;
 pub mod host;
 pub mod hosts;

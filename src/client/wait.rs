@@ -183,3 +183,41 @@ where
         max_wait = wake_every.map_or(left, |w| w.min(left));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// Waiting goes through [`until`] (or blocks on what it waits for, bounded by a timeout): no source file
+    /// sleeps between checks or polls a child, except the two timed retries that have nothing to wait on
+    /// (a file lock's expiry, a server that is away), each documented where it is.
+    #[test]
+    fn no_hand_rolled_polling_loops() {
+        let allowed = [("ops/start.rs", 1), ("client/stream.rs", 1)];
+        let words = ["sleep(", "try_wait("];
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut dirs = vec![root.clone()];
+        let mut found = Vec::new();
+        while let Some(d) = dirs.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    dirs.push(p);
+                    continue;
+                }
+                let text = std::fs::read_to_string(&p).unwrap();
+                // Tests may pause; the code they test may not.
+                let text = text.split("#[cfg(test)]").next().unwrap_or_default();
+                let rel = p.strip_prefix(&root).unwrap().display().to_string();
+                let hits = text
+                    .lines()
+                    .filter(|l| !l.trim_start().starts_with("//"))
+                    .filter(|l| words.iter().any(|w| l.contains(w)))
+                    .count();
+                let ok = allowed.iter().find(|(f, _)| *f == rel).map_or(0, |(_, n)| *n);
+                if hits > ok {
+                    found.push(format!("{rel}: {hits}"));
+                }
+            }
+        }
+        assert!(found.is_empty(), "polling loops outside wait::until: {found:?}");
+    }
+}

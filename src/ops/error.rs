@@ -81,6 +81,11 @@ pub enum OpError {
         text: String,
         choices: String,
     },
+    /// check --privileges on a server older than HasPrivilegeOnEntities (vSphere API 5.5).
+    #[error(
+        "check --privileges needs vSphere 5.5 or later (HasPrivilegeOnEntities); this server speaks API {api_version}. Compare the user's role with `vmha role` by hand"
+    )]
+    PrivilegeCheckUnsupported { api_version: String },
     /// `--answer` not of the form QUESTION=CHOICE.
     #[error("--answer '{0}': write QUESTION=CHOICE, e.g. msg.uuid.altered=button.uuid.movedTheVM")]
     BadAnswer(String),

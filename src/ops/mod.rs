@@ -10,6 +10,7 @@ pub mod host_power;
 pub mod migrate;
 pub mod monitor;
 pub mod power;
+pub mod privileges;
 pub mod start;
 pub mod status;
 pub mod stop;

@@ -8,6 +8,7 @@ use secrecy::{ExposeSecret, SecretString};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 
+pub use super::conn::ConnectStage;
 use super::conn::{ConnectFailure, Connections, Endpoint};
 use super::fault::Fault;
 use super::record::{Exchange, REDACTED, Recorder};
@@ -35,9 +36,13 @@ pub enum SoapError {
         #[source]
         source: std::io::Error,
     },
-    /// The TCP and TLS connection was not up within the connect timeout.
-    #[error("cannot connect to {url}: no connection within {secs} s")]
-    ConnectTimeout { url: String, secs: u64 },
+    /// The TCP and TLS connection was not up within the connect timeout; `stage` says how far it got.
+    #[error("{}", connect_timeout_text(url, *secs, *stage))]
+    ConnectTimeout {
+        url: String,
+        secs: u64,
+        stage: ConnectStage,
+    },
     /// The TLS handshake failed; `reason` says why in an operator's terms.
     #[error("TLS handshake with {url} failed: {reason}")]
     Tls {
@@ -262,6 +267,18 @@ fn find_in_chain<'a, T: std::error::Error + 'static>(e: &'a (dyn std::error::Err
         cur = err.source();
     }
     None
+}
+
+fn connect_timeout_text(url: &str, secs: u64, stage: ConnectStage) -> String {
+    match stage {
+        ConnectStage::Tcp => format!("cannot connect to {url}: no connection within {secs} s"),
+        ConnectStage::TlsHandshake => {
+            format!("connected to {url}, but no answer came to the TLS handshake within {secs} s")
+        }
+        ConnectStage::Http => {
+            format!("connected to {url}, but the HTTP connection did not start within {secs} s")
+        }
+    }
 }
 
 /// The innermost cause of a connection failure, said plainly for the common `io::ErrorKind`s.
@@ -551,27 +568,31 @@ impl SoapClient {
         out
     }
 
-    /// Remembers the `<password>` of an outgoing body, both as sent (escaped) and as the server may quote it.
+    /// Remembers the secrets of an outgoing body (a Login's `<password>`, a session id sent to
+    /// HasPrivilegeOnEntities), both as sent (escaped) and as the server may quote them.
     fn learn_secrets(&self, body: &str) {
-        let Some(start) = body.find("<password>") else {
-            return;
-        };
-        let rest = &body[start + "<password>".len()..];
-        let Some(end) = rest.find("</password>") else {
-            return;
-        };
-        let escaped = &rest[..end];
-        let plain = quick_xml::escape::unescape(escaped)
-            .map(|c| c.into_owned())
-            .unwrap_or_else(|_| escaped.to_string());
-        if let Ok(mut secrets) = self.secrets.lock() {
-            // Longest first, so that a secret containing another is replaced whole.
-            for s in [escaped.to_string(), plain] {
-                if !s.is_empty() && !secrets.iter().any(|k| k.expose_secret() == s) {
-                    secrets.push(SecretString::from(s));
+        for tag in ["password", "sessionId"] {
+            let (open, close) = (format!("<{tag}>"), format!("</{tag}>"));
+            let Some(start) = body.find(&open) else {
+                continue;
+            };
+            let rest = &body[start + open.len()..];
+            let Some(end) = rest.find(&close) else {
+                continue;
+            };
+            let escaped = &rest[..end];
+            let plain = quick_xml::escape::unescape(escaped)
+                .map(|c| c.into_owned())
+                .unwrap_or_else(|_| escaped.to_string());
+            if let Ok(mut secrets) = self.secrets.lock() {
+                // Longest first, so that a secret containing another is replaced whole.
+                for s in [escaped.to_string(), plain] {
+                    if !s.is_empty() && !secrets.iter().any(|k| k.expose_secret() == s) {
+                        secrets.push(SecretString::from(s));
+                    }
                 }
+                secrets.sort_by_key(|s| std::cmp::Reverse(s.expose_secret().len()));
             }
-            secrets.sort_by_key(|s| std::cmp::Reverse(s.expose_secret().len()));
         }
     }
 
@@ -756,9 +777,10 @@ impl SoapClient {
     fn connect_error(&self, e: ConnectFailure) -> SoapError {
         let url = self.opts.url.clone();
         match e {
-            ConnectFailure::Timeout => SoapError::ConnectTimeout {
+            ConnectFailure::Timeout { stage } => SoapError::ConnectTimeout {
                 url,
                 secs: self.opts.connect_timeout.as_secs(),
+                stage,
             },
             ConnectFailure::Io(io) => match tls_error(&url, &io) {
                 Some(tls) => tls,

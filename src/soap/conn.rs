@@ -30,10 +30,22 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 pub enum ConnectFailure {
     /// TCP connect, or the TLS handshake (whose rustls error rides inside the `io::Error`).
     Io(std::io::Error),
-    /// Not connected within the connect timeout.
-    Timeout,
+    /// Not connected within the connect timeout; `stage` is where it stalled.
+    Timeout { stage: ConnectStage },
     /// The HTTP/1 layer refused to start on the stream.
     Http(hyper::Error),
+}
+
+/// How far a connect got before the connect timeout: a server that accepted the TCP connection and never
+/// answered is not one that could not be reached, and the message must say which.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnectStage {
+    /// No TCP connection (nothing answered the SYN, or the name did not resolve in time).
+    Tcp,
+    /// Connected; the server did not answer the TLS handshake.
+    TlsHandshake,
+    /// Connected (and TLS up); the HTTP layer did not start.
+    Http,
 }
 
 /// Where to connect and how.
@@ -150,10 +162,21 @@ impl Connections {
 
     pub async fn connect(&self) -> Result<Sender, ConnectFailure> {
         let ep = &self.endpoint;
+        let stage = std::sync::Mutex::new(ConnectStage::Tcp);
+        let reached = |s: ConnectStage| {
+            if let Ok(mut g) = stage.lock() {
+                *g = s;
+            }
+        };
         let attempt = async {
             let tcp = tokio::net::TcpStream::connect((ep.host.as_str(), ep.port))
                 .await
                 .map_err(ConnectFailure::Io)?;
+            reached(if ep.tls.is_some() {
+                ConnectStage::TlsHandshake
+            } else {
+                ConnectStage::Http
+            });
             // SOAP calls are small request/answer pairs: do not hold them back.
             let _ = tcp.set_nodelay(true);
             let stream: Box<dyn Stream> = match &ep.tls {
@@ -168,6 +191,7 @@ impl Connections {
                     if let Ok(mut p) = self.peer_sha256.lock() {
                         *p = digest;
                     }
+                    reached(ConnectStage::Http);
                     Box::new(tls)
                 }
                 None => Box::new(tcp),
@@ -183,9 +207,13 @@ impl Connections {
             });
             Ok(sender)
         };
-        let sender = tokio::time::timeout(self.connect_timeout, attempt)
-            .await
-            .map_err(|_| ConnectFailure::Timeout)??;
+        let sender = match tokio::time::timeout(self.connect_timeout, attempt).await {
+            Ok(r) => r?,
+            Err(_) => {
+                let stage = stage.lock().map_or(ConnectStage::Tcp, |g| *g);
+                return Err(ConnectFailure::Timeout { stage });
+            }
+        };
         self.opened.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(host = %ep.host, port = ep.port, "connected");
         Ok(sender)

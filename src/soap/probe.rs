@@ -10,7 +10,7 @@ use std::time::Duration;
 use rustls::pki_types::ServerName;
 use sha2::{Digest, Sha256};
 
-use super::client::SoapError;
+use super::client::{ConnectStage, SoapError};
 use super::tls::{TlsPolicy, client_config};
 
 /// `https://host[:port]/path` to `(host, port)`.
@@ -48,15 +48,18 @@ fn handshake(url: &str, timeout: Duration) -> Result<[u8; 32], SoapError> {
         url: url.to_string(),
         source: std::io::Error::other(cause),
     };
-    let io_fail = |e: std::io::Error| match e.kind() {
-        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => SoapError::ConnectTimeout {
-            url: url.to_string(),
-            secs: timeout.as_secs(),
-        },
-        _ => SoapError::Connect {
-            url: url.to_string(),
-            source: e,
-        },
+    let io_fail = |stage: ConnectStage| {
+        move |e: std::io::Error| match e.kind() {
+            std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => SoapError::ConnectTimeout {
+                url: url.to_string(),
+                secs: timeout.as_secs(),
+                stage,
+            },
+            _ => SoapError::Connect {
+                url: url.to_string(),
+                source: e,
+            },
+        }
     };
     let (host, port) = host_port(url).ok_or_else(|| fail("thumbprint needs an https:// URL".into()))?;
     // The insecure policy: nothing is verified, and nothing but the handshake is sent.
@@ -65,14 +68,15 @@ fn handshake(url: &str, timeout: Duration) -> Result<[u8; 32], SoapError> {
     let mut conn = rustls::ClientConnection::new(Arc::new(config), name).map_err(|e| fail(e.to_string()))?;
     let addr = (host.as_str(), port)
         .to_socket_addrs()
-        .map_err(io_fail)?
+        .map_err(io_fail(ConnectStage::Tcp))?
         .next()
         .ok_or_else(|| fail(format!("{host} has no address")))?;
-    let mut sock = TcpStream::connect_timeout(&addr, timeout).map_err(io_fail)?;
-    sock.set_read_timeout(Some(timeout)).map_err(io_fail)?;
-    sock.set_write_timeout(Some(timeout)).map_err(io_fail)?;
+    let mut sock = TcpStream::connect_timeout(&addr, timeout).map_err(io_fail(ConnectStage::Tcp))?;
+    let handshaking = io_fail(ConnectStage::TlsHandshake);
+    sock.set_read_timeout(Some(timeout)).map_err(handshaking)?;
+    sock.set_write_timeout(Some(timeout)).map_err(handshaking)?;
     while conn.is_handshaking() {
-        conn.complete_io(&mut sock).map_err(io_fail)?;
+        conn.complete_io(&mut sock).map_err(handshaking)?;
     }
     // Close politely; the certificate is all this connection was for.
     conn.send_close_notify();

@@ -71,9 +71,9 @@ impl Recorder {
 /// Blanks the contents of elements that carry secrets: the Login password and session keys.
 pub fn redact(xml: &str) -> String {
     let mut out = xml.to_string();
-    for tag in ["password", "key"] {
+    for tag in ["password", "sessionId", "key"] {
         out = redact_element(&out, tag, |ctx| {
-            tag == "password" || ctx.contains("<LoginResponse") || ctx.contains("currentSession")
+            tag != "key" || ctx.contains("<LoginResponse") || ctx.contains("currentSession")
         });
     }
     out
@@ -129,6 +129,8 @@ mod tests {
         assert!(r.contains("<userName>u</userName>"));
         let resp = "<LoginResponse><returnval><key>52eec005</key><userName>root</userName></returnval></LoginResponse>";
         assert!(!redact(resp).contains("52eec005"));
+        let check = "<HasPrivilegeOnEntities><sessionId>52eec005</sessionId></HasPrivilegeOnEntities>";
+        assert!(!redact(check).contains("52eec005"));
         let other = "<RetrievePropertiesExResponse><key>vm-1</key></RetrievePropertiesExResponse>";
         assert_eq!(redact(other), other);
     }

@@ -260,6 +260,30 @@ pub async fn wait_for_updates_ex(
         .transpose()
 }
 
+/// HasPrivilegeOnEntities (vSphere API 5.5+): whether the session `session_id` holds each of `privileges`
+/// on each of `entities`. Elements in WSDL order: `_this`, `entity`*, `sessionId`, `privId`*.
+pub async fn has_privilege_on_entities(
+    c: &SoapClient,
+    authz: &MoRef,
+    entities: &[MoRef],
+    session_id: &SecretString,
+    privileges: &[&str],
+) -> Result<Vec<EntityPrivilege>, SoapError> {
+    let m = "HasPrivilegeOnEntities";
+    let mut b = Body::this(authz);
+    for e in entities {
+        b.moref("entity", e);
+    }
+    b.text("sessionId", session_id.expose_secret());
+    for p in privileges {
+        b.text("privId", p);
+    }
+    let resp = c.call(m, b.as_str()).await?;
+    resp.children_named("returnval")
+        .map(|r| decode(m, EntityPrivilege::from_xml(r)))
+        .collect()
+}
+
 pub async fn find_by_datastore_path(
     c: &SoapClient,
     si: &MoRef,

@@ -112,6 +112,9 @@ pub struct ServiceContent {
     pub about: AboutInfo,
     pub session_manager: Option<MoRef>,
     pub search_index: Option<MoRef>,
+    /// Absent from session files older vmha versions wrote; `check --privileges` (never cached) reads it.
+    #[serde(default)]
+    pub authorization_manager: Option<MoRef>,
 }
 
 impl ServiceContent {
@@ -125,6 +128,7 @@ impl ServiceContent {
             )?,
             session_manager: opt_moref(el, "sessionManager")?,
             search_index: opt_moref(el, "searchIndex")?,
+            authorization_manager: opt_moref(el, "authorizationManager")?,
         })
     }
 }
@@ -319,6 +323,30 @@ impl ObjectContent {
 
     pub fn text(&self, name: &str) -> Option<&str> {
         self.prop(name).map(|e| e.text.as_str())
+    }
+}
+
+/// EntityPrivilege (HasPrivilegeOnEntities' answer): which of the asked privileges the session's user holds
+/// on one entity.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EntityPrivilege {
+    pub entity: MoRef,
+    /// (privId, isGranted), as the server listed them.
+    pub granted: Vec<(String, bool)>,
+}
+
+impl EntityPrivilege {
+    pub fn from_xml(el: &Element) -> Result<EntityPrivilege, DecodeError> {
+        let entity = req_moref(el, "entity")?;
+        let granted = el
+            .children_named("privAvailability")
+            .map(|a| {
+                let id = req_text(a, "privId")?.trim().to_string();
+                let is = req_text(a, "isGranted")?.trim();
+                Ok((id, matches!(is, "true" | "1")))
+            })
+            .collect::<Result<_, DecodeError>>()?;
+        Ok(EntityPrivilege { entity, granted })
     }
 }
 

@@ -484,6 +484,11 @@ impl Sim {
         self.call("POST", path, Some(&body))
     }
 
+    /// `DELETE` on the control surface (e.g. `/privileges`: every privilege granted again).
+    pub fn delete(&self, path: &str) -> Value {
+        self.call("DELETE", path, None)
+    }
+
     /// `GET /vm/{name}` (also works for an unregistered VM).
     pub fn vm(&self, name: &str) -> Value {
         self.call("GET", &format!("/vm/{}", encode(name)), None)

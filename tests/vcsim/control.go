@@ -753,6 +753,8 @@ func (x *Ext) route(r *http.Request) (interface{}, error) {
 		}
 		return x.endpointStates(), nil
 
+	case "privileges":
+		return routePrivileges(r)
 	case "vms":
 		if !get || len(parts) != 1 {
 			break

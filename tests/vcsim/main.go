@@ -294,6 +294,7 @@ func (x *Ext) prepareInventory(m *simulator.Model) error {
 	}
 	x.ensureWrapped(true)
 	installPropertyCollector(c.ServiceContent.PropertyCollector)
+	installAuthz(*c.ServiceContent.AuthorizationManager)
 
 	var dcFolder, pool, host types.ManagedObjectReference
 	dcObj := simulator.Map.Any("Datacenter")
