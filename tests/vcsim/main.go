@@ -4,7 +4,7 @@
 // Tools, host connection loss, .vmx locks, session expiry, ...), driven
 // through a small JSON control API. See README.md.
 //
-//	vcsim-ext --mode vcenter|esx [--ca-out PATH] [--ignore-stdin] [--trace] [--vms N]
+//	vcsim-ext --mode vcenter|esx [--ca-out PATH] [--ignore-stdin] [--trace] [--vms N] [--wsdl-dir DIR]
 //
 // It prints exactly one JSON line on stdout once it is ready and serves until
 // SIGTERM/SIGINT or until its stdin reaches EOF.
@@ -75,6 +75,10 @@ func main() {
 
 	if *vms < 0 {
 		log.Printf("vcsim-ext: --vms must be >= 0")
+		os.Exit(2)
+	}
+	if err := loadWSDL(); err != nil { // wsdl.go
+		log.Printf("vcsim-ext: %s", err)
 		os.Exit(2)
 	}
 	inst, err := start(*mode, *caOut, *tlsProfile, *vms)
@@ -181,7 +185,7 @@ func start(mode, caOut, tlsProfile string, extraVMs int) (*instance, error) {
 	srv := m.Service.NewServer()
 	// Put our front handler before vcsim's mux. No client knows the port
 	// yet, so nothing is being served concurrently.
-	srv.Config.Handler = X.frontHandler(srv.Config.Handler)
+	srv.Config.Handler = wsdlHandler(X.frontHandler(srv.Config.Handler))
 	// Count the TCP connections clients open (GET /stats "connections"); the
 	// server's own hook (it tracks connections for Close) still runs.
 	serverHook := srv.Config.ConnState
