@@ -136,10 +136,11 @@ pub async fn execute(cli: Cli, log: &StepLog) -> Result<Outcome, Error> {
             let page = String::from_utf8_lossy(&buf).into_owned();
             return Ok(Outcome::ok(Some(page.clone()), json!({"output": page})));
         }
-        // The agent speaks OCF's exit codes, not vmha's: `main` runs it through `crate::adapters::ocf::run`.
-        Command::Ocf { .. } => {
+        // The agents speak their managers' exit codes, not vmha's: `main` runs them through
+        // `crate::adapters::ocf::run` and `crate::adapters::fence::run`.
+        Command::Ocf { .. } | Command::Fence { .. } => {
             return Err(Error::Config(config::ConfigError::Invalid(
-                "the OCF agent runs as its own entry point (vmha ocf ACTION), not as a command of this library call"
+                "the OCF and fence agents run as their own entry points (vmha ocf ACTION, vmha fence ...), not as commands of this library call"
                     .into(),
             )));
         }
@@ -289,9 +290,8 @@ pub async fn execute(cli: Cli, log: &StepLog) -> Result<Outcome, Error> {
             | Command::Thumbprint
             | Command::Completions { .. }
             | Command::Man
-            | Command::Ocf { .. } => {
-                Ok(Outcome::ok(None, json!({})))
-            }
+            | Command::Ocf { .. }
+            | Command::Fence { .. } => Ok(Outcome::ok(None, json!({}))),
         }
     })
     .await
@@ -299,7 +299,7 @@ pub async fn execute(cli: Cli, log: &StepLog) -> Result<Outcome, Error> {
 
 /// The connection options, with the session cache when `cached` and not opted out of. A cache that
 /// cannot be used (a directory others can read, say) is warned about and left out.
-fn connect_options(conn: ConnectionSettings, cached: bool) -> ConnectOptions {
+pub(crate) fn connect_options(conn: ConnectionSettings, cached: bool) -> ConnectOptions {
     let cache = match (&conn.session_dir, cached) {
         (Some(dir), true) => match SessionCache::open(dir, &conn.url, &conn.user) {
             Ok(c) => Some(c),
@@ -358,7 +358,7 @@ async fn logout(conn: ConnectionSettings) -> Result<Outcome, Error> {
 
 /// Connects, runs `work`, and logs out whatever happens (success, error, timeout, SIGINT or SIGTERM),
 /// unless the session is the cache's: that one is kept for the next command.
-async fn with_session<T>(
+pub(crate) async fn with_session<T>(
     conn: ConnectionSettings,
     cached: bool,
     work: impl AsyncFnOnce(&Session) -> Result<T, Error>,

@@ -215,6 +215,15 @@ pub enum Command {
         /// The OCF action
         action: Option<String>,
     },
+    /// Fence agent (installed as /usr/sbin/fence_vmha): fence-agents' options (-o ACTION -a IP -l USER
+    /// -S SCRIPT -n PLUG ...; `vmha fence -h` lists them), or with none, name=value lines on standard
+    /// input as Pacemaker's fencer sends them. Exit codes are fence-agents': 0 ok, 2 status off, 1 failure.
+    #[command(disable_help_flag = true)]
+    Fence {
+        /// fence-agents' options, parsed by the agent itself
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+        args: Vec<String>,
+    },
 }
 
 impl Command {
@@ -232,6 +241,7 @@ impl Command {
             Command::Man => "man",
             Command::Migrate { .. } => "migrate",
             Command::Ocf { .. } => "ocf",
+            Command::Fence { .. } => "fence",
         }
     }
 }

@@ -119,7 +119,11 @@ fn op_code(o: &OpError) -> ExitCode {
         | OpError::PoweredOffAgain
         | OpError::CannotSeeVm { .. }
         | OpError::NotRegistered { .. }
-        | OpError::Question { .. } => ExitCode::Failure,
+        | OpError::Question { .. }
+        | OpError::PlugNotFound { .. }
+        | OpError::StateUnseen { .. }
+        | OpError::PowerNotConfirmed { .. }
+        | OpError::NotInMaintenance { .. } => ExitCode::Failure,
     }
 }
 

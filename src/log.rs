@@ -12,6 +12,8 @@ pub struct StepLog {
     label: Mutex<String>,
     /// With `--json`, stdout carries only the JSON object: the step log moves to stderr.
     to_stderr: AtomicBool,
+    /// Info lines dropped (the fence agent without -v: fence-agents say nothing on success).
+    quiet: AtomicBool,
 }
 
 impl StepLog {
@@ -21,12 +23,18 @@ impl StepLog {
             offset,
             label: Mutex::new(label.to_string()),
             to_stderr: AtomicBool::new(false),
+            quiet: AtomicBool::new(false),
         }
     }
 
     /// Sends the step lines to stderr from now on (for `--json`).
     pub fn use_stderr(&self) {
         self.to_stderr.store(true, Ordering::SeqCst);
+    }
+
+    /// Drops info lines from now on; warnings and errors still show.
+    pub fn quiet_info(&self) {
+        self.quiet.store(true, Ordering::SeqCst);
     }
 
     pub fn set_label(&self, label: &str) {
@@ -52,6 +60,9 @@ impl StepLog {
     }
 
     pub fn info(&self, msg: impl AsRef<str>) {
+        if self.quiet.load(Ordering::SeqCst) {
+            return;
+        }
         self.line('I', msg.as_ref());
     }
 

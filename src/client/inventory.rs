@@ -311,6 +311,56 @@ pub async fn find_vm_anywhere(session: &Session, sel: &VmSelector) -> Option<Res
     }
 }
 
+/// One VM as a fence agent's `list` shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListedVm {
+    pub moref: MoRef,
+    pub name: String,
+    /// The BIOS UUID (`config.uuid`); `None` for a VM whose configuration cannot be read.
+    pub uuid: Option<String>,
+    pub power_state: crate::vim::PowerState,
+}
+
+/// Every VM of the server (all datacenters, folders and vApps) with its name, BIOS UUID and power
+/// state, read in pages of [`NAME_PAGE`] so a large inventory never lands in one answer.
+pub async fn list_vms(session: &Session) -> Result<Vec<ListedVm>, VimError> {
+    let t = |name: &str, kind: &str, path: &str, select: &[&str]| TraversalSpec {
+        name: name.into(),
+        kind: kind.into(),
+        path: path.into(),
+        select: select.iter().map(|s| s.to_string()).collect(),
+    };
+    let spec = PropertyFilterSpec {
+        props: vec![spec("VirtualMachine", &["name", "config.uuid", "runtime.powerState"])],
+        objects: vec![ObjectSpec {
+            obj: session.content().root_folder.clone(),
+            skip: false,
+            traversals: vec![
+                t("folder", "Folder", "childEntity", &["folder", "dcVm", "vappVm"]),
+                t("dcVm", "Datacenter", "vmFolder", &["folder", "vappVm"]),
+                t("vappVm", "VirtualApp", "vm", &[]),
+            ],
+        }],
+    };
+    let mut out = Vec::new();
+    session
+        .retrieve_pages(&spec, Some(NAME_PAGE), |page| {
+            out.extend(page.into_iter().filter(|o| o.obj.kind == "VirtualMachine").map(|o| {
+                ListedVm {
+                    name: o.text("name").unwrap_or_default().to_string(),
+                    uuid: o
+                        .text("config.uuid")
+                        .map(|u| u.trim().to_string())
+                        .filter(|u| !u.is_empty()),
+                    power_state: crate::vim::PowerState::parse(o.text("runtime.powerState").unwrap_or_default()),
+                    moref: o.obj,
+                }
+            }))
+        })
+        .await?;
+    Ok(out)
+}
+
 fn one_of(name: &str, matches: Vec<MoRef>) -> Result<FoundVm, VimError> {
     match matches.as_slice() {
         [] => Ok(FoundVm { vm: None, vmx: None }),

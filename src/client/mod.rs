@@ -13,7 +13,9 @@ pub mod vm;
 pub mod wait;
 mod watch;
 
-pub use inventory::{DatacenterInfo, FoundVm, HostInfo, Inventory, VmSelector, find_vm, find_vm_anywhere};
+pub use inventory::{
+    DatacenterInfo, FoundVm, HostInfo, Inventory, ListedVm, VmSelector, find_vm, find_vm_anywhere, list_vms,
+};
 pub use session::{ConnectOptions, Credentials, Session};
 pub use task::Task;
 pub use vm::{Vm, VmState};

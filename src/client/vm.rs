@@ -111,6 +111,10 @@ impl<'s> Vm<'s> {
         &self.moref
     }
 
+    pub fn session(&self) -> &'s Session {
+        self.session
+    }
+
     /// Reads the VM's state now, with its host's name and connection state from `inv`.
     /// `Gone` if it vanished since it was found.
     pub async fn state(&self, inv: &Inventory) -> Result<VmState, VimError> {

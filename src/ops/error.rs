@@ -84,4 +84,26 @@ pub enum OpError {
     /// `--answer` not of the form QUESTION=CHOICE.
     #[error("--answer '{0}': write QUESTION=CHOICE, e.g. msg.uuid.altered=button.uuid.movedTheVM")]
     BadAnswer(String),
+    /// fence: no VM matches the plug (name, BIOS UUID or instance UUID).
+    #[error("unable to find plug '{plug}': no VM has this name, BIOS UUID or instance UUID")]
+    PlugNotFound { plug: String },
+    /// fence: the VM's power state cannot be trusted (its host is not connected, or the VM is not).
+    #[error(
+        "the power state of {vm} cannot be seen: {why}. vCenter only remembers the last state; fence the host itself (vmha host-shutdown, its BMC) or confirm by hand"
+    )]
+    StateUnseen { vm: String, why: String },
+    /// fence: the VM did not reach the power state asked for within the power timeout.
+    #[error("{vm} is still {seen} {secs} s after {method}: the power {wanted} is not confirmed")]
+    PowerNotConfirmed {
+        vm: String,
+        wanted: &'static str,
+        seen: String,
+        secs: u64,
+        method: &'static str,
+    },
+    /// host-shutdown / host-reboot without --force on a host that is not in maintenance mode.
+    #[error(
+        "host {host} is not in maintenance mode: enter it first (its VMs move or stop), or give --force to {action} it with its VMs running"
+    )]
+    NotInMaintenance { host: String, action: &'static str },
 }

@@ -7,6 +7,7 @@ pub mod error;
 mod fixtures;
 pub mod migrate;
 pub mod monitor;
+pub mod power;
 pub mod start;
 pub mod status;
 pub mod stop;
