@@ -19,11 +19,12 @@
 //!   with `SSL_CERT_FILE` (suds' WSDL downloads through urllib) and `REQUESTS_CA_BUNDLE` (its SOAP calls
 //!   through requests).
 //! * `vmha fence`: the vmha this bench is built with (`cargo bench` builds it with the release settings);
-//!   trust through `VMHA_CA_FILE`.
+//!   trust through one more stdin line, `ca_file=`.
 //!
-//! vmha runs twice over: with its session cache (`VMHA_SESSION_DIR`, filled once before measuring: the
-//! cache is how it runs under Pacemaker) and without (`VMHA_NO_SESSION_CACHE=1`: Login and Logout per
-//! call, as fence_vmware_soap does).
+//! vmha fence always keeps its session in its cache (`session_dir=`), so it runs twice over: warm (one
+//! directory, filled once before measuring: how it runs under Pacemaker after its first call) and cold
+//! (a new, empty directory per call: one Login, as fence_vmware_soap makes; the session is logged out
+//! untimed afterwards, where fence_vmware_soap's own Logout is in its time).
 //!
 //! Environment:
 //! * `VMHA_BENCH_RUNS` runs per agent and action (default 10).
@@ -64,16 +65,16 @@ fn bin() -> &'static Path {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Agent {
-    VmhaCache,
-    VmhaNoCache,
+    VmhaWarm,
+    VmhaCold,
     Soap,
 }
 
 impl Agent {
     fn label(self) -> &'static str {
         match self {
-            Agent::VmhaCache => "vmha fence",
-            Agent::VmhaNoCache => "vmha fence, no cache",
+            Agent::VmhaWarm => "vmha fence, warm",
+            Agent::VmhaCold => "vmha fence, cold",
             Agent::Soap => "fence_vmware_soap",
         }
     }
@@ -195,18 +196,28 @@ struct Bench<'a> {
     sim: &'a Sim,
     soap: Option<&'a Path>,
     port: String,
-    cache_dir: PathBuf,
+    scratch: PathBuf,
+    cold_runs: std::cell::Cell<u64>,
 }
 
 impl Bench<'_> {
-    /// The `name=value` lines both agents read, as Pacemaker's fencer writes them.
-    fn stdin_lines(&self, action: &str) -> String {
-        format!(
+    /// The `name=value` lines both agents read, as Pacemaker's fencer writes them; vmha's session
+    /// directory `dir` and the CA go in as two more.
+    fn stdin_lines(&self, action: &str, dir: Option<&Path>) -> String {
+        let mut lines = format!(
             "action={action}\nip=127.0.0.1\nipport={}\nusername={}\npassword={}\nplug={VM}\nssl_secure=1\n",
             self.port,
             self.sim.ready("user"),
             self.sim.ready("password")
-        )
+        );
+        if let Some(d) = dir {
+            lines += &format!("ca_file={}\nsession_dir={}\n", self.sim.ready("ca_file"), d.display());
+        }
+        lines
+    }
+
+    fn warm_dir(&self) -> PathBuf {
+        self.scratch.join("warm")
     }
 
     fn command(&self, agent: Agent) -> Command {
@@ -217,28 +228,22 @@ impl Bench<'_> {
                 c.env("SSL_CERT_FILE", ca).env("REQUESTS_CA_BUNDLE", ca);
                 c
             }
-            Agent::VmhaCache | Agent::VmhaNoCache => {
+            Agent::VmhaWarm | Agent::VmhaCold => {
                 let mut c = Command::new(bin());
                 c.arg("fence");
                 c
             }
         };
-        cmd.env_clear_vmha();
-        match agent {
-            Agent::VmhaCache => {
-                cmd.env("VMHA_CA_FILE", ca).env("VMHA_SESSION_DIR", &self.cache_dir);
-            }
-            Agent::VmhaNoCache => {
-                cmd.env("VMHA_CA_FILE", ca).env("VMHA_NO_SESSION_CACHE", "1");
-            }
-            Agent::Soap => {}
-        }
-        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.env_clear_vmha()
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         cmd
     }
 
-    /// Runs `agent` with `action` on its stdin, to the end (killed past `NO_HANG`).
-    fn spawn(&self, agent: Agent, action: &str) -> Reaped {
+    /// Runs `agent` with `action` on its stdin, to the end (killed past `NO_HANG`); `dir` is vmha's
+    /// session directory.
+    fn spawn(&self, agent: Agent, action: &str, dir: Option<&Path>) -> Reaped {
         let started = Instant::now();
         let mut child = self
             .command(agent)
@@ -246,7 +251,7 @@ impl Bench<'_> {
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", agent.label()));
         if let Some(mut pipe) = child.stdin.take() {
             // Dropping the pipe closes it: the agent sees the end of its input.
-            let _ = pipe.write_all(self.stdin_lines(action).as_bytes());
+            let _ = pipe.write_all(self.stdin_lines(action, dir).as_bytes());
         }
         let pid = child.id() as libc::pid_t;
         let (done, finished) = std::sync::mpsc::channel::<()>();
@@ -267,6 +272,15 @@ impl Bench<'_> {
 
     fn power_state(&self) -> String {
         self.sim.vm(VM)["power_state"].as_str().unwrap_or_default().to_string()
+    }
+
+    /// Untimed: ends the session vmha kept in `dir`, so sessions do not pile up.
+    fn logout(&self, dir: &Path) {
+        let dir = dir.display().to_string();
+        let r = self.sim.vmha(bin()).run(&["--session-dir", dir.as_str(), "logout"]);
+        if r.code != 0 {
+            println!("  ! vmha logout of {dir}: exit {}: {}", r.code, r.stderr.trim());
+        }
     }
 
     /// Untimed: the VM's state each action starts from.
@@ -291,10 +305,22 @@ impl Bench<'_> {
 
     /// One measured run, with the simulator's counts for it alone, judged against the simulator.
     fn run(&self, agent: Agent, action: &str) -> Sample {
+        let dir = match agent {
+            Agent::VmhaWarm => Some(self.warm_dir()),
+            Agent::VmhaCold => {
+                self.cold_runs.set(self.cold_runs.get() + 1);
+                Some(self.scratch.join(format!("cold-{}", self.cold_runs.get())))
+            }
+            Agent::Soap => None,
+        };
         self.sim.reset_stats();
         std::thread::sleep(SETTLE);
-        let r = self.spawn(agent, action);
+        let r = self.spawn(agent, action, dir.as_deref());
         let stats = self.sim.stats();
+        if let (Agent::VmhaCold, Some(d)) = (agent, &dir) {
+            self.logout(d);
+            let _ = std::fs::remove_dir_all(d);
+        }
         let count = |m: &str| stats["by_method"][m].as_u64().unwrap_or(0);
         let gets = stats["by_method"]
             .as_object()
@@ -497,7 +523,7 @@ fn main() {
     }
     let mut agents = vec![];
     if vmha.is_ok() {
-        agents.extend([Agent::VmhaCache, Agent::VmhaNoCache]);
+        agents.extend([Agent::VmhaWarm, Agent::VmhaCold]);
     }
     if soap.is_ok() {
         agents.push(Agent::Soap);
@@ -526,10 +552,11 @@ fn main() {
         sim: &sim,
         soap: soap.as_ref().ok().map(|(p, _)| p.as_path()),
         port,
-        cache_dir: scratch.path().join("cache"),
+        scratch: scratch.path().to_path_buf(),
+        cold_runs: std::cell::Cell::new(0),
     };
     println!(
-        "  {VM} on {H1} of the default vCenter inventory; {runs} runs per agent and action, agents in rotating order;\n  both agents read `action=, ip=, ipport=, username=, password=, plug={VM}, ssl_secure=1` on stdin"
+        "  {VM} on {H1} of the default vCenter inventory; {runs} runs per agent and action, agents in rotating order;\n  both agents read `action=, ip=, ipport=, username=, password=, plug={VM}, ssl_secure=1` on stdin (vmha also `ca_file=, session_dir=`)"
     );
     println!(
         "  median wall time (spawn to exit), median CPU time (user+system) and peak RSS (wait4); per call: requests to the simulator (SOAP + GETs), GETs, Logins, TCP connections (range over runs)"
@@ -537,7 +564,7 @@ fn main() {
     if vmha.is_ok() {
         // Fill vmha's session cache: the state a fence agent is in after its first call.
         b.prepare("status");
-        let r = b.spawn(Agent::VmhaCache, "status");
+        let r = b.spawn(Agent::VmhaWarm, "status", Some(&b.warm_dir()));
         if r.code != 0 {
             println!("  ! filling vmha's session cache: exit {}: {}", r.code, r.stderr.trim());
         }
@@ -558,9 +585,6 @@ fn main() {
     print_ratios(&table, &actions, &agents);
     print_floor(b.soap, runs);
     if vmha.is_ok() {
-        let _ = b
-            .sim
-            .vmha(bin())
-            .run(&["--session-dir", &b.cache_dir.display().to_string(), "logout"]);
+        b.logout(&b.warm_dir());
     }
 }
