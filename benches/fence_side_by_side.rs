@@ -188,6 +188,7 @@ struct Sample {
     why: String,
     requests: u64,
     gets: u64,
+    get_bytes: u64,
     logins: u64,
     connections: u64,
 }
@@ -195,6 +196,7 @@ struct Sample {
 struct Bench<'a> {
     sim: &'a Sim,
     soap: Option<&'a Path>,
+    wsdl: Option<&'a Path>,
     port: String,
     scratch: PathBuf,
     cold_runs: std::cell::Cell<u64>,
@@ -322,21 +324,31 @@ impl Bench<'_> {
             let _ = std::fs::remove_dir_all(d);
         }
         let count = |m: &str| stats["by_method"][m].as_u64().unwrap_or(0);
-        let gets = stats["by_method"]
+        let got: Vec<(String, u64)> = stats["by_method"]
             .as_object()
             .map(|m| {
                 m.iter()
-                    .filter(|(k, _)| k.starts_with("GET "))
-                    .filter_map(|(_, v)| v.as_u64())
-                    .sum()
+                    .filter_map(|(k, v)| Some((k.strip_prefix("GET ")?.to_string(), v.as_u64()?)))
+                    .collect()
             })
-            .unwrap_or(0);
+            .unwrap_or_default();
+        // What the GETs carried, from the served files' sizes (vim-types.xsd is served a little larger).
+        let get_bytes = got
+            .iter()
+            .map(|(name, n)| {
+                n * self
+                    .wsdl
+                    .and_then(|d| std::fs::metadata(d.join(name)).ok())
+                    .map_or(0, |m| m.len())
+            })
+            .sum();
         let (ok, why) = self.judge(action, &r);
         Sample {
             ok,
             why,
             requests: stats["total"].as_u64().unwrap_or(0),
-            gets,
+            gets: got.iter().map(|(_, n)| n).sum(),
+            get_bytes,
             logins: count("Login"),
             connections: stats["connections"].as_u64().unwrap_or(0),
             r,
@@ -444,7 +456,15 @@ fn print_ratios(table: &Table, actions: &[String], agents: &[Agent]) {
                 let v = median_of(table, action, v, f)?;
                 Some(s.as_secs_f64() / v.as_secs_f64().max(1e-6))
             };
-            let x = |r: Option<f64>| r.map_or("-".into(), |r| format!("{r:.0}x"));
+            let x = |r: Option<f64>| {
+                r.map_or("-".into(), |r| {
+                    if r < 10.0 {
+                        format!("{r:.1}x")
+                    } else {
+                        format!("{r:.0}x")
+                    }
+                })
+            };
             parts.push(format!(
                 "{} wall {}, CPU {}",
                 v.label(),
@@ -486,6 +506,18 @@ fn print_floor(soap: Option<&Path>, runs: usize) {
         time("fence_vmware_soap -o metadata".into(), c);
     }
     println!("  process start-up alone (median, no server): {}", parts.join(", "));
+}
+
+/// The machine's load average: the figures are only as quiet as the machine was.
+fn print_load(when: &str) {
+    if let Ok(l) = std::fs::read_to_string("/proc/loadavg") {
+        let l: Vec<&str> = l.split_whitespace().take(3).collect();
+        println!(
+            "  load average {when}: {} (1, 5, 15 min) on {} CPUs",
+            l.join(" "),
+            std::thread::available_parallelism().map_or(0, |n| n.get())
+        );
+    }
 }
 
 fn main() {
@@ -534,6 +566,7 @@ fn main() {
     }
 
     sim::binary(); // build the simulator first, so its build time is not in any figure
+    print_load("before");
     let sim = match &soap {
         Ok((_, dir)) => Sim::start_with("vcenter", &["--wsdl-dir", &dir.display().to_string()]),
         Err(_) => Sim::start("vcenter"),
@@ -551,6 +584,7 @@ fn main() {
     let b = Bench {
         sim: &sim,
         soap: soap.as_ref().ok().map(|(p, _)| p.as_path()),
+        wsdl: soap.as_ref().ok().map(|(_, d)| d.as_path()),
         port,
         scratch: scratch.path().to_path_buf(),
         cold_runs: std::cell::Cell::new(0),
@@ -583,7 +617,15 @@ fn main() {
     println!();
     print_table(&table, &actions, &agents);
     print_ratios(&table, &actions, &agents);
+    if let Some(s) = ok_samples(&table, &actions[0], Agent::Soap).first() {
+        println!(
+            "  fence_vmware_soap downloads the WSDL and schema on every call: {} GETs, {:.1} MB",
+            s.gets,
+            s.get_bytes as f64 / 1e6
+        );
+    }
     print_floor(b.soap, runs);
+    print_load("after");
     if vmha.is_ok() {
         b.logout(&b.warm_dir());
     }
