@@ -110,8 +110,12 @@ fn probe_soap() -> Result<PathBuf, String> {
         None => {
             let sbin = PathBuf::from("/usr/sbin/fence_vmware_soap");
             let on_path = std::env::var_os("PATH")
-                .map(|p| std::env::split_paths(&p).map(|d| d.join("fence_vmware_soap")).collect())
-                .unwrap_or_else(Vec::new);
+                .map(|p| {
+                    std::env::split_paths(&p)
+                        .map(|d| d.join("fence_vmware_soap"))
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default();
             std::iter::once(sbin)
                 .chain(on_path)
                 .find(|p| p.is_file())
@@ -287,21 +291,21 @@ impl Bench<'_> {
 
     /// Untimed: the VM's state each action starts from.
     fn prepare(&self, action: &str) {
-        match action {
-            "on" => {
-                if self.power_state() != "poweredOff" {
-                    self.sim.guest_shutdown(VM);
-                    self.sim
-                        .wait_vm(VM, Duration::from_secs(20), |v| v["power_state"] == "poweredOff");
-                }
-            }
-            "status" | "off" | "reboot" => {
-                if self.power_state() != "poweredOn" {
-                    let r = self.sim.vmha(bin()).run(&["start", "--name", VM, "--host", H1]);
-                    assert_eq!(r.code, 0, "preparing: vmha start {VM}: {}", r.stderr);
-                }
-            }
-            _ => {}
+        let want = match action {
+            "on" => "poweredOff",
+            "status" | "off" | "reboot" => "poweredOn",
+            _ => return,
+        };
+        if self.power_state() == want {
+            return;
+        }
+        if want == "poweredOff" {
+            self.sim.guest_shutdown(VM);
+            self.sim
+                .wait_vm(VM, Duration::from_secs(20), |v| v["power_state"] == "poweredOff");
+        } else {
+            let r = self.sim.vmha(bin()).run(&["start", "--name", VM, "--host", H1]);
+            assert_eq!(r.code, 0, "preparing: vmha start {VM}: {}", r.stderr);
         }
     }
 
