@@ -225,6 +225,18 @@ pub async fn execute(cli: Cli, log: &StepLog) -> Result<Outcome, Error> {
     };
     let command = cli.command;
     with_session(conn, cached, async move |session: &Session| {
+        if let Command::HostShutdown { host, force } | Command::HostReboot { host, force } = &command {
+            let action = if matches!(command, Command::HostShutdown { .. }) {
+                ops::host_power::HostPower::Shutdown
+            } else {
+                ops::host_power::HostPower::Reboot
+            };
+            let limit = session.request_timeout();
+            // The host from --host (VMHA_HOST), else the config file's `host` (a CLUSTERPRO server's own).
+            let host = host.host.clone().or_else(|| file.host.clone());
+            let name = ops::host_power::run(session, host.as_deref(), action, *force, limit, log).await?;
+            return Ok(Outcome::ok(None, json!({"host": name, "action": action, "force": force})));
+        }
         let Some(settings) = resource.as_ref() else {
             let about = &session.content().about;
             return Ok(Outcome::ok(
@@ -291,7 +303,9 @@ pub async fn execute(cli: Cli, log: &StepLog) -> Result<Outcome, Error> {
             | Command::Completions { .. }
             | Command::Man
             | Command::Ocf { .. }
-            | Command::Fence { .. } => Ok(Outcome::ok(None, json!({}))),
+            | Command::Fence { .. }
+            | Command::HostShutdown { .. }
+            | Command::HostReboot { .. } => Ok(Outcome::ok(None, json!({}))),
         }
     })
     .await

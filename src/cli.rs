@@ -215,6 +215,23 @@ pub enum Command {
         /// The OCF action
         action: Option<String>,
     },
+    /// Shut an ESX host down (ShutdownHost_Task), e.g. so that VMware HA restarts its VMs elsewhere. Without
+    /// --force the host must be in maintenance mode; a host that is not connected is refused
+    HostShutdown {
+        #[command(flatten)]
+        host: HostArg,
+        /// Shut down even when the host is not in maintenance mode: its running VMs die with it
+        #[arg(long)]
+        force: bool,
+    },
+    /// Reboot an ESX host (RebootHost_Task); --force and the refusals as for host-shutdown
+    HostReboot {
+        #[command(flatten)]
+        host: HostArg,
+        /// Reboot even when the host is not in maintenance mode: its running VMs die with it
+        #[arg(long)]
+        force: bool,
+    },
     /// Fence agent (installed as /usr/sbin/fence_vmha): fence-agents' options (-o ACTION -a IP -l USER
     /// -S SCRIPT -n PLUG ...; `vmha fence -h` lists them), or with none, name=value lines on standard
     /// input as Pacemaker's fencer sends them. Exit codes are fence-agents': 0 ok, 2 status off, 1 failure.
@@ -242,6 +259,8 @@ impl Command {
             Command::Migrate { .. } => "migrate",
             Command::Ocf { .. } => "ocf",
             Command::Fence { .. } => "fence",
+            Command::HostShutdown { .. } => "host-shutdown",
+            Command::HostReboot { .. } => "host-reboot",
         }
     }
 }

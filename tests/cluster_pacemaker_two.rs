@@ -12,6 +12,8 @@ pub mod run;
 pub mod sim;
 #[path = "pacemaker/stack.rs"]
 pub mod stack;
+#[path = "pacemaker/stonith.rs"]
+pub mod stonith;
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
@@ -23,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use sim::{Mode, Sim, vmx_path};
-use stack::{AgentInstall, Node, Primitive, cib_xml, corosync_conf};
+use stack::{AgentInstall, Node, Primitive, corosync_conf};
 
 const VM: &str = "DC0_C0_RP0_VM0";
 const H0: &str = "DC0_C0_H0";
@@ -199,6 +201,7 @@ fn two_nodes_move_and_fail_over_without_running_twice() {
     let dir = tempfile::tempdir().unwrap();
     let pw = common::write_password_file(dir.path(), sim.ready("password"));
     let _agent = AgentInstall::install();
+    let _fence = stonith::FenceShim::install();
     let listener = TcpListener::bind(format!("{HOST_ADDR}:0")).expect("bind the forwarder on the bridge");
     let url = format!("https://{}/sdk", listener.local_addr().unwrap());
     let stop = AtomicBool::new(false);
@@ -253,7 +256,8 @@ fn two_nodes_move_and_fail_over_without_running_twice() {
         for (i, (name, _)) in nodes.iter().enumerate() {
             let d = dir.path().join(name);
             let conf = corosync_conf(&nodes, &d.join("corosync.log"));
-            n.push(Node::new(name, &d, Some(&net.ns[i]), &conf, &cib_xml("")));
+            // Stonith on, with a fence_vmha device (stonith.rs): node2's death below is fenced before the takeover.
+            n.push(Node::new(name, &d, Some(&net.ns[i]), &conf, &stonith::stonith_cib()));
         }
         let t_stack = Instant::now();
         for node in n.iter_mut() {
@@ -270,6 +274,14 @@ fn two_nodes_move_and_fail_over_without_running_twice() {
             t_stack.elapsed()
         );
 
+        let port = url
+            .trim_end_matches("/sdk")
+            .rsplit(':')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        let device = stonith::device_xml(HOST_ADDR, &port, sim.ready("user"), sim.ready("thumbprint"), &pw);
+        n[0].tool_ok("cibadmin", &["--create", "--scope", "resources", "--xml-text", &device]);
         let hostmap = format!("node1:{H0};node2:{H1}");
         let primitive = |allow_migrate: bool| Primitive {
             url: &url,
@@ -369,6 +381,8 @@ fn two_nodes_move_and_fail_over_without_running_twice() {
         );
         n[1].crash();
         let took = wait_until("VM taken over on H0", Duration::from_secs(90), || on(&sim, H0), &n[0]);
+        let fenced = sim.vm(stonith::NODE2_VM)["power_state"].clone();
+        assert_eq!(fenced, "poweredOff", "node2 was not fenced before the takeover");
         n[0].wait_monitor_ok_on("node1", "vm1", Duration::from_secs(30));
         println!("node2 + {H1} lost -> VM running on {H0} under node1 in {took:.1?}");
         let _ = t;

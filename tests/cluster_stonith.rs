@@ -13,51 +13,28 @@ pub mod run;
 pub mod sim;
 #[path = "pacemaker/stack.rs"]
 pub mod stack;
+#[path = "pacemaker/stonith.rs"]
+pub mod stonith;
 #[path = "pacemaker/twonode.rs"]
 pub mod twonode;
 
 use std::collections::BTreeSet;
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use sim::{Mode, Sim, vmx_path};
-use stack::{AgentInstall, Node, Primitive, cib_xml, corosync_conf};
+use stack::{AgentInstall, Node, Primitive, corosync_conf};
+use stonith::{FenceShim, NODE2_VM, SPARE_VM, device_xml, stonith_cib};
 use twonode::{HOST_ADDR, InNetns, Net, forward};
 
 const VM: &str = "DC0_C0_RP0_VM0";
 const H0: &str = "DC0_C0_H0";
 const H1: &str = "DC0_C0_H1";
-const NODE1_VM: &str = "DC0_H0_VM0";
-const NODE2_VM: &str = "DC0_H0_VM1";
-const SPARE_VM: &str = "DC0_C0_RP0_VM1";
-
-/// `/usr/sbin/fence_vmha` execing this build, removed on drop. Refuses to replace an installed one.
-struct FenceShim(PathBuf);
-
-impl FenceShim {
-    fn install() -> FenceShim {
-        let p = PathBuf::from("/usr/sbin/fence_vmha");
-        assert!(!p.exists(), "{} exists: not replacing it", p.display());
-        std::fs::write(
-            &p,
-            format!("#!/bin/sh\nexec '{}' fence \"$@\"\n", env!("CARGO_BIN_EXE_vmha")),
-        )
-        .unwrap();
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
-        FenceShim(p)
-    }
-}
-
-impl Drop for FenceShim {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
+use stonith::NODE1_VM;
 
 fn running_hosts(vms: &Value, vm: &str) -> BTreeSet<String> {
     let vmx = vmx_path(vm);
@@ -82,26 +59,6 @@ fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool, node:
         std::thread::sleep(Duration::from_millis(50));
     }
     t.elapsed()
-}
-
-/// The fence device: plugs by VM name, the password from a script reading a root-only file.
-fn device_xml(ip: &str, port: &str, user: &str, thumbprint: &str, pw: &Path) -> String {
-    format!(
-        r#"<primitive id="fence-vmha" class="stonith" type="fence_vmha">
-  <instance_attributes id="fence-vmha-ia">
-    <nvpair id="fence-vmha-ip" name="ip" value="{ip}"/>
-    <nvpair id="fence-vmha-ipport" name="ipport" value="{port}"/>
-    <nvpair id="fence-vmha-username" name="username" value="{user}"/>
-    <nvpair id="fence-vmha-password_script" name="password_script" value="cat {pw}"/>
-    <nvpair id="fence-vmha-thumbprint" name="thumbprint" value="{thumbprint}"/>
-    <nvpair id="fence-vmha-map" name="pcmk_host_map" value="node1:{NODE1_VM};node2:{NODE2_VM};spare:{SPARE_VM}"/>
-  </instance_attributes>
-  <operations>
-    <op id="fence-vmha-monitor" name="monitor" interval="20s" timeout="20s"/>
-  </operations>
-</primitive>"#,
-        pw = pw.display()
-    )
 }
 
 /// The first time after `since` at which the timeline shows `what`.
@@ -196,14 +153,7 @@ fn stonith_fences_failed_and_dead_nodes_before_recovery() {
 
         let nodes = [("node1", "192.0.2.1"), ("node2", "192.0.2.2")];
         // Stonith on; a fence powers the node's VM off (and leaves it off), as a guest cluster would want.
-        let cib = cib_xml(
-            r#"<nvpair id="opt-stonith-action" name="stonith-action" value="off"/>
-        <nvpair id="opt-stonith-timeout" name="stonith-timeout" value="60s"/>"#,
-        )
-        .replace(
-            r#"name="stonith-enabled" value="false""#,
-            r#"name="stonith-enabled" value="true""#,
-        );
+        let cib = stonith_cib();
         let mut n = Vec::new();
         for (i, (name, _)) in nodes.iter().enumerate() {
             let d = dir.path().join(name);

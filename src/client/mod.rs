@@ -5,6 +5,7 @@
 //! It knows the wire types and the transport; it knows nothing of commands.
 
 pub mod cache;
+pub mod host;
 pub mod inventory;
 pub mod session;
 pub mod stream;
@@ -13,6 +14,7 @@ pub mod vm;
 pub mod wait;
 mod watch;
 
+pub use host::{Host, HostState};
 pub use inventory::{
     DatacenterInfo, FoundVm, HostInfo, Inventory, ListedVm, VmSelector, find_vm, find_vm_anywhere, list_vms,
 };

@@ -5,6 +5,7 @@ pub mod check;
 pub mod error;
 #[cfg(test)]
 mod fixtures;
+pub mod host_power;
 pub mod migrate;
 pub mod monitor;
 pub mod power;

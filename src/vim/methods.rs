@@ -343,6 +343,23 @@ pub async fn relocate_vm_task(c: &SoapClient, vm: &MoRef, pool: &MoRef, host: &M
     moref_result("RelocateVM_Task", &resp)
 }
 
+/// ShutdownHost_Task(_this, force), in WSDL order. `force`: shut down even when the host is not in
+/// maintenance mode (its VMs die with it).
+pub async fn shutdown_host_task(c: &SoapClient, host: &MoRef, force: bool) -> Result<MoRef, SoapError> {
+    let mut b = Body::this(host);
+    b.text("force", if force { "true" } else { "false" });
+    let resp = c.call("ShutdownHost_Task", b.as_str()).await?;
+    moref_result("ShutdownHost_Task", &resp)
+}
+
+/// RebootHost_Task(_this, force), in WSDL order; `force` as for shutdown.
+pub async fn reboot_host_task(c: &SoapClient, host: &MoRef, force: bool) -> Result<MoRef, SoapError> {
+    let mut b = Body::this(host);
+    b.text("force", if force { "true" } else { "false" });
+    let resp = c.call("RebootHost_Task", b.as_str()).await?;
+    moref_result("RebootHost_Task", &resp)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -372,6 +389,16 @@ mod tests {
         assert!(xml.contains("<skip>true</skip>"));
         assert!(xml.contains("xsi:type=\"TraversalSpec\""));
         assert!(xml.contains("<selectSet><name>f</name></selectSet>"));
+    }
+
+    #[test]
+    fn host_power_body_follows_wsdl() {
+        let mut b = Body::this(&MoRef::new("HostSystem", "host-21"));
+        b.text("force", "true");
+        assert_eq!(
+            b.as_str(),
+            "<_this type=\"HostSystem\">host-21</_this><force>true</force>"
+        );
     }
 
     #[test]

@@ -28,6 +28,7 @@ fn ip(args: &[&str]) {
 }
 
 impl Net {
+    #[allow(clippy::new_without_default)] // namespaces made once per test, never a default
     pub fn new() -> Net {
         let tag = std::process::id() % 100_000;
         let net = Net {

@@ -370,6 +370,11 @@ impl Sim {
         self.call("GET", "/stats", None)
     }
 
+    /// `GET /host/{name}`: `{"name","moref","connection_state","compute_resource","vms"}`.
+    pub fn host(&self, name: &str) -> Value {
+        self.call("GET", &format!("/host/{}", encode(name)), None)
+    }
+
     /// `GET /sessions`: how many SOAP sessions are live.
     pub fn live_sessions(&self) -> u64 {
         self.call("GET", "/sessions", None)["live"].as_u64().unwrap_or(0)

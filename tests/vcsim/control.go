@@ -682,6 +682,12 @@ func (x *Ext) route(r *http.Request) (interface{}, error) {
 		if len(parts) == 2 && get {
 			return viewHost(ref), nil
 		}
+		if len(parts) == 3 && parts[2] == "maintenance" && post {
+			if err := x.setMaintenance(r, ref); err != nil {
+				return nil, err
+			}
+			return viewHost(ref), nil
+		}
 		if len(parts) == 3 && parts[2] == "connection" && post {
 			var req struct {
 				State string `json:"state"`

@@ -300,6 +300,9 @@ func (x *Ext) frontHandler(next http.Handler) http.Handler {
 		if method == "RegisterVM_Task" && x.preRegister(w, body) {
 			return
 		}
+		if (method == "ShutdownHost_Task" || method == "RebootHost_Task") && x.hostPower(w, method, body) {
+			return
+		}
 
 		rec := newRecorder()
 		next.ServeHTTP(rec, r)
