@@ -30,6 +30,8 @@
 //!   `pip install pyvmomi==9.1.1` (network on first use). `VMHA_BENCH_PYTHON=none` leaves pyVmomi out.
 //! * `VMHA_SIM_GOPATH` the GOPATH for the simulator and the govmomi peer (default `/usr/share/gocode`).
 
+#[path = "support/measure.rs"]
+pub mod measure;
 #[path = "../tests/support/run.rs"]
 pub mod run;
 #[path = "../tests/support/sim.rs"]
@@ -38,12 +40,11 @@ pub mod sim;
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fs;
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::thread::JoinHandle;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
+use measure::{env_or, median, ms, percentile, reap, rotated, target_dir};
 use sim::Sim;
 
 const VM: &str = "DC0_C0_RP0_VM0";
@@ -56,25 +57,6 @@ const SETTLE: Duration = Duration::from_millis(50);
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_vmha"))
-}
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    match std::env::var(name) {
-        Ok(v) => v
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={v:?} is not a valid value")),
-        Err(_) => default,
-    }
-}
-
-fn target_dir() -> PathBuf {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) if Path::new(&dir).is_absolute() => PathBuf::from(dir),
-        Some(dir) => manifest.join(dir),
-        None => manifest.join("target"),
-    }
 }
 
 // ---- the peers ---------------------------------------------------------------------
@@ -222,48 +204,6 @@ struct Sample {
     connections: u64,
 }
 
-/// Waits for `child` with wait4 (for its peak RSS) while draining its output.
-fn reap(mut child: Child, started: Instant) -> (Duration, u64, i32, String) {
-    let drain = |pipe: Option<Box<dyn Read + Send>>| -> Option<JoinHandle<Vec<u8>>> {
-        pipe.map(|mut p| {
-            std::thread::spawn(move || {
-                let mut buf = Vec::new();
-                let _ = p.read_to_end(&mut buf);
-                buf
-            })
-        })
-    };
-    let out = drain(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
-    let err = drain(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
-    let pid = child.id() as libc::pid_t;
-    let mut status: libc::c_int = 0;
-    // SAFETY: an all-zero rusage is a valid value; wait4 fills it in for our own child.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let rc = loop {
-        // SAFETY: pid is our child, not yet reaped (std's Child never waited on it); the pointers are valid.
-        let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-        if rc == -1 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
-            continue;
-        }
-        break rc;
-    };
-    let wall = started.elapsed();
-    assert_eq!(rc, pid, "wait4({pid}): {}", std::io::Error::last_os_error());
-    let code = if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else {
-        -1
-    };
-    if let Some(h) = out {
-        let _ = h.join();
-    }
-    let stderr = err
-        .and_then(|h| h.join().ok())
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default();
-    (wall, usage.ru_maxrss as u64, code, stderr)
-}
-
 /// One simulator and the ways to run each client against it.
 struct Bench<'a> {
     sim: &'a Sim,
@@ -330,7 +270,7 @@ impl<'a> Bench<'a> {
     }
 
     /// Starts `client ARGS` and waits for it; `dir` is the session directory of a vmha client.
-    fn spawn_and_reap(&self, client: Client, args: &[&str], dir: Option<&Path>) -> (Duration, u64, i32, String) {
+    fn spawn_and_reap(&self, client: Client, args: &[&str], dir: Option<&Path>) -> measure::Reaped {
         let started = Instant::now();
         let child = if client.is_vmha() {
             self.vmha_with_dir(dir).spawn(args).child
@@ -359,7 +299,13 @@ impl<'a> Bench<'a> {
         // Every client starts on a quiet machine: the previous run's work (a pyVmomi process's exit, the
         // simulator's garbage collection, a guest shutdown's tail) must not land on the next one's clock.
         std::thread::sleep(SETTLE);
-        let (wall, rss_kib, code, stderr) = self.spawn_and_reap(client, args, dir);
+        let measure::Reaped {
+            wall,
+            rss_kib,
+            code,
+            stderr,
+            ..
+        } = self.spawn_and_reap(client, args, dir);
         let stats = self.sim.stats();
         if let Some(d) = &cold_dir {
             // Untimed: end the session the cold call kept, so sessions do not pile up.
@@ -407,26 +353,6 @@ impl<'a> Bench<'a> {
 
 // ---- statistics and printing -------------------------------------------------------------
 
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-fn median<T: Copy + Ord>(v: &[T]) -> Option<T> {
-    let mut v = v.to_vec();
-    v.sort();
-    v.get(v.len() / 2).copied()
-}
-
-fn percentile(v: &[Duration], p: f64) -> Duration {
-    let mut v = v.to_vec();
-    v.sort();
-    if v.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
-    v[rank.clamp(1, v.len()) - 1]
-}
-
 /// All samples of one (command, client).
 #[derive(Default)]
 struct Series(Vec<Sample>);
@@ -448,12 +374,7 @@ impl Series {
         self.ok().map(f).max()
     }
     fn range(&self, f: impl Fn(&Sample) -> u64) -> String {
-        let (lo, hi) = (self.ok().map(&f).min(), self.ok().map(&f).max());
-        match (lo, hi) {
-            (Some(a), Some(b)) if a == b => a.to_string(),
-            (Some(a), Some(b)) => format!("{a}-{b}"),
-            _ => "-".into(),
-        }
+        measure::range(self.ok().map(f))
     }
 }
 
@@ -649,16 +570,6 @@ fn measure_rounds(
     table
 }
 
-/// The clients in turn, starting one further along on each run: each client follows each other one
-/// equally often, so no client always pays for the one before it (pyVmomi's exit, say).
-fn rotated(clients: &[Client], run: usize) -> Vec<Client> {
-    let mut order = clients.to_vec();
-    if !order.is_empty() {
-        order.rotate_left(run % clients.len());
-    }
-    order
-}
-
 /// What starting each program costs before it talks to a server: `vmha --version`, the govmomi peer
 /// without a command (usage error, exit 2), pyVmomi's `import pyVmomi`.
 fn print_floor(b: &Bench, runs: usize) {
@@ -669,7 +580,7 @@ fn print_floor(b: &Bench, runs: usize) {
             cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
             let started = Instant::now();
             match cmd.spawn() {
-                Ok(child) => walls.push(reap(child, started).0),
+                Ok(child) => walls.push(reap(child, started).wall),
                 Err(e) => {
                     parts.push(format!("{label}: cannot start: {e}"));
                     return;
@@ -834,12 +745,12 @@ fn section_c(peers: &Peers, loop_secs: u64, scratch: &Path, verdicts: &mut Verdi
             })
             .collect();
         for h in handles {
-            let (wall, rss_kib, code, stderr) = h.join().expect("monitor thread");
-            latencies.push(wall);
-            rss.push(rss_kib);
-            if code != 0 {
-                *failures.entry(code).or_default() += 1;
-                first_failure.get_or_insert(stderr);
+            let r = h.join().expect("monitor thread");
+            latencies.push(r.wall);
+            rss.push(r.rss_kib);
+            if r.code != 0 {
+                *failures.entry(r.code).or_default() += 1;
+                first_failure.get_or_insert(r.stderr);
             }
         }
     }

@@ -4,7 +4,7 @@
 // Tools, host connection loss, .vmx locks, session expiry, ...), driven
 // through a small JSON control API. See README.md.
 //
-//	vcsim-ext --mode vcenter|esx [--hosts N] [--ca-out PATH] [--ignore-stdin] [--trace] [--vms N]
+//	vcsim-ext --mode vcenter|esx [--hosts N] [--ca-out PATH] [--ignore-stdin] [--trace] [--vms N] [--wsdl-dir DIR]
 //
 // It prints exactly one JSON line on stdout once it is ready and serves until
 // SIGTERM/SIGINT or until its stdin reaches EOF.
@@ -83,6 +83,10 @@ func main() {
 	}
 	if *hosts != 0 && (*mode != "esx" || *hosts < 2 || *hosts > len(clusterHosts)) {
 		log.Printf("vcsim-ext: --hosts N needs --mode esx and 2 <= N <= %d", len(clusterHosts))
+		os.Exit(2)
+	}
+	if err := loadWSDL(); err != nil { // wsdl.go
+		log.Printf("vcsim-ext: %s", err)
 		os.Exit(2)
 	}
 	inst, err := start(*mode, *caOut, *tlsProfile, *vms, *hosts)
@@ -227,7 +231,7 @@ func start(mode, caOut, tlsProfile string, extraVMs, nhosts int) (*instance, err
 	}
 
 	if nhosts == 0 {
-		ep, err := newEndpoint(vcenterEndpoint, addr, m.Service.TLS, X.frontHandler(handler, nil))
+		ep, err := newEndpoint(vcenterEndpoint, addr, m.Service.TLS, wsdlHandler(X.frontHandler(handler, nil)))
 		if err != nil {
 			return fail(err)
 		}
