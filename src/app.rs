@@ -117,6 +117,26 @@ pub fn usage_error_json(message: &str) -> Value {
            "hint": "see vmha --help"})
 }
 
+/// Writes vmha(1) and one page per visible subcommand (vmha-start(1), ...) into `dir`, as the packages
+/// install them; returns the files written, vmha.1 first.
+fn write_man_pages(dir: &std::path::Path) -> Result<Vec<std::path::PathBuf>, Error> {
+    let fail = |e: std::io::Error| {
+        Error::Output(format!(
+            "man pages into {}: {e} (give an existing, writable directory)",
+            dir.display()
+        ))
+    };
+    // Built once so each subcommand's page is titled and named `vmha-SUB`; the version propagates so each
+    // page's header carries it, as vmha(1)'s does.
+    let mut cmd = Cli::command().disable_help_subcommand(true).propagate_version(true);
+    cmd.build();
+    let mut files = vec![clap_mangen::Man::new(cmd.clone()).generate_to(dir).map_err(fail)?];
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        files.push(clap_mangen::Man::new(sub.clone()).generate_to(dir).map_err(fail)?);
+    }
+    Ok(files)
+}
+
 /// Carries out one command. Prints nothing on stdout but the step log.
 pub async fn execute(cli: Cli, log: &StepLog) -> Result<Outcome, Error> {
     let file = config::load_file(&cli.global)?;
@@ -130,7 +150,15 @@ pub async fn execute(cli: Cli, log: &StepLog) -> Result<Outcome, Error> {
                 json!({"shell": shell.to_string(), "output": script}),
             ));
         }
-        Command::Man => {
+        Command::Man { dir: Some(dir) } => {
+            let files = write_man_pages(dir)?;
+            let text: String = files.iter().map(|f| format!("{}\n", f.display())).collect();
+            return Ok(Outcome::ok(
+                Some(text),
+                json!({"dir": dir.display().to_string(), "files": files}),
+            ));
+        }
+        Command::Man { dir: None } => {
             let mut buf = Vec::new();
             clap_mangen::Man::new(Cli::command())
                 .render(&mut buf)
@@ -720,7 +748,7 @@ async fn act<'a>(
         | Command::Logout
         | Command::Thumbprint
         | Command::Completions { .. }
-        | Command::Man
+        | Command::Man { .. }
         | Command::Ocf { .. }
         | Command::Fence { .. }
         | Command::HostShutdown { .. }

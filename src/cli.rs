@@ -273,8 +273,12 @@ pub enum Command {
         /// bash, zsh, fish, elvish or powershell
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff): vmha man > vmha.1 && man -l vmha.1
-    Man,
+    /// Print the man page (roff): vmha man > vmha.1 && man -l vmha.1; or write every page with --dir
+    Man {
+        /// Write vmha.1 and one page per subcommand (vmha-start.1, ...) into DIR instead of printing vmha(1)
+        #[arg(long, value_name = "DIR")]
+        dir: Option<std::path::PathBuf>,
+    },
     /// Live-migrate the VM to another host (vCenter only)
     Migrate {
         #[command(flatten)]
@@ -331,7 +335,7 @@ impl Command {
             Command::Logout => "logout",
             Command::Thumbprint => "thumbprint",
             Command::Completions { .. } => "completions",
-            Command::Man => "man",
+            Command::Man { .. } => "man",
             Command::Migrate { .. } => "migrate",
             Command::Ocf { .. } => "ocf",
             Command::Fence { .. } => "fence",

@@ -221,6 +221,37 @@ fn man_page_renders() {
     }
 }
 
+/// `man --dir` writes vmha.1 and one page per subcommand, as the packages install them; each renders.
+#[test]
+fn man_dir_writes_one_page_per_subcommand() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = nowhere("offline-secret-pw").run(&["man", "--dir", dir.path().to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    for want in ["vmha.1", "vmha-start.1", "vmha-stop.1", "vmha-monitor.1", "vmha-ocf.1"] {
+        assert!(names.iter().any(|n| n == want), "{want} missing from {names:?}");
+    }
+    // stdout names every file written, and nothing else.
+    assert_eq!(r.stdout.lines().count(), names.len(), "{}", r.stdout);
+    let page = dir.path().join("vmha-start.1");
+    let out = std::process::Command::new("man")
+        .arg("-l")
+        .arg(&page)
+        .env("MANPAGER", "cat")
+        .output()
+        .expect("run man");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("--start-wait"), "{text}");
+    // A directory that does not exist: exit 1, naming it.
+    let r = nowhere("offline-secret-pw").run(&["man", "--dir", "/nonexistent/vmha-man"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("/nonexistent/vmha-man"), "{r:?}");
+}
+
 #[test]
 fn example_config_has_every_key_and_loads() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/vmha.toml");

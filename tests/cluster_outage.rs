@@ -38,6 +38,7 @@ fn phase() -> Duration {
 fn primitive_xml(sim: &Sim, pw: &std::path::Path, host_pw: &std::path::Path) -> String {
     let hostmap = format!("node1:{HOST}");
     let base = Primitive {
+        provider: stack::PROVIDER,
         url: sim.ready("url"),
         user: sim.ready("user"),
         thumbprint: sim.ready("thumbprint"),

@@ -113,6 +113,7 @@ fn primitive_xml(sim: &Sim, url: Option<&str>, pw: &Path, host_pw: &Path, hosts:
     let hostmap = format!("node1:{H0};node2:{H1}");
     let vmx = vmx_path(VM);
     let base = Primitive {
+        provider: stack::PROVIDER,
         url: url.unwrap_or(""),
         user: sim.ready("user"),
         thumbprint: sim.ready("thumbprint"),

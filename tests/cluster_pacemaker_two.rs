@@ -293,6 +293,7 @@ fn two_nodes_move_and_fail_over_without_running_twice() {
             vm: VM,
             allow_migrate,
             monitor_interval_s: 2,
+            provider: stack::PROVIDER,
         };
         // Created stopped, so the location preference is in place before Pacemaker first places it.
         let stopped_xml = primitive(true).xml().replace(

@@ -184,6 +184,7 @@ fn stonith_fences_failed_and_dead_nodes_before_recovery() {
         );
         let hostmap = format!("node1:{H0};node2:{H1}");
         let stopped_xml = Primitive {
+            provider: stack::PROVIDER,
             url: &url,
             user: sim.ready("user"),
             thumbprint: sim.ready("thumbprint"),

@@ -454,12 +454,14 @@ pub struct Primitive<'a> {
     pub vm: &'a str,
     pub allow_migrate: bool,
     pub monitor_interval_s: u64,
+    /// The OCF provider: PROVIDER (this build, installed by AgentInstall) or "vmha" (the package's agent).
+    pub provider: &'a str,
 }
 
 impl Primitive<'_> {
     pub fn xml(&self) -> String {
         format!(
-            r#"<primitive id="vm1" class="ocf" provider="{PROVIDER}" type="vm">
+            r#"<primitive id="vm1" class="ocf" provider="{provider}" type="vm">
   <instance_attributes id="vm1-ia">
     <nvpair id="vm1-url" name="url" value="{url}"/>
     <nvpair id="vm1-user" name="user" value="{user}"/>
@@ -496,6 +498,7 @@ impl Primitive<'_> {
             },
             allow = self.allow_migrate,
             interval = self.monitor_interval_s,
+            provider = self.provider,
         )
     }
 }
