@@ -1,4 +1,4 @@
-//! Two Pacemaker nodes (network and mount namespaces, tests/pacemaker/netns.rs) keep a VM through the loss
+//! Two Pacemaker nodes (network and mount namespaces, tests/pacemaker/twonode.rs) keep a VM through the loss
 //! of vCenter: with vCenter down, the node holding the VM dies with its ESX host and the other node runs the
 //! VM on its own host, through that host; after vCenter returns, vmha through vCenter names the right host.
 //! And a cluster with no vCenter at all (two ESX hosts) starts, moves and fails over. node1 stands for
@@ -7,14 +7,14 @@
 
 #[path = "pacemaker/common.rs"]
 pub mod common;
-#[path = "pacemaker/netns.rs"]
-pub mod netns;
 #[path = "support/run.rs"]
 pub mod run;
 #[path = "support/sim.rs"]
 pub mod sim;
 #[path = "pacemaker/stack.rs"]
 pub mod stack;
+#[path = "pacemaker/twonode.rs"]
+pub mod twonode;
 
 use std::collections::BTreeSet;
 use std::net::TcpListener;
@@ -23,10 +23,10 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use netns::{HOST_ADDR, InNetns, Net, forward, wait_until};
 use serde_json::{Value, json};
 use sim::{Sim, vmx_path};
 use stack::{AgentInstall, Node, Primitive, cib_xml, corosync_conf};
+use twonode::{HOST_ADDR, InNetns, Net, forward, wait_until};
 
 const VM: &str = "DC0_C0_RP0_VM0";
 const H0: &str = "DC0_C0_H0";
@@ -283,7 +283,7 @@ fn vcenter_down_node_and_host_lost_the_other_node_runs_the_vm_through_its_host()
         return;
     }
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let net = Net::up();
+    let net = Net::new();
     let _in_sim_ns = InNetns::enter(&net.ns[2]);
     let sim = Sim::start("vcenter");
     sim.post("/settings", json!({"host_locks": true, "dead_host_lock_ms": 3000}));
@@ -348,7 +348,7 @@ fn esx_only_two_hosts_start_move_and_fail_over() {
         return;
     }
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let net = Net::up();
+    let net = Net::new();
     let _in_sim_ns = InNetns::enter(&net.ns[2]);
     let sim = Sim::start_esx_hosts(2);
     sim.post("/settings", json!({"host_locks": true, "dead_host_lock_ms": 3000}));

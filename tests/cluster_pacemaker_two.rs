@@ -14,11 +14,11 @@ pub mod sim;
 pub mod stack;
 #[path = "pacemaker/stonith.rs"]
 pub mod stonith;
+#[path = "pacemaker/twonode.rs"]
+pub mod twonode;
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
-use std::process::Command;
+use std::net::TcpListener;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -26,130 +26,11 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use sim::{Mode, Sim, vmx_path};
 use stack::{AgentInstall, Node, Primitive, corosync_conf};
+use twonode::{HOST_ADDR, InNetns, Net, forward, wait_until};
 
 const VM: &str = "DC0_C0_RP0_VM0";
 const H0: &str = "DC0_C0_H0";
 const H1: &str = "DC0_C0_H1";
-const HOST_ADDR: &str = "192.0.2.254";
-
-/// Three network namespaces on one bridge: node1 (192.0.2.1), node2 (192.0.2.2) and the simulator's
-/// (192.0.2.254). The simulator needs its own: traffic between the host's namespace and these does not pass on
-/// this machine, while traffic between namespaces does. Removed on drop.
-struct Net {
-    ns: [String; 3],
-    bridge: String,
-}
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("run ip");
-    assert!(
-        out.status.success(),
-        "ip {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-impl Net {
-    fn new() -> Net {
-        let tag = std::process::id() % 100_000;
-        let net = Net {
-            ns: [
-                format!("vmha-n1-{tag}"),
-                format!("vmha-n2-{tag}"),
-                format!("vmha-sim-{tag}"),
-            ],
-            bridge: format!("vhbr{tag}"),
-        };
-        ip(&["link", "add", &net.bridge, "type", "bridge"]);
-        ip(&["link", "set", &net.bridge, "up"]);
-        for (i, ns) in net.ns.iter().enumerate() {
-            let outer = format!("vh{tag}o{i}");
-            let inner = format!("vh{tag}i{i}");
-            let addr = if i == 2 {
-                HOST_ADDR.to_string()
-            } else {
-                format!("192.0.2.{}", i + 1)
-            };
-            ip(&["netns", "add", ns]);
-            ip(&["link", "add", &outer, "type", "veth", "peer", "name", &inner]);
-            ip(&["link", "set", &inner, "netns", ns]);
-            ip(&["link", "set", &outer, "master", &net.bridge]);
-            ip(&["link", "set", &outer, "up"]);
-            ip(&["-n", ns, "addr", "add", &format!("{addr}/24"), "dev", &inner]);
-            ip(&["-n", ns, "link", "set", &inner, "up"]);
-            ip(&["-n", ns, "link", "set", "lo", "up"]);
-        }
-        net
-    }
-}
-
-/// Moves this thread (and the threads and processes it starts afterwards) into a network namespace; drop
-/// returns it to the one it came from.
-struct InNetns {
-    home: std::fs::File,
-}
-
-fn setns(f: &std::fs::File) {
-    use std::os::fd::AsRawFd;
-    // SAFETY: setns on a valid namespace fd only changes this thread's network namespace.
-    let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
-    assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
-}
-
-impl InNetns {
-    fn enter(name: &str) -> InNetns {
-        let home = std::fs::File::open("/proc/thread-self/ns/net").expect("open this thread's netns");
-        setns(&std::fs::File::open(format!("/run/netns/{name}")).expect("open the netns"));
-        InNetns { home }
-    }
-}
-
-impl Drop for InNetns {
-    fn drop(&mut self) {
-        setns(&self.home);
-    }
-}
-
-impl Drop for Net {
-    fn drop(&mut self) {
-        for ns in &self.ns {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-        let _ = Command::new("ip").args(["link", "del", &self.bridge]).status();
-    }
-}
-
-/// Forwards HOST_ADDR:port to the simulator on loopback until `stop` is set.
-fn forward(listener: TcpListener, target: String, stop: &AtomicBool) {
-    listener.set_nonblocking(true).unwrap();
-    while !stop.load(Ordering::SeqCst) {
-        match listener.accept() {
-            Ok((client, _)) => {
-                let _ = client.set_nonblocking(false);
-                let Ok(server) = TcpStream::connect(&target) else {
-                    continue;
-                };
-                for (mut from, mut to) in [
-                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
-                    (server, client),
-                ] {
-                    std::thread::spawn(move || {
-                        let _ = from.set_read_timeout(Some(Duration::from_secs(180)));
-                        let mut buf = [0u8; 16384];
-                        while let Ok(n) = from.read(&mut buf) {
-                            if n == 0 || to.write_all(&buf[..n]).is_err() {
-                                break;
-                            }
-                        }
-                        let _ = to.shutdown(Shutdown::Write);
-                    });
-                }
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(10)),
-        }
-    }
-}
-
 /// Hosts on which the VM is powered on right now, per the simulator.
 fn running_hosts(vms: &Value) -> BTreeSet<String> {
     let vmx = vmx_path(VM);
@@ -163,17 +44,6 @@ fn running_hosts(vms: &Value) -> BTreeSet<String> {
 
 fn on(sim: &Sim, host: &str) -> bool {
     running_hosts(&sim.vms()) == BTreeSet::from([host.to_string()])
-}
-
-fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool, node: &Node) -> Duration {
-    let t = Instant::now();
-    while !ok() {
-        if t.elapsed() > timeout {
-            panic!("timed out after {timeout:?}: {what}\n{}", node.log_tail(80));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    t.elapsed()
 }
 
 #[test]

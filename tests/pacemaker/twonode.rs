@@ -1,12 +1,14 @@
-//! The two-node scaffolding of `cluster_pacemaker_two.rs` (namespaces on a bridge, the forwarder to the
-//! simulator), shared by `cluster_stonith.rs`. A copy, so that file stays as it is while others edit it;
-//! the two can share this one later.
+//! The two-node scaffolding of the cluster tests: each node in its own network namespace on one bridge
+//! (192.0.2.1, .2), the simulator in its own (192.0.2.254), and forwarders that make the simulator's
+//! endpoints (vCenter's, each host's own) reachable from the nodes.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use super::stack::Node;
 
 pub const HOST_ADDR: &str = "192.0.2.254";
 
@@ -127,4 +129,16 @@ pub fn forward(listener: TcpListener, target: String, stop: &AtomicBool) {
             Err(_) => std::thread::sleep(Duration::from_millis(10)),
         }
     }
+}
+
+/// Polls `ok` every 50 ms until it holds; panics with the node's log after `timeout`. Returns the time taken.
+pub fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool, node: &Node) -> Duration {
+    let t = Instant::now();
+    while !ok() {
+        if t.elapsed() > timeout {
+            panic!("timed out after {timeout:?}: {what}\n{}", node.log_tail(80));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    t.elapsed()
 }
