@@ -430,9 +430,9 @@ func (x *Ext) frontHandler(next http.Handler, h *hostEP) http.Handler {
 			rec.body.Write(out)
 		}
 		x.ensureWrapped(false)
-		if h != nil {
-			h.refresh()
-		}
+		// Registrations and unregistrations through any endpoint change what
+		// the hosts' vm folders hold.
+		x.refreshHosts()
 		rec.flushTo(w)
 	})
 }
