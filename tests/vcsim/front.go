@@ -390,11 +390,12 @@ func (x *Ext) frontHandler(next http.Handler, h *hostEP) http.Handler {
 		r.ContentLength = int64(len(body))
 
 		var unhide func()
+		registering := ""
 		if method == "RegisterVM_Task" {
 			if x.preRegister(w, body, h != nil) {
 				return
 			}
-			unhide = x.allowDuplicate(body)
+			unhide, registering = x.allowDuplicate(body)
 		}
 
 		rec := newRecorder()
@@ -430,6 +431,11 @@ func (x *Ext) frontHandler(next http.Handler, h *hostEP) http.Handler {
 			rec.body.Write(out)
 		}
 		x.ensureWrapped(false)
+		if registering != "" {
+			x.mu.Lock()
+			delete(x.explicitHost, registering) // adopt has used it (or the call failed)
+			x.mu.Unlock()
+		}
 		// Registrations and unregistrations through any endpoint change what
 		// the hosts' vm folders hold.
 		x.refreshHosts()
@@ -441,15 +447,16 @@ func (x *Ext) frontHandler(next http.Handler, h *hostEP) http.Handler {
 // ANOTHER host (vCenter shows both entries after an outage; vcsim refuses any
 // registered path): those entries are hidden from vcsim's check during the
 // call; the returned func shows them again. A path registered on the target
-// host itself still fails with AlreadyExists, as on ESXi.
-func (x *Ext) allowDuplicate(body []byte) func() {
+// host itself still fails with AlreadyExists, as on ESXi. It also returns
+// the path when the call names its host (adopt must then keep the VM there).
+func (x *Ext) allowDuplicate(body []byte) (func(), string) {
 	m, err := simulator.UnmarshalBody(types.TypeFunc(), body)
 	if err != nil {
-		return nil
+		return nil, ""
 	}
 	req, ok := m.Body.(*types.RegisterVM_Task)
 	if !ok || req.Host == nil || req.Path == "" {
-		return nil
+		return nil, ""
 	}
 	var others []types.ManagedObjectReference
 	for _, vm := range allVMs() {
@@ -459,7 +466,7 @@ func (x *Ext) allowDuplicate(body []byte) func() {
 		onTarget := false
 		withVM(vm.Self, func(vm *VM) { onTarget = vm.Runtime.Host != nil && *vm.Runtime.Host == *req.Host })
 		if onTarget {
-			return nil
+			return nil, ""
 		}
 		others = append(others, vm.Self)
 	}
@@ -467,7 +474,7 @@ func (x *Ext) allowDuplicate(body []byte) func() {
 	x.explicitHost[req.Path] = true
 	x.mu.Unlock()
 	if len(others) == 0 {
-		return nil
+		return nil, req.Path
 	}
 	hidden := req.Path + " (registered on another host)"
 	for _, ref := range others {
@@ -477,7 +484,7 @@ func (x *Ext) allowDuplicate(body []byte) func() {
 		for _, ref := range others {
 			withVM(ref, func(vm *VM) { vm.Config.Files.VmPathName = req.Path })
 		}
-	}
+	}, req.Path
 }
 
 // preRegister validates RegisterVM_Task arguments the way vCenter does. It
