@@ -166,6 +166,10 @@ func (x *Ext) setupHosts(names []string, profile string, vc *tlsMaterial, minTLS
 			simulator.Map.Update(obj, []types.PropertyChange{
 				{Name: "config.certificate", Val: mat.leafPEM},
 				{Name: "config.lockdownMode", Val: types.HostLockdownMode(lockdownDisabled)},
+				// The port vCenter reaches the host's agent on (443 on a real host).
+				{Name: "summary.config.port", Val: int32(ep.port())},
+				// vCenter reports the host certificate's SHA-1 thumbprint here.
+				{Name: "summary.config.sslThumbprint", Val: mat.thumbprintSHA1},
 			})
 		})
 		x.hosts[name] = h

@@ -9,7 +9,10 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -432,8 +435,37 @@ func TestSimulator(t *testing.T) {
 		// vCenter tells who the host is: its certificate, lockdown mode.
 		var hs mo.HostSystem
 		href := types.ManagedObjectReference{Type: "HostSystem", Value: control("GET", "/host/DC0_C0_H1", "")["moref"].(string)}
-		if err := object.NewHostSystem(c, href).Properties(ctx, href, []string{"config.lockdownMode"}, &hs); err != nil || hs.Config.LockdownMode != "lockdownDisabled" {
+		if err := object.NewHostSystem(c, href).Properties(ctx, href, []string{"config.lockdownMode", "summary.config"}, &hs); err != nil || hs.Config.LockdownMode != "lockdownDisabled" {
 			t.Fatalf("lockdownMode: %v %v", hs.Config, err)
+		}
+		if fmt.Sprint(hs.Summary.Config.Port) != hu.Port() || hs.Summary.Config.SslThumbprint != X.hosts["DC0_C0_H1"].mat.thumbprintSHA1 {
+			t.Fatalf("summary.config: port %d, sslThumbprint %s", hs.Summary.Config.Port, hs.Summary.Config.SslThumbprint)
+		}
+		// config.certificate goes out as xsd:byte[] (one element per byte), which govmomi 0.24
+		// cannot read: check the wire.
+		req := `<?xml version="1.0"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body>` +
+			`<RetrievePropertiesEx xmlns="urn:vim25"><_this type="PropertyCollector">propertyCollector</_this><specSet><propSet><type>HostSystem</type>` +
+			`<pathSet>config.certificate</pathSet></propSet><objectSet><obj type="HostSystem">` + href.Value + `</obj></objectSet></specSet><options/></RetrievePropertiesEx>` +
+			`</soapenv:Body></soapenv:Envelope>`
+		hreq, _ := http.NewRequest("POST", inst.ready.URL, strings.NewReader(req))
+		for _, ck := range c.Client.Jar.Cookies(vu) {
+			hreq.AddCookie(ck)
+		}
+		pool := x509.NewCertPool()
+		pem, _ := os.ReadFile(inst.ready.CAFile)
+		pool.AppendCertsFromPEM(pem)
+		hres, err := (&http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}).Do(hreq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := io.ReadAll(hres.Body)
+		hres.Body.Close()
+		var wire strings.Builder
+		for _, b := range X.hosts["DC0_C0_H1"].mat.leafPEM {
+			fmt.Fprintf(&wire, "<byte>%d</byte>", int8(b))
+		}
+		if !strings.Contains(string(raw), `type="ArrayOfByte">`+wire.String()+`</val>`) {
+			t.Fatalf("config.certificate on the wire: %.600s", raw)
 		}
 	})
 
