@@ -7,13 +7,13 @@
 // Errors are the cold path; keeping their context unboxed keeps the code plain.
 #![allow(clippy::result_large_err)]
 
-pub mod adapters;
 pub mod app;
 pub mod cli;
 pub mod client;
 pub mod config;
 pub mod error;
 pub mod log;
+pub mod adapters;
 pub mod ops;
 pub mod soap;
 pub mod vim;

@@ -30,11 +30,7 @@ fn main() -> std::process::ExitCode {
     let log = vmha::log::StepLog::new(offset, "vmha");
     // The OCF agent answers with OCF's exit codes (0-7), decided in crate::adapters::ocf from vmha's own.
     if let vmha::cli::Command::Ocf { action } = &cli.command {
-        let code = runtime.block_on(vmha::adapters::ocf::run(
-            action.as_deref(),
-            &vmha::adapters::ocf::process_env,
-            &log,
-        ));
+        let code = runtime.block_on(vmha::adapters::ocf::run(action.as_deref(), &vmha::adapters::ocf::process_env, &log));
         return std::process::ExitCode::from(code.code());
     }
     let code = runtime.block_on(vmha::app::run(cli, &log));
