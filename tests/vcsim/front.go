@@ -184,6 +184,16 @@ var publicMethods = map[string]bool{
 	"CloneSession":                true,
 }
 
+// methods after which the hosts' own vm folders may have to change
+var inventoryMethods = map[string]bool{
+	"RegisterVM_Task":     true,
+	"UnregisterVM":        true,
+	"CreateVM_Task":       true,
+	"CloneVM_Task":        true,
+	"Destroy_Task":        true,
+	"MoveIntoFolder_Task": true,
+}
+
 var loginMethods = map[string]bool{
 	"Login":                       true,
 	"LoginByToken":                true,
@@ -436,9 +446,12 @@ func (x *Ext) frontHandler(next http.Handler, h *hostEP) http.Handler {
 			delete(x.explicitHost, registering) // adopt has used it (or the call failed)
 			x.mu.Unlock()
 		}
-		// Registrations and unregistrations through any endpoint change what
-		// the hosts' vm folders hold.
-		x.refreshHosts()
+		// Registrations and the like through any endpoint change what the
+		// hosts' vm folders hold (a host endpoint also refreshes its own
+		// before every call; migrations refresh in moveVM).
+		if inventoryMethods[method] {
+			x.refreshHosts()
+		}
 		rec.flushTo(w)
 	})
 }
