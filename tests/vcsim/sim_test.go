@@ -479,6 +479,38 @@ func TestSimulator(t *testing.T) {
 		hostLogin(t, "DC0_C0_H2")
 	})
 
+	t.Run("a host vCenter lost still works through its own endpoint", func(t *testing.T) {
+		control("POST", "/host/DC0_C0_H1/connection", `{"state":"disconnected"}`)
+		defer control("POST", "/host/DC0_C0_H1/connection", `{"state":"connected"}`)
+		ref := types.ManagedObjectReference{Type: "VirtualMachine", Value: control("GET", "/vm/DC0_C0_RP0_VM1", "")["moref"].(string)}
+		if err := object.NewVirtualMachine(c, ref).ShutdownGuest(ctx); !isFault(err, "InvalidHostConnectionState") {
+			t.Fatalf("ShutdownGuest through vCenter: %v", err)
+		}
+		hc := hostLogin(t, "DC0_C0_H1")
+		hvm := object.NewVirtualMachine(hc, ref)
+		var m mo.VirtualMachine
+		if err := hvm.Properties(ctx, ref, []string{"runtime", "summary.runtime.connectionState"}, &m); err != nil || m.Runtime.ConnectionState != "connected" || m.Summary.Runtime.ConnectionState != "connected" {
+			t.Fatalf("through the host: %v %v", m.Runtime.ConnectionState, err)
+		}
+		tk, err := hvm.PowerOff(ctx)
+		if err == nil {
+			err = tk.Wait(ctx)
+		}
+		if err != nil {
+			t.Fatalf("power off through the host: %v", err)
+		}
+		tk, err = hvm.PowerOn(ctx)
+		if err == nil {
+			err = tk.Wait(ctx)
+		}
+		if err != nil {
+			t.Fatalf("power on through the host: %v", err)
+		}
+		if v := control("GET", "/vm/DC0_C0_RP0_VM1", ""); v["power_state"] != "poweredOn" || v["connection_state"] != "disconnected" {
+			t.Fatalf("model: %v", v)
+		}
+	})
+
 	t.Run("frozen vCenter answers nothing while hosts answer", func(t *testing.T) {
 		if st := control("GET", "/control?vcenter=frozen", ""); st["vcenter"] != "frozen" {
 			t.Fatalf("control: %v", st)
