@@ -368,6 +368,14 @@ func (x *Ext) frontHandler(next http.Handler, h *hostEP) http.Handler {
 				}
 			}
 		}
+		// Plain --mode esx: the one endpoint is the host, so it also takes the
+		// host credentials every other host endpoint takes. vcsim checks one
+		// user per Service: root logins go to a Service of their own (same
+		// model and session manager).
+		handler := next
+		if h == nil && x.rootSvc != nil && method == "Login" && user == hostUser {
+			handler = x.rootSvc.ServeMux
+		}
 		if h != nil {
 			h.refresh()
 			switch {
@@ -409,7 +417,7 @@ func (x *Ext) frontHandler(next http.Handler, h *hostEP) http.Handler {
 		}
 
 		rec := newRecorder()
-		next.ServeHTTP(rec, r)
+		handler.ServeHTTP(rec, r)
 		if unhide != nil {
 			unhide()
 		}

@@ -147,11 +147,7 @@ func (x *Ext) setupHosts(names []string, profile string, vc *tlsMaterial, minTLS
 			}
 		}
 
-		// Its own Service: vcsim checks Login against Service.Listen.User.
-		svc := simulator.New(nil)
-		svc.RegisterSDK(simulator.Map)
-		svc.Listen = &url.URL{User: url.UserPassword(hostUser, hostPassword)}
-		svc.ServeMux.HandleFunc("/sdk/vimServiceVersions.xml", svc.ServiceVersions)
+		svc := hostService()
 		h.svc = svc
 
 		tlsConf := &tls.Config{Certificates: []tls.Certificate{mat.leaf}, MinVersion: minTLS, MaxVersion: maxTLS}
@@ -177,6 +173,17 @@ func (x *Ext) setupHosts(names []string, profile string, vc *tlsMaterial, minTLS
 		log.Printf("host %s (%s) serves %s", name, ref.Value, ep.url())
 	}
 	return nil
+}
+
+// hostService is a vcsim Service over the one model that takes the host
+// credentials: vcsim checks Login against Service.Listen.User, and the
+// session manager (hence the sessions) is the model's.
+func hostService() *simulator.Service {
+	svc := simulator.New(nil)
+	svc.RegisterSDK(simulator.Map)
+	svc.Listen = &url.URL{User: url.UserPassword(hostUser, hostPassword)}
+	svc.ServeMux.HandleFunc("/sdk/vimServiceVersions.xml", svc.ServiceVersions)
+	return svc
 }
 
 func (x *Ext) hostByRef(ref types.ManagedObjectReference) *hostEP {

@@ -642,16 +642,65 @@ func TestSimulator(t *testing.T) {
 
 // TestESXHosts runs the ESX-only cluster (--mode esx --hosts 2) in a child
 // process: simulator.Map is a process global, and TestSimulator has its own.
-func TestESXHosts(t *testing.T) {
-	if os.Getenv("VCSIM_EXT_ESX_HOSTS_CHILD") == "1" {
-		esxHostsChild(t)
+func TestESXHosts(t *testing.T) { inChild(t, "TestESXHosts", esxHostsChild) }
+
+// TestPlainESX: plain --mode esx also takes the host credentials.
+func TestPlainESX(t *testing.T) { inChild(t, "TestPlainESX", plainESXChild) }
+
+// inChild runs f in a child process of the test binary (one simulator per process).
+func inChild(t *testing.T, name string, f func(t *testing.T)) {
+	if os.Getenv("VCSIM_EXT_CHILD") == name {
+		f(t)
 		return
 	}
-	cmd := exec.Command(os.Args[0], "-test.run=^TestESXHosts$", "-test.v")
-	cmd.Env = append(os.Environ(), "VCSIM_EXT_ESX_HOSTS_CHILD=1")
+	cmd := exec.Command(os.Args[0], "-test.run=^"+name+"$", "-test.v")
+	cmd.Env = append(os.Environ(), "VCSIM_EXT_CHILD="+name)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		t.Fatalf("ESX-only cluster: %v\n%s", err, out)
+		t.Fatalf("%s: %v\n%s", name, err, out)
+	}
+}
+
+func plainESXChild(t *testing.T) {
+	inst, err := start("esx", filepath.Join(t.TempDir(), "ca.pem"), tlsCASigned, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inst.close()
+	ctx := context.Background()
+	r := inst.ready
+	if len(r.Hosts) != 1 || r.Hosts[0].URL != r.URL || r.Hosts[0].Name != "localhost.localdomain" || r.HostUser != hostUser || r.HostPassword != hostPassword {
+		t.Fatalf("ready line: %+v", r)
+	}
+	// vmha after root too: a root login must not change who the next Login checks.
+	for _, cred := range []*url.Userinfo{url.UserPassword(simUser, simPassword), url.UserPassword(hostUser, hostPassword), url.UserPassword(simUser, simPassword)} {
+		u, _ := url.Parse(r.URL)
+		sc := soap.NewClient(u, false)
+		if err := sc.SetRootCAs(r.CAFile); err != nil {
+			t.Fatal(err)
+		}
+		c, err := vim25.NewClient(ctx, sc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.ServiceContent.About.ApiType != "HostAgent" {
+			t.Fatalf("apiType %s", c.ServiceContent.About.ApiType)
+		}
+		sm := session.NewManager(c)
+		if err := sm.Login(ctx, cred); err != nil {
+			t.Fatalf("login as %s: %v", cred.Username(), err)
+		}
+		us, err := sm.UserSession(ctx)
+		if err != nil || us.UserName != cred.Username() {
+			t.Fatalf("session of %s: %+v %v", cred.Username(), us, err)
+		}
+	}
+	u, _ := url.Parse(r.URL)
+	sc := soap.NewClient(u, false)
+	_ = sc.SetRootCAs(r.CAFile)
+	c, _ := vim25.NewClient(ctx, sc)
+	if err := session.NewManager(c).Login(ctx, url.UserPassword(hostUser, simPassword)); !isFault(err, "InvalidLogin") {
+		t.Fatalf("root with the vmha password: %v", err)
 	}
 }
 
