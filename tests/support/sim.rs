@@ -373,7 +373,8 @@ impl Sim {
             .unwrap_or_else(|| panic!("no host endpoint {name:?} in {}", self.ready["hosts"]))
     }
 
-    /// User that logs in on the host endpoints (`root`; plain ESX mode: the ready line's `user`).
+    /// User that logs in on the host endpoints (`root`; in plain ESX mode the one endpoint takes it
+    /// besides the ready line's `user`).
     pub fn host_user(&self) -> &str {
         self.ready("host_user")
     }

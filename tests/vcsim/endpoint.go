@@ -36,10 +36,14 @@ type endpoint struct {
 	handler http.Handler
 	stats   *stats // this endpoint's share of GET /stats
 
-	mu    sync.Mutex
+	mu    sync.Mutex // guards state and srv (held across srv.Close)
 	state string
 	srv   *http.Server
-	thaw  chan struct{} // closed when the endpoint leaves "frozen"
+
+	// gateMu guards only thaw: connections consult it on every read and
+	// write, including the close_notify that srv.Close writes while mu is held.
+	gateMu sync.Mutex
+	thaw   chan struct{} // closed when the endpoint leaves "frozen"
 }
 
 // newEndpoint listens on addr ("127.0.0.1:0" picks a port) and serves.
@@ -58,6 +62,13 @@ func newEndpoint(name, addr string, tlsConf *tls.Config, h http.Handler) (*endpo
 }
 
 func (e *endpoint) url() string { return fmt.Sprintf("https://%s/sdk", e.addr) }
+
+func (e *endpoint) port() int {
+	if a, err := net.ResolveTCPAddr("tcp", e.addr); err == nil {
+		return a.Port
+	}
+	return 0
+}
 
 func (e *endpoint) serveLocked(ln net.Listener) {
 	srv := &http.Server{
@@ -98,8 +109,10 @@ func (e *endpoint) setState(want string) error {
 		return fmt.Errorf("state must be up, down or frozen, got %q", want)
 	}
 	if e.state == stateFrozen {
+		e.gateMu.Lock()
 		close(e.thaw) // held connections fail and are closed by the server
 		e.thaw = nil
+		e.gateMu.Unlock()
 	}
 	if want == stateDown {
 		if e.srv != nil {
@@ -118,7 +131,9 @@ func (e *endpoint) setState(want string) error {
 		e.serveLocked(ln)
 	}
 	if want == stateFrozen {
+		e.gateMu.Lock()
 		e.thaw = make(chan struct{})
+		e.gateMu.Unlock()
 	}
 	e.state = want
 	log.Printf("endpoint %s (%s) %s", e.name, e.addr, want)
@@ -147,9 +162,9 @@ func (e *endpoint) close() {
 // hold blocks while the endpoint is frozen; it returns an error if the
 // connection was held (it is then closed).
 func (e *endpoint) hold() error {
-	e.mu.Lock()
+	e.gateMu.Lock()
 	ch := e.thaw
-	e.mu.Unlock()
+	e.gateMu.Unlock()
 	if ch == nil {
 		return nil
 	}
@@ -170,7 +185,8 @@ func (l *gateListener) Accept() (net.Conn, error) {
 	return &gateConn{Conn: c, e: l.e}, nil
 }
 
-// gateConn stops reading while its endpoint is frozen.
+// gateConn stops reading and writing while its endpoint is frozen (an
+// answer to a request that was already in progress is held too).
 type gateConn struct {
 	net.Conn
 	e *endpoint
@@ -188,4 +204,11 @@ func (c *gateConn) Read(b []byte) (int, error) {
 		}
 	}
 	return n, err
+}
+
+func (c *gateConn) Write(b []byte) (int, error) {
+	if err := c.e.hold(); err != nil {
+		return 0, err
+	}
+	return c.Conn.Write(b)
 }

@@ -168,6 +168,8 @@ type Ext struct {
 	deadLocks     map[string]types.ManagedObjectReference  // vmx -> dead host that holds it
 
 	explicitHost map[string]bool // vmx paths being registered with an explicit host
+
+	rootSvc *simulator.Service // plain --mode esx: where root logins go
 }
 
 type runInfo struct {

@@ -184,6 +184,16 @@ var publicMethods = map[string]bool{
 	"CloneSession":                true,
 }
 
+// methods after which the hosts' own vm folders may have to change
+var inventoryMethods = map[string]bool{
+	"RegisterVM_Task":     true,
+	"UnregisterVM":        true,
+	"CreateVM_Task":       true,
+	"CloneVM_Task":        true,
+	"Destroy_Task":        true,
+	"MoveIntoFolder_Task": true,
+}
+
 var loginMethods = map[string]bool{
 	"Login":                       true,
 	"LoginByToken":                true,
@@ -358,6 +368,14 @@ func (x *Ext) frontHandler(next http.Handler, h *hostEP) http.Handler {
 				}
 			}
 		}
+		// Plain --mode esx: the one endpoint is the host, so it also takes the
+		// host credentials every other host endpoint takes. vcsim checks one
+		// user per Service: root logins go to a Service of their own (same
+		// model and session manager).
+		handler := next
+		if h == nil && x.rootSvc != nil && method == "Login" && user == hostUser {
+			handler = x.rootSvc.ServeMux
+		}
 		if h != nil {
 			h.refresh()
 			switch {
@@ -390,18 +408,19 @@ func (x *Ext) frontHandler(next http.Handler, h *hostEP) http.Handler {
 		r.ContentLength = int64(len(body))
 
 		var unhide func()
+		registering := ""
 		if method == "RegisterVM_Task" {
 			if x.preRegister(w, body, h != nil) {
 				return
 			}
-			unhide = x.allowDuplicate(body)
+			unhide, registering = x.allowDuplicate(body)
 		}
 		if (method == "ShutdownHost_Task" || method == "RebootHost_Task") && x.hostPower(w, method, body) {
 			return
 		}
 
 		rec := newRecorder()
-		next.ServeHTTP(rec, r)
+		handler.ServeHTTP(rec, r)
 		if unhide != nil {
 			unhide()
 		}
@@ -433,8 +452,16 @@ func (x *Ext) frontHandler(next http.Handler, h *hostEP) http.Handler {
 			rec.body.Write(out)
 		}
 		x.ensureWrapped(false)
-		if h != nil {
-			h.refresh()
+		if registering != "" {
+			x.mu.Lock()
+			delete(x.explicitHost, registering) // adopt has used it (or the call failed)
+			x.mu.Unlock()
+		}
+		// Registrations and the like through any endpoint change what the
+		// hosts' vm folders hold (a host endpoint also refreshes its own
+		// before every call; migrations refresh in moveVM).
+		if inventoryMethods[method] {
+			x.refreshHosts()
 		}
 		rec.flushTo(w)
 	})
@@ -444,15 +471,16 @@ func (x *Ext) frontHandler(next http.Handler, h *hostEP) http.Handler {
 // ANOTHER host (vCenter shows both entries after an outage; vcsim refuses any
 // registered path): those entries are hidden from vcsim's check during the
 // call; the returned func shows them again. A path registered on the target
-// host itself still fails with AlreadyExists, as on ESXi.
-func (x *Ext) allowDuplicate(body []byte) func() {
+// host itself still fails with AlreadyExists, as on ESXi. It also returns
+// the path when the call names its host (adopt must then keep the VM there).
+func (x *Ext) allowDuplicate(body []byte) (func(), string) {
 	m, err := simulator.UnmarshalBody(types.TypeFunc(), body)
 	if err != nil {
-		return nil
+		return nil, ""
 	}
 	req, ok := m.Body.(*types.RegisterVM_Task)
 	if !ok || req.Host == nil || req.Path == "" {
-		return nil
+		return nil, ""
 	}
 	var others []types.ManagedObjectReference
 	for _, vm := range allVMs() {
@@ -462,7 +490,7 @@ func (x *Ext) allowDuplicate(body []byte) func() {
 		onTarget := false
 		withVM(vm.Self, func(vm *VM) { onTarget = vm.Runtime.Host != nil && *vm.Runtime.Host == *req.Host })
 		if onTarget {
-			return nil
+			return nil, ""
 		}
 		others = append(others, vm.Self)
 	}
@@ -470,7 +498,7 @@ func (x *Ext) allowDuplicate(body []byte) func() {
 	x.explicitHost[req.Path] = true
 	x.mu.Unlock()
 	if len(others) == 0 {
-		return nil
+		return nil, req.Path
 	}
 	hidden := req.Path + " (registered on another host)"
 	for _, ref := range others {
@@ -480,7 +508,7 @@ func (x *Ext) allowDuplicate(body []byte) func() {
 		for _, ref := range others {
 			withVM(ref, func(vm *VM) { vm.Config.Files.VmPathName = req.Path })
 		}
-	}
+	}, req.Path
 }
 
 // preRegister validates RegisterVM_Task arguments the way vCenter does. It

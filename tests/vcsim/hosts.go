@@ -23,6 +23,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -146,11 +147,7 @@ func (x *Ext) setupHosts(names []string, profile string, vc *tlsMaterial, minTLS
 			}
 		}
 
-		// Its own Service: vcsim checks Login against Service.Listen.User.
-		svc := simulator.New(nil)
-		svc.RegisterSDK(simulator.Map)
-		svc.Listen = &url.URL{User: url.UserPassword(hostUser, hostPassword)}
-		svc.ServeMux.HandleFunc("/sdk/vimServiceVersions.xml", svc.ServiceVersions)
+		svc := hostService()
 		h.svc = svc
 
 		tlsConf := &tls.Config{Certificates: []tls.Certificate{mat.leaf}, MinVersion: minTLS, MaxVersion: maxTLS}
@@ -165,6 +162,10 @@ func (x *Ext) setupHosts(names []string, profile string, vc *tlsMaterial, minTLS
 			simulator.Map.Update(obj, []types.PropertyChange{
 				{Name: "config.certificate", Val: mat.leafPEM},
 				{Name: "config.lockdownMode", Val: types.HostLockdownMode(lockdownDisabled)},
+				// The port vCenter reaches the host's agent on (443 on a real host).
+				{Name: "summary.config.port", Val: int32(ep.port())},
+				// vCenter reports the host certificate's SHA-1 thumbprint here.
+				{Name: "summary.config.sslThumbprint", Val: mat.thumbprintSHA1},
 			})
 		})
 		x.hosts[name] = h
@@ -172,6 +173,17 @@ func (x *Ext) setupHosts(names []string, profile string, vc *tlsMaterial, minTLS
 		log.Printf("host %s (%s) serves %s", name, ref.Value, ep.url())
 	}
 	return nil
+}
+
+// hostService is a vcsim Service over the one model that takes the host
+// credentials: vcsim checks Login against Service.Listen.User, and the
+// session manager (hence the sessions) is the model's.
+func hostService() *simulator.Service {
+	svc := simulator.New(nil)
+	svc.RegisterSDK(simulator.Map)
+	svc.Listen = &url.URL{User: url.UserPassword(hostUser, hostPassword)}
+	svc.ServeMux.HandleFunc("/sdk/vimServiceVersions.xml", svc.ServiceVersions)
+	return svc
 }
 
 func (x *Ext) hostByRef(ref types.ManagedObjectReference) *hostEP {
@@ -296,6 +308,7 @@ func writeSOAPResponse(w http.ResponseWriter, method string, v interface{}) {
 	}
 	b.WriteString(envelopeTail)
 	w.Header().Set("Content-Type", "text/xml; charset=utf-8")
+	w.Header().Set("Content-Length", strconv.Itoa(b.Len()))
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(b.Bytes())
 }

@@ -230,6 +230,9 @@ func start(mode, caOut, tlsProfile string, extraVMs, nhosts int) (*instance, err
 		hostNames = clusterHosts[:nhosts]
 	}
 
+	if mode == "esx" && nhosts == 0 {
+		X.rootSvc = hostService()
+	}
 	if nhosts == 0 {
 		ep, err := newEndpoint(vcenterEndpoint, addr, m.Service.TLS, wsdlHandler(X.frontHandler(handler, nil)))
 		if err != nil {
@@ -271,10 +274,9 @@ func start(mode, caOut, tlsProfile string, extraVMs, nhosts int) (*instance, err
 	}
 	switch {
 	case X.vcenter != nil && mode == "esx":
-		// Plain --mode esx: the one host is the endpoint itself, with its
-		// usual credentials.
+		// Plain --mode esx: the one host is the endpoint itself; it takes
+		// both its usual credentials and the host ones.
 		inst.ready.URL = X.vcenter.url()
-		inst.ready.HostUser, inst.ready.HostPassword = simUser, simPassword
 		name := "localhost.localdomain"
 		inst.ready.Hosts = []hostInfo{{Name: name, URL: inst.ready.URL, Thumbprint: mat.thumbprint256}}
 	case X.vcenter != nil:

@@ -9,7 +9,10 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -432,8 +435,37 @@ func TestSimulator(t *testing.T) {
 		// vCenter tells who the host is: its certificate, lockdown mode.
 		var hs mo.HostSystem
 		href := types.ManagedObjectReference{Type: "HostSystem", Value: control("GET", "/host/DC0_C0_H1", "")["moref"].(string)}
-		if err := object.NewHostSystem(c, href).Properties(ctx, href, []string{"config.lockdownMode"}, &hs); err != nil || hs.Config.LockdownMode != "lockdownDisabled" {
+		if err := object.NewHostSystem(c, href).Properties(ctx, href, []string{"config.lockdownMode", "summary.config"}, &hs); err != nil || hs.Config.LockdownMode != "lockdownDisabled" {
 			t.Fatalf("lockdownMode: %v %v", hs.Config, err)
+		}
+		if fmt.Sprint(hs.Summary.Config.Port) != hu.Port() || hs.Summary.Config.SslThumbprint != X.hosts["DC0_C0_H1"].mat.thumbprintSHA1 {
+			t.Fatalf("summary.config: port %d, sslThumbprint %s", hs.Summary.Config.Port, hs.Summary.Config.SslThumbprint)
+		}
+		// config.certificate goes out as xsd:byte[] (one element per byte), which govmomi 0.24
+		// cannot read: check the wire.
+		req := `<?xml version="1.0"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body>` +
+			`<RetrievePropertiesEx xmlns="urn:vim25"><_this type="PropertyCollector">propertyCollector</_this><specSet><propSet><type>HostSystem</type>` +
+			`<pathSet>config.certificate</pathSet></propSet><objectSet><obj type="HostSystem">` + href.Value + `</obj></objectSet></specSet><options/></RetrievePropertiesEx>` +
+			`</soapenv:Body></soapenv:Envelope>`
+		hreq, _ := http.NewRequest("POST", inst.ready.URL, strings.NewReader(req))
+		for _, ck := range c.Client.Jar.Cookies(vu) {
+			hreq.AddCookie(ck)
+		}
+		pool := x509.NewCertPool()
+		pem, _ := os.ReadFile(inst.ready.CAFile)
+		pool.AppendCertsFromPEM(pem)
+		hres, err := (&http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}).Do(hreq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := io.ReadAll(hres.Body)
+		hres.Body.Close()
+		var wire strings.Builder
+		for _, b := range X.hosts["DC0_C0_H1"].mat.leafPEM {
+			fmt.Fprintf(&wire, "<byte>%d</byte>", int8(b))
+		}
+		if !strings.Contains(string(raw), `type="ArrayOfByte">`+wire.String()+`</val>`) {
+			t.Fatalf("config.certificate on the wire: %.600s", raw)
 		}
 	})
 
@@ -445,6 +477,38 @@ func TestSimulator(t *testing.T) {
 		}
 		control("POST", "/host/DC0_C0_H2/lockdown", `{"mode":"lockdownDisabled"}`)
 		hostLogin(t, "DC0_C0_H2")
+	})
+
+	t.Run("a host vCenter lost still works through its own endpoint", func(t *testing.T) {
+		control("POST", "/host/DC0_C0_H1/connection", `{"state":"disconnected"}`)
+		defer control("POST", "/host/DC0_C0_H1/connection", `{"state":"connected"}`)
+		ref := types.ManagedObjectReference{Type: "VirtualMachine", Value: control("GET", "/vm/DC0_C0_RP0_VM1", "")["moref"].(string)}
+		if err := object.NewVirtualMachine(c, ref).ShutdownGuest(ctx); !isFault(err, "InvalidHostConnectionState") {
+			t.Fatalf("ShutdownGuest through vCenter: %v", err)
+		}
+		hc := hostLogin(t, "DC0_C0_H1")
+		hvm := object.NewVirtualMachine(hc, ref)
+		var m mo.VirtualMachine
+		if err := hvm.Properties(ctx, ref, []string{"runtime", "summary.runtime.connectionState"}, &m); err != nil || m.Runtime.ConnectionState != "connected" || m.Summary.Runtime.ConnectionState != "connected" {
+			t.Fatalf("through the host: %v %v", m.Runtime.ConnectionState, err)
+		}
+		tk, err := hvm.PowerOff(ctx)
+		if err == nil {
+			err = tk.Wait(ctx)
+		}
+		if err != nil {
+			t.Fatalf("power off through the host: %v", err)
+		}
+		tk, err = hvm.PowerOn(ctx)
+		if err == nil {
+			err = tk.Wait(ctx)
+		}
+		if err != nil {
+			t.Fatalf("power on through the host: %v", err)
+		}
+		if v := control("GET", "/vm/DC0_C0_RP0_VM1", ""); v["power_state"] != "poweredOn" || v["connection_state"] != "disconnected" {
+			t.Fatalf("model: %v", v)
+		}
 	})
 
 	t.Run("frozen vCenter answers nothing while hosts answer", func(t *testing.T) {
@@ -578,16 +642,65 @@ func TestSimulator(t *testing.T) {
 
 // TestESXHosts runs the ESX-only cluster (--mode esx --hosts 2) in a child
 // process: simulator.Map is a process global, and TestSimulator has its own.
-func TestESXHosts(t *testing.T) {
-	if os.Getenv("VCSIM_EXT_ESX_HOSTS_CHILD") == "1" {
-		esxHostsChild(t)
+func TestESXHosts(t *testing.T) { inChild(t, "TestESXHosts", esxHostsChild) }
+
+// TestPlainESX: plain --mode esx also takes the host credentials.
+func TestPlainESX(t *testing.T) { inChild(t, "TestPlainESX", plainESXChild) }
+
+// inChild runs f in a child process of the test binary (one simulator per process).
+func inChild(t *testing.T, name string, f func(t *testing.T)) {
+	if os.Getenv("VCSIM_EXT_CHILD") == name {
+		f(t)
 		return
 	}
-	cmd := exec.Command(os.Args[0], "-test.run=^TestESXHosts$", "-test.v")
-	cmd.Env = append(os.Environ(), "VCSIM_EXT_ESX_HOSTS_CHILD=1")
+	cmd := exec.Command(os.Args[0], "-test.run=^"+name+"$", "-test.v")
+	cmd.Env = append(os.Environ(), "VCSIM_EXT_CHILD="+name)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		t.Fatalf("ESX-only cluster: %v\n%s", err, out)
+		t.Fatalf("%s: %v\n%s", name, err, out)
+	}
+}
+
+func plainESXChild(t *testing.T) {
+	inst, err := start("esx", filepath.Join(t.TempDir(), "ca.pem"), tlsCASigned, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inst.close()
+	ctx := context.Background()
+	r := inst.ready
+	if len(r.Hosts) != 1 || r.Hosts[0].URL != r.URL || r.Hosts[0].Name != "localhost.localdomain" || r.HostUser != hostUser || r.HostPassword != hostPassword {
+		t.Fatalf("ready line: %+v", r)
+	}
+	// vmha after root too: a root login must not change who the next Login checks.
+	for _, cred := range []*url.Userinfo{url.UserPassword(simUser, simPassword), url.UserPassword(hostUser, hostPassword), url.UserPassword(simUser, simPassword)} {
+		u, _ := url.Parse(r.URL)
+		sc := soap.NewClient(u, false)
+		if err := sc.SetRootCAs(r.CAFile); err != nil {
+			t.Fatal(err)
+		}
+		c, err := vim25.NewClient(ctx, sc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.ServiceContent.About.ApiType != "HostAgent" {
+			t.Fatalf("apiType %s", c.ServiceContent.About.ApiType)
+		}
+		sm := session.NewManager(c)
+		if err := sm.Login(ctx, cred); err != nil {
+			t.Fatalf("login as %s: %v", cred.Username(), err)
+		}
+		us, err := sm.UserSession(ctx)
+		if err != nil || us.UserName != cred.Username() {
+			t.Fatalf("session of %s: %+v %v", cred.Username(), us, err)
+		}
+	}
+	u, _ := url.Parse(r.URL)
+	sc := soap.NewClient(u, false)
+	_ = sc.SetRootCAs(r.CAFile)
+	c, _ := vim25.NewClient(ctx, sc)
+	if err := session.NewManager(c).Login(ctx, url.UserPassword(hostUser, simPassword)); !isFault(err, "InvalidLogin") {
+		t.Fatalf("root with the vmha password: %v", err)
 	}
 }
 

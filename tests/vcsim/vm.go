@@ -279,6 +279,7 @@ func (x *Ext) moveVM(vm *VM, host types.ManagedObjectReference, pool *types.Mana
 	if vm.Runtime.PowerState == types.VirtualMachinePowerStatePoweredOn {
 		x.setRunning(vm, true) // the files are now locked from the new host
 	}
+	x.refreshHosts() // the hosts' own vm folders
 	log.Printf("%s (%s) now on host %s", vm.Name, vm.Self.Value, hostName(&h))
 }
 
