@@ -3,7 +3,8 @@
 //! VM on its own host, through that host; after vCenter returns, vmha through vCenter names the right host.
 //! And a cluster with no vCenter at all (two ESX hosts) starts, moves and fails over. node1 stands for
 //! DC0_C0_H0, node2 for DC0_C0_H1. A sampler reads the simulator all along: the VM runs on two hosts in 0
-//! samples. Needs root; skips visibly otherwise.
+//! samples. Fencing is on: a `stonith:fence_vmha` device powers the lost node's VM off before the takeover.
+//! Needs root; skips visibly otherwise.
 
 #[path = "pacemaker/common.rs"]
 pub mod common;
@@ -13,6 +14,8 @@ pub mod run;
 pub mod sim;
 #[path = "pacemaker/stack.rs"]
 pub mod stack;
+#[path = "pacemaker/stonith.rs"]
+pub mod stonith;
 #[path = "pacemaker/twonode.rs"]
 pub mod twonode;
 
@@ -25,7 +28,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use sim::{Sim, vmx_path};
-use stack::{AgentInstall, Node, Primitive, cib_xml, corosync_conf};
+use stack::{AgentInstall, Node, Primitive, corosync_conf};
+use stonith::{FenceShim, NODE1_VM, NODE2_VM, device_xml, stonith_cib};
 use twonode::{HOST_ADDR, InNetns, Net, forward, wait_until};
 
 const VM: &str = "DC0_C0_RP0_VM0";
@@ -174,7 +178,7 @@ fn start_stack(net: &Net, dir: &Path) -> Vec<Node> {
     for (i, (name, _)) in nodes.iter().enumerate() {
         let d = dir.join(name);
         let conf = corosync_conf(&nodes, &d.join("corosync.log"));
-        n.push(Node::new(name, &d, Some(&net.ns[i]), &conf, &cib_xml("")));
+        n.push(Node::new(name, &d, Some(&net.ns[i]), &conf, &stonith_cib()));
     }
     for node in n.iter_mut() {
         node.start_corosync();
@@ -188,7 +192,33 @@ fn start_stack(net: &Net, dir: &Path) -> Vec<Node> {
     n
 }
 
-fn create_and_start(n: &[Node], xml: &str) {
+/// The fence device's endpoint: where the cluster nodes' VMs (NODE1_VM, NODE2_VM) can be powered off.
+struct FenceTarget<'a> {
+    /// Its URL as the simulator serves it (forwarded to the nodes like the others).
+    url: String,
+    user: &'a str,
+    thumbprint: String,
+    password_file: &'a Path,
+}
+
+fn create_and_start(n: &[Node], xml: &str, fence_url: &str, fence: &FenceTarget) {
+    let port = fence_url
+        .trim_start_matches("https://")
+        .split('/')
+        .next()
+        .and_then(|a| a.rsplit(':').next())
+        .unwrap_or("443")
+        .to_string();
+    n[0].tool_ok(
+        "cibadmin",
+        &[
+            "--create",
+            "--scope",
+            "resources",
+            "--xml-text",
+            &device_xml(HOST_ADDR, &port, fence.user, &fence.thumbprint, fence.password_file),
+        ],
+    );
     n[0].tool_ok("cibadmin", &["--create", "--scope", "resources", "--xml-text", xml]);
     n[0].tool_ok(
         "cibadmin",
@@ -229,9 +259,11 @@ fn skip_unless_root(test: &str) -> bool {
 }
 
 /// Runs `scenario` with the nodes up, the forwarders and the sampler running; checks 0 double runs.
+/// `targets`' last entry is the fence device's endpoint.
 fn with_cluster(sim: &Sim, targets: &[String], scenario: impl FnOnce(&mut [Node], &[String], &Sampler), net: &Net) {
     let dir = tempfile::tempdir().unwrap();
     let _agent = AgentInstall::install();
+    let _fence = FenceShim::install();
     let stop = AtomicBool::new(false);
     let sampler = Sampler {
         samples: AtomicU64::new(0),
@@ -292,13 +324,30 @@ fn vcenter_down_node_and_host_lost_the_other_node_runs_the_vm_through_its_host()
     let host_dir = dir.path().join("h");
     std::fs::create_dir(&host_dir).unwrap();
     let host_pw = common::write_password_file(&host_dir, sim.host_password());
-    let targets = vec![sim.ready("url").to_string(), sim.host(H0).url, sim.host(H1).url];
+    // The nodes' VMs run on the standalone host DC0_H0; its own endpoint fences them while vCenter is down.
+    let fence = FenceTarget {
+        url: sim.host("DC0_H0").url,
+        user: sim.host_user(),
+        thumbprint: sim.host("DC0_H0").thumbprint,
+        password_file: &host_pw,
+    };
+    let targets = vec![
+        sim.ready("url").to_string(),
+        sim.host(H0).url,
+        sim.host(H1).url,
+        fence.url.clone(),
+    ];
     with_cluster(
         &sim,
         &targets,
         |n, urls, sampler| {
             let hosts = vec![(H0.to_string(), urls[1].clone()), (H1.to_string(), urls[2].clone())];
-            create_and_start(n, &primitive_xml(&sim, Some(&urls[0]), &pw, &host_pw, &hosts));
+            create_and_start(
+                n,
+                &primitive_xml(&sim, Some(&urls[0]), &pw, &host_pw, &hosts),
+                &urls[3],
+                &fence,
+            );
             wait_until("VM on H0", Duration::from_secs(60), || sampler.on(&sim, H0), &n[0]);
             n[0].wait_monitor_ok_on("node1", "vm1", Duration::from_secs(30));
             n[0].settle(Duration::from_secs(60));
@@ -322,6 +371,12 @@ fn vcenter_down_node_and_host_lost_the_other_node_runs_the_vm_through_its_host()
             );
             n1[1].wait_monitor_ok_on("node2", "vm1", Duration::from_secs(60));
             println!("vCenter down; node1 + {H0} lost -> VM running on {H1} through {H1} in {took:.1?}");
+            // node1 was fenced through DC0_H0's own endpoint before the takeover.
+            let fenced = sim.vm(NODE1_VM);
+            assert_eq!(
+                fenced["power_state"], "poweredOff",
+                "node1's VM was not fenced: {fenced}"
+            );
             // vCenter returns: vmha through vCenter names the right host, and every command still works.
             sim.vcenter("up");
             let v = sim.vmha(Path::new(env!("CARGO_BIN_EXE_vmha")));
@@ -357,14 +412,26 @@ fn esx_only_two_hosts_start_move_and_fail_over() {
     let host_dir = dir.path().join("h");
     std::fs::create_dir(&host_dir).unwrap();
     let host_pw = common::write_password_file(&host_dir, sim.host_password());
-    let targets = vec![sim.host(H0).url, sim.host(H1).url];
+    // The nodes' VMs live in another vSphere (a second simulator's vCenter): the ESX-only cluster's hosts
+    // carry only the resource.
+    let nodes_sim = Sim::start("vcenter");
+    let nodes_dir = dir.path().join("nodes");
+    std::fs::create_dir(&nodes_dir).unwrap();
+    let nodes_pw = common::write_password_file(&nodes_dir, nodes_sim.ready("password"));
+    let fence = FenceTarget {
+        url: nodes_sim.ready("url").to_string(),
+        user: nodes_sim.ready("user"),
+        thumbprint: nodes_sim.ready("thumbprint").to_string(),
+        password_file: &nodes_pw,
+    };
+    let targets = vec![sim.host(H0).url, sim.host(H1).url, fence.url.clone()];
     with_cluster(
         &sim,
         &targets,
         |n, urls, sampler| {
             let hosts = vec![(H0.to_string(), urls[0].clone()), (H1.to_string(), urls[1].clone())];
             let t = Instant::now();
-            create_and_start(n, &primitive_xml(&sim, None, &pw, &host_pw, &hosts));
+            create_and_start(n, &primitive_xml(&sim, None, &pw, &host_pw, &hosts), &urls[2], &fence);
             n[0].wait_monitor_ok_on("node1", "vm1", Duration::from_secs(60));
             n[0].settle(Duration::from_secs(60));
             assert!(sampler.on(&sim, H0));
@@ -394,6 +461,11 @@ fn esx_only_two_hosts_start_move_and_fail_over() {
             );
             n[0].wait_monitor_ok_on("node1", "vm1", Duration::from_secs(60));
             println!("no vCenter: node2 + {H1} lost -> VM on {H0} in {:.1?}", t.elapsed());
+            let fenced = nodes_sim.vm(NODE2_VM);
+            assert_eq!(
+                fenced["power_state"], "poweredOff",
+                "node2's VM was not fenced: {fenced}"
+            );
         },
         &net,
     );
