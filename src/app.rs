@@ -782,7 +782,10 @@ async fn remember(ctx: &Ctx<'_>, learn_hosts: bool) {
     let mut trust = Vec::new();
     if stale_hosts && let Ok(inv) = ctx.inv().await {
         for h in &inv.hosts {
-            match crate::client::hosts::host_trust(ctx.session, &h.moref).await {
+            match crate::client::host::Host::new(ctx.session, h.moref.clone())
+                .trust()
+                .await
+            {
                 Ok(t) => trust.push((h.name.clone(), t)),
                 Err(e) => tracing::debug!("host {}: no certificate or lockdown mode read: {e}", h.name),
             }

@@ -7,7 +7,6 @@
 pub mod authz;
 pub mod cache;
 pub mod host;
-pub mod hosts;
 pub mod inventory;
 pub mod session;
 pub mod stream;
