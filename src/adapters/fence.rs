@@ -8,7 +8,7 @@
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
-use std::process::{Command as Process, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
@@ -732,41 +732,37 @@ pub fn check(g: &Given) -> Result<Settings, String> {
 /// Runs the password script (`sh -c`, as fencing.py's `os.popen`): the first line of its output, within
 /// [`PASSWORD_SCRIPT_LIMIT`]. Its stderr passes through; the password never reaches a child's argv or
 /// environment.
-fn run_password_script(script: &str) -> Result<SecretString, String> {
-    let mut child = Process::new("/bin/sh")
+async fn run_password_script(script: &str) -> Result<SecretString, String> {
+    use tokio::io::AsyncReadExt;
+    let mut child = tokio::process::Command::new("/bin/sh")
         .arg("-c")
         .arg(script)
         .env_remove("VMHA_PASSWORD")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
+        // A script still running when the limit passes is killed with its handle.
+        .kill_on_drop(true)
         .spawn()
         .map_err(|e| format!("cannot run the password script: {e}"))?;
     let mut out = child.stdout.take();
-    let reader = std::thread::spawn(move || {
+    let finished = async {
         let mut buf = Vec::new();
         if let Some(o) = out.as_mut() {
-            let _ = o.take(64 * 1024).read_to_end(&mut buf);
+            let _ = o.take(64 * 1024).read_to_end(&mut buf).await;
         }
-        buf
-    });
-    let deadline = std::time::Instant::now() + PASSWORD_SCRIPT_LIMIT;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(s)) => break s,
-            Ok(None) if std::time::Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-            Ok(None) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!(
-                    "the password script did not finish within {} s",
-                    PASSWORD_SCRIPT_LIMIT.as_secs()
-                ));
-            }
-            Err(e) => return Err(format!("password script: {e}")),
+        child.wait().await.map(|status| (buf, status))
+    };
+    let (buf, status) = match tokio::time::timeout(PASSWORD_SCRIPT_LIMIT, finished).await {
+        Ok(Ok(done)) => done,
+        Ok(Err(e)) => return Err(format!("password script: {e}")),
+        Err(_) => {
+            return Err(format!(
+                "the password script did not finish within {} s",
+                PASSWORD_SCRIPT_LIMIT.as_secs()
+            ));
         }
     };
-    let buf = reader.join().unwrap_or_default();
     if !status.success() {
         return Err(format!("the password script failed ({status})"));
     }
@@ -955,13 +951,9 @@ fn global(s: &Settings, password: SecretString) -> GlobalArgs {
 async fn act(s: Settings, log: &StepLog) -> Result<FenceCode, Error> {
     let password = match (&s.password, &s.password_script) {
         (Some(p), _) => p.clone(),
-        (None, Some(script)) => {
-            let script = script.clone();
-            tokio::task::spawn_blocking(move || run_password_script(&script))
-                .await
-                .map_err(|e| config::ConfigError::Invalid(format!("password script: {e}")))?
-                .map_err(config::ConfigError::Invalid)?
-        }
+        (None, Some(script)) => run_password_script(script)
+            .await
+            .map_err(config::ConfigError::Invalid)?,
         (None, None) => return Err(config::ConfigError::Invalid("no password".into()).into()),
     };
     if password.expose_secret().is_empty() {
