@@ -357,8 +357,8 @@ async fn run_resource(conn: &ConnectionSettings, cached: bool, job: &Job, log: &
         })
         .await;
     }
-    let through_host = conn.hosts.enabled() && job.may_go_through_host();
-    let host = job.settings.host.as_deref().filter(|_| through_host);
+    let host_allowed = conn.hosts.enabled() && job.may_go_through_host();
+    let host = job.settings.host.as_deref().filter(|_| host_allowed);
     let vcenter_cache = conn
         .session_dir
         .as_ref()
@@ -377,13 +377,7 @@ async fn run_resource(conn: &ConnectionSettings, cached: bool, job: &Job, log: &
             UNREACHABLE_MEMORY.as_secs()
         );
         log.warn(format!("{why}; asking host {host} directly"));
-        return via_host(conn, cached, job, host, why.clone(), log)
-            .await
-            .map_err(|cause| Error::Fallback {
-                host: host.to_string(),
-                vcenter: why,
-                cause: Box::new(cause),
-            });
+        return through_host(conn, cached, job, host, why, log).await;
     }
     let mut opts = connect_options(conn, cached);
     if host.is_some() {
@@ -412,6 +406,18 @@ async fn run_resource(conn: &ConnectionSettings, cached: bool, job: &Job, log: &
     log.warn(format!(
         "vCenter cannot be reached ({why}); asking host {host} directly"
     ));
+    through_host(conn, cached, job, host, why, log).await
+}
+
+/// [`via_host`], its failure reported with why vCenter was not used.
+async fn through_host(
+    conn: &ConnectionSettings,
+    cached: bool,
+    job: &Job,
+    host: &str,
+    why: String,
+    log: &StepLog,
+) -> Result<Outcome, Error> {
     via_host(conn, cached, job, host, why.clone(), log)
         .await
         .map_err(|cause| Error::Fallback {
