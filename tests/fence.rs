@@ -522,8 +522,9 @@ fn stonith_admin_accepts_the_metadata() {
         b = bin().display(),
         out = "/tmp/vmha-fence-metadata.xml"
     );
+    // Other cluster tests may hold the lock for minutes; wait for it, but not forever.
     let st = Command::new("flock")
-        .args(["/tmp/vmha-pacemaker.lock", "sh", "-c", &script])
+        .args(["-w", "900", "/tmp/vmha-pacemaker.lock", "sh", "-c", &script])
         .status()
         .expect("flock");
     let xml = std::fs::read_to_string("/tmp/vmha-fence-metadata.xml").unwrap_or_default();

@@ -742,31 +742,38 @@ fn run_password_script(script: &str) -> Result<SecretString, String> {
         .stderr(Stdio::inherit())
         .spawn()
         .map_err(|e| format!("cannot run the password script: {e}"))?;
+    // Read the output to its end in a thread; its end (or the limit) decides, with no polling.
     let mut out = child.stdout.take();
-    let reader = std::thread::spawn(move || {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
         let mut buf = Vec::new();
         if let Some(o) = out.as_mut() {
             let _ = o.take(64 * 1024).read_to_end(&mut buf);
         }
-        buf
+        let _ = tx.send(buf);
     });
-    let deadline = std::time::Instant::now() + PASSWORD_SCRIPT_LIMIT;
+    let Ok(buf) = rx.recv_timeout(PASSWORD_SCRIPT_LIMIT) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(format!(
+            "the password script did not finish within {} s",
+            PASSWORD_SCRIPT_LIMIT.as_secs()
+        ));
+    };
+    // Its output is closed: it has exited or is about to; a script that closes stdout and lingers is killed.
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
     let status = loop {
         match child.try_wait() {
             Ok(Some(s)) => break s,
-            Ok(None) if std::time::Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            Ok(None) if std::time::Instant::now() < deadline => std::thread::sleep(Duration::from_millis(1)),
             Ok(None) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!(
-                    "the password script did not finish within {} s",
-                    PASSWORD_SCRIPT_LIMIT.as_secs()
-                ));
+                return Err("the password script closed its output but did not exit".into());
             }
             Err(e) => return Err(format!("password script: {e}")),
         }
     };
-    let buf = reader.join().unwrap_or_default();
     if !status.success() {
         return Err(format!("the password script failed ({status})"));
     }

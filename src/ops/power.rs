@@ -125,6 +125,10 @@ pub async fn set(vm: &Vm<'_>, target: Power, limits: PowerLimits, log: &StepLog)
         log.info(format!("already {}", target.as_str()));
         return Ok(false);
     }
+    let want = match target {
+        Power::On => PowerState::PoweredOn,
+        Power::Off => PowerState::PoweredOff,
+    };
     let started = tokio::time::Instant::now();
     let (task, method) = match target {
         Power::Off => (vm.power_off().await, "PowerOffVM_Task"),
@@ -133,8 +137,10 @@ pub async fn set(vm: &Vm<'_>, target: Power, limits: PowerLimits, log: &StepLog)
     log.info(format!("{method} (was {})", s.power_state));
     match task {
         Ok(task) => {
-            // A power-on may stop on a question (a moved VM): the task then never ends, so it is watched too.
-            let targets = Targets::vm(vm, &[VmProp::Question]).and_task(&task);
+            // One watch sees the task end and the power state change. A power-on may stop on a question (a
+            // moved VM): the task then never ends, so the question is watched too.
+            let targets = Targets::vm(vm, &[VmProp::PowerState, VmProp::Question]).and_task(&task);
+            let mut ended_ok = false;
             let mut answered = std::collections::HashSet::new();
             let ended = wait::until(vm.session(), targets, limits.timeout, None, async |seen| {
                 if let Some(q) = seen.question(vm)? {
@@ -149,14 +155,30 @@ pub async fn set(vm: &Vm<'_>, target: Power, limits: PowerLimits, log: &StepLog)
                     }
                 }
                 match seen.task(&task) {
-                    Ok(Some(_)) => Ok::<_, OpError>(Control::Done(())),
-                    Ok(None) => Ok(Control::Continue),
-                    // Already in the state asked for by the time the task ran: the read-back decides.
-                    Err(e) if e.is_invalid_power_state() => Ok(Control::Done(())),
-                    Err(e) => Err(e.into()),
+                    Ok(Some(_)) => ended_ok = true,
+                    Ok(None) => {}
+                    // Already in the state asked for by the time the task ran: the state decides.
+                    Err(e) if e.is_invalid_power_state() => ended_ok = true,
+                    Err(e) => return Err(e.into()),
                 }
+                Ok::<_, OpError>(if ended_ok && seen.power_state(vm).as_ref() == Some(&want) {
+                    Control::Done(())
+                } else {
+                    Control::Continue
+                })
             })
             .await?;
+            if ended == Waited::TimedOut && ended_ok {
+                // The task succeeded, the state never followed: the read-back below reports what it is.
+                let (now, _) = state(vm).await?;
+                return Err(OpError::PowerNotConfirmed {
+                    vm: s.name.clone(),
+                    wanted: target.as_str(),
+                    seen: now.power_state.to_string(),
+                    secs: limits.timeout.as_secs(),
+                    method,
+                });
+            }
             if ended == Waited::TimedOut {
                 return Err(VimError::Timeout {
                     what: method.into(),
@@ -180,12 +202,16 @@ pub async fn set(vm: &Vm<'_>, target: Power, limits: PowerLimits, log: &StepLog)
     Ok(true)
 }
 
-/// Reads the power state until it is `target` (powered off exactly, for Off), within `limit`.
+/// Reads the power state until it is `target` (powered off exactly, for Off), within `limit`: one plain read
+/// when it already is (the usual case after the task's watch), else a watch, then that read.
 async fn confirm(vm: &Vm<'_>, name: &str, target: Power, method: &'static str, limit: Duration) -> Result<(), OpError> {
     let want = match target {
         Power::On => PowerState::PoweredOn,
         Power::Off => PowerState::PoweredOff,
     };
+    if state(vm).await?.0.power_state == want {
+        return Ok(());
+    }
     let mut last = None;
     let waited = wait::until(
         vm.session(),
