@@ -13,6 +13,10 @@ fn main() -> std::process::ExitCode {
         Ok(c) => c,
         Err(e) => return usage(e),
     };
+    // `vmha -v fence ...`: clap took the global options; the fence agent still parses its own.
+    if let vmha::cli::Command::Fence { args } = &cli.command {
+        return fence(args, offset);
+    }
     init_tracing(cli.global.verbose);
     let Some(runtime) = runtime() else {
         return std::process::ExitCode::from(vmha::error::ExitCode::Failure.code());
