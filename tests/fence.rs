@@ -239,6 +239,16 @@ fn every_action_on_the_command_line() {
     let stats = sim.stats();
     assert_eq!(stats["by_method"]["Login"], 1, "{stats}");
     assert_eq!(stats["by_method"]["Logout"], Value::Null, "{stats}");
+
+    // Warm (cached session, plug remembered): status is one request, off of an off VM too.
+    sim.reset_stats();
+    let o = d.run(&["-o", "status", "-n", VM]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert_eq!(sim.stats()["total"], 1, "{}", sim.stats());
+    sim.reset_stats();
+    let o = d.run(&["-o", "off", "-n", "DC0_C0_RP0_VM1"]);
+    assert_eq!((o.code, o.stdout.as_str()), (0, "Success: Already OFF\n"), "{o:?}");
+    println!("warm off of an off VM: {}", sim.stats());
 }
 
 #[test]
