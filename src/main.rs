@@ -19,6 +19,10 @@ fn main() -> std::process::ExitCode {
         Ok(c) => c,
         Err(e) => return usage(e),
     };
+    // `vmha -v fence ...`: clap took the global options; the fence agent still parses its own.
+    if let vmha::cli::Command::Fence { args } = &cli.command {
+        return fence(args, offset);
+    }
     cli.global.read_password_variable();
     init_tracing(cli.global.verbose, true);
     let Some(runtime) = runtime() else {

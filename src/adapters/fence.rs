@@ -1017,11 +1017,12 @@ async fn work(session: &Session, s: &Settings, log: &StepLog) -> Result<(FenceCo
         _ => {}
     }
     let plug = s.plug.as_deref().unwrap_or_default();
-    let vm = power::find_plug(session, plug).await?;
+    let (vm, seen) = power::find_plug(session, plug).await?;
+    let mut seen = seen;
     let one = |line: &str| vec![line.to_string()];
     match s.action {
         Action::Status => {
-            let (st, p) = power::state(&vm).await?;
+            let (st, p) = power::state_or_read(&vm, seen).await?;
             log.set_label(&st.name);
             Ok(match p {
                 Power::On => (FenceCode::Ok, one("Status: ON")),
@@ -1029,7 +1030,7 @@ async fn work(session: &Session, s: &Settings, log: &StepLog) -> Result<(FenceCo
             })
         }
         Action::Off => {
-            let changed = power::set(&vm, Power::Off, s.power, log).await?;
+            let changed = power::set(&vm, seen.take(), Power::Off, s.power, log).await?;
             Ok((
                 FenceCode::Ok,
                 one(if changed {
@@ -1042,7 +1043,7 @@ async fn work(session: &Session, s: &Settings, log: &StepLog) -> Result<(FenceCo
         Action::On => {
             let mut last = None;
             for attempt in 0..=s.retry_on {
-                match power::set(&vm, Power::On, s.power, log).await {
+                match power::set(&vm, seen.take(), Power::On, s.power, log).await {
                     Ok(changed) => {
                         return Ok((
                             FenceCode::Ok,
@@ -1062,11 +1063,11 @@ async fn work(session: &Session, s: &Settings, log: &StepLog) -> Result<(FenceCo
             Err(last.map_or_else(|| Error::Output("power on was not tried".into()), Error::from))
         }
         Action::Reboot => {
-            power::set(&vm, Power::Off, s.power, log).await?;
+            power::set(&vm, seen.take(), Power::Off, s.power, log).await?;
             // fence-agents: once off, the node is fenced; a failed power-on is logged, not a failure.
             let mut on = Err(None);
             for _ in 0..s.retry_on.max(1) {
-                match power::set(&vm, Power::On, s.power, log).await {
+                match power::set(&vm, seen.take(), Power::On, s.power, log).await {
                     Ok(_) => {
                         on = Ok(());
                         break;

@@ -47,14 +47,16 @@ pub struct PowerLimits {
 
 /// The VM named by `plug`: a UUID form is looked up as BIOS UUID, then instance UUID, then as a name
 /// (a VM may be named like a UUID); anything else as a name, refused when two VMs share it.
-pub async fn find_plug<'s>(session: &'s Session, plug: &str) -> Result<Vm<'s>, OpError> {
+/// Returns the VM and, when finding it already read it (a warm lookup), that state: the caller's first state
+/// read then costs no request.
+pub async fn find_plug<'s>(session: &'s Session, plug: &str) -> Result<(Vm<'s>, Option<VmState>), OpError> {
     let key = format!("fence plug {plug}");
     let uuid = crate::config::normalize_uuid(plug).ok();
     if let Some((moref, _)) = session.remembered_vm(&key) {
         let vm = Vm::new(session, moref.clone());
         match vm.read().await {
             // The remembered VM still answers to this plug: a warm fence needs no search.
-            Ok((s, _)) if matches_plug(&s, plug, uuid.as_deref()) => return Ok(vm),
+            Ok((s, _)) if matches_plug(&s, plug, uuid.as_deref()) => return Ok((vm, Some(s))),
             Ok(_) => tracing::debug!("{moref} no longer answers to plug {plug}: searching again"),
             Err(e) if e.is_object_gone() => tracing::debug!("{moref} is gone: searching again"),
             Err(e) => return Err(e.into()),
@@ -71,7 +73,7 @@ pub async fn find_plug<'s>(session: &'s Session, plug: &str) -> Result<Vm<'s>, O
         return Err(OpError::PlugNotFound { plug: plug.into() });
     };
     session.remember_vm(&key, Some((&moref, None))).await;
-    Ok(Vm::new(session, moref))
+    Ok((Vm::new(session, moref), None))
 }
 
 async fn lookup(session: &Session, sel: &VmSelector) -> Result<Option<crate::vim::MoRef>, OpError> {
@@ -89,6 +91,19 @@ fn matches_plug(s: &VmState, plug: &str, uuid: Option<&str>) -> bool {
 /// or its host is not connected: vCenter then shows the last state it knew).
 pub async fn state(vm: &Vm<'_>) -> Result<(VmState, Power), OpError> {
     let (s, _) = vm.read().await?;
+    judge(s)
+}
+
+/// [`state`] on a read already made (`seen`), else a fresh one.
+pub async fn state_or_read(vm: &Vm<'_>, seen: Option<VmState>) -> Result<(VmState, Power), OpError> {
+    match seen {
+        Some(s) => judge(s),
+        None => state(vm).await,
+    }
+}
+
+/// Whether a read VM state can be trusted, and the power it means.
+fn judge(s: VmState) -> Result<(VmState, Power), OpError> {
     if s.connection_state != VmConnectionState::Connected {
         return Err(OpError::StateUnseen {
             vm: s.name.clone(),
@@ -114,8 +129,15 @@ pub async fn state(vm: &Vm<'_>) -> Result<(VmState, Power), OpError> {
 /// the state back until it is `target`, within `limits.timeout`. A suspended VM counts as off for
 /// status but is powered off all the same by `Off`, so that it cannot be resumed. Returns whether a
 /// change was made (false: it already was so).
-pub async fn set(vm: &Vm<'_>, target: Power, limits: PowerLimits, log: &StepLog) -> Result<bool, OpError> {
-    let (s, now) = state(vm).await?;
+/// `seen`: a state read just made (by [`find_plug`]), used instead of a new read.
+pub async fn set(
+    vm: &Vm<'_>,
+    seen: Option<VmState>,
+    target: Power,
+    limits: PowerLimits,
+    log: &StepLog,
+) -> Result<bool, OpError> {
+    let (s, now) = state_or_read(vm, seen).await?;
     log.set_label(&s.name);
     let already = match target {
         Power::Off => s.power_state == PowerState::PoweredOff,
@@ -125,6 +147,10 @@ pub async fn set(vm: &Vm<'_>, target: Power, limits: PowerLimits, log: &StepLog)
         log.info(format!("already {}", target.as_str()));
         return Ok(false);
     }
+    let want = match target {
+        Power::On => PowerState::PoweredOn,
+        Power::Off => PowerState::PoweredOff,
+    };
     let started = tokio::time::Instant::now();
     let (task, method) = match target {
         Power::Off => (vm.power_off().await, "PowerOffVM_Task"),
@@ -133,8 +159,10 @@ pub async fn set(vm: &Vm<'_>, target: Power, limits: PowerLimits, log: &StepLog)
     log.info(format!("{method} (was {})", s.power_state));
     match task {
         Ok(task) => {
-            // A power-on may stop on a question (a moved VM): the task then never ends, so it is watched too.
-            let targets = Targets::vm(vm, &[VmProp::Question]).and_task(&task);
+            // One watch sees the task end and the power state change. A power-on may stop on a question (a
+            // moved VM): the task then never ends, so the question is watched too.
+            let targets = Targets::vm(vm, &[VmProp::PowerState, VmProp::Question]).and_task(&task);
+            let mut ended_ok = false;
             let mut answered = std::collections::HashSet::new();
             let ended = wait::until(vm.session(), targets, limits.timeout, None, async |seen| {
                 if let Some(q) = seen.question(vm)? {
@@ -149,14 +177,30 @@ pub async fn set(vm: &Vm<'_>, target: Power, limits: PowerLimits, log: &StepLog)
                     }
                 }
                 match seen.task(&task) {
-                    Ok(Some(_)) => Ok::<_, OpError>(Control::Done(())),
-                    Ok(None) => Ok(Control::Continue),
-                    // Already in the state asked for by the time the task ran: the read-back decides.
-                    Err(e) if e.is_invalid_power_state() => Ok(Control::Done(())),
-                    Err(e) => Err(e.into()),
+                    Ok(Some(_)) => ended_ok = true,
+                    Ok(None) => {}
+                    // Already in the state asked for by the time the task ran: the state decides.
+                    Err(e) if e.is_invalid_power_state() => ended_ok = true,
+                    Err(e) => return Err(e.into()),
                 }
+                Ok::<_, OpError>(if ended_ok && seen.power_state(vm).as_ref() == Some(&want) {
+                    Control::Done(())
+                } else {
+                    Control::Continue
+                })
             })
             .await?;
+            if ended == Waited::TimedOut && ended_ok {
+                // The task succeeded, the state never followed: the read-back below reports what it is.
+                let (now, _) = state(vm).await?;
+                return Err(OpError::PowerNotConfirmed {
+                    vm: s.name.clone(),
+                    wanted: target.as_str(),
+                    seen: now.power_state.to_string(),
+                    secs: limits.timeout.as_secs(),
+                    method,
+                });
+            }
             if ended == Waited::TimedOut {
                 return Err(VimError::Timeout {
                     what: method.into(),
@@ -180,12 +224,16 @@ pub async fn set(vm: &Vm<'_>, target: Power, limits: PowerLimits, log: &StepLog)
     Ok(true)
 }
 
-/// Reads the power state until it is `target` (powered off exactly, for Off), within `limit`.
+/// Reads the power state until it is `target` (powered off exactly, for Off), within `limit`: one plain read
+/// when it already is (the usual case after the task's watch), else a watch, then that read.
 async fn confirm(vm: &Vm<'_>, name: &str, target: Power, method: &'static str, limit: Duration) -> Result<(), OpError> {
     let want = match target {
         Power::On => PowerState::PoweredOn,
         Power::Off => PowerState::PoweredOff,
     };
+    if state(vm).await?.0.power_state == want {
+        return Ok(());
+    }
     let mut last = None;
     let waited = wait::until(
         vm.session(),
