@@ -175,7 +175,7 @@ fn deb_files(deb: &Path) -> Result<BTreeMap<String, Entry>, String> {
         if f.len() < 6 || f[0].starts_with('d') {
             continue;
         }
-        if f[1] != "0/0" {
+        if f[1] != "0/0" && f[1] != "root/root" {
             return Err(format!("not owned by root in the .deb: {line}"));
         }
         let path = f[5].trim_start_matches('.').to_string();
