@@ -28,9 +28,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use sim::{Sim, vmx_path};
-use stack::{AgentInstall, Node, Primitive, corosync_conf};
+use stack::{AgentInstall, Node, Primitive};
 use stonith::{FenceShim, NODE1_VM, NODE2_VM, device_xml, stonith_cib};
-use twonode::{HOST_ADDR, InNetns, Net, forward, wait_until};
+use twonode::{HOST_ADDR, InNetns, Net, StopOnDrop, forward, start_two_nodes, wait_until};
 
 const VM: &str = "DC0_C0_RP0_VM0";
 const H0: &str = "DC0_C0_H0";
@@ -172,26 +172,6 @@ fn primitive_xml(sim: &Sim, url: Option<&str>, pw: &Path, host_pw: &Path, hosts:
     )
 }
 
-fn start_stack(net: &Net, dir: &Path) -> Vec<Node> {
-    let nodes = [("node1", "192.0.2.1"), ("node2", "192.0.2.2")];
-    let mut n = Vec::new();
-    for (i, (name, _)) in nodes.iter().enumerate() {
-        let d = dir.join(name);
-        let conf = corosync_conf(&nodes, &d.join("corosync.log"));
-        n.push(Node::new(name, &d, Some(&net.ns[i]), &conf, &stonith_cib()));
-    }
-    for node in n.iter_mut() {
-        node.start_corosync();
-    }
-    for node in n.iter_mut() {
-        node.wait_quorate(Duration::from_secs(30));
-        node.start_pacemaker();
-    }
-    n[0].wait_dc(Duration::from_secs(60));
-    n[0].wait_online(&["node1", "node2"], Duration::from_secs(60));
-    n
-}
-
 /// The fence device's endpoint: where the cluster nodes' VMs (NODE1_VM, NODE2_VM) can be powered off.
 struct FenceTarget<'a> {
     /// Its URL as the simulator serves it (forwarded to the nodes like the others).
@@ -279,15 +259,9 @@ fn with_cluster(sim: &Sim, targets: &[String], scenario: impl FnOnce(&mut [Node]
             s.spawn(move || forward(listener, authority, stop));
         }
         s.spawn(|| sampler.run(sim.ready("control"), &stop, t0));
-        struct StopOnDrop<'a>(&'a AtomicBool);
-        impl Drop for StopOnDrop<'_> {
-            fn drop(&mut self) {
-                self.0.store(true, Ordering::SeqCst);
-            }
-        }
         let _stop_helpers = StopOnDrop(&stop);
         let t = Instant::now();
-        let mut n = start_stack(net, dir.path());
+        let mut n = start_two_nodes(net, dir.path(), &stonith_cib());
         println!("two-node stack up in {:.1?}", t.elapsed());
         scenario(&mut n, &urls, &sampler);
         n[0].stop();

@@ -25,8 +25,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use sim::{Mode, Sim, vmx_path};
-use stack::{AgentInstall, Node, Primitive, corosync_conf};
-use twonode::{HOST_ADDR, InNetns, Net, forward, wait_until};
+use stack::{AgentInstall, Primitive};
+use twonode::{HOST_ADDR, InNetns, Net, StopOnDrop, forward, start_two_nodes, wait_until};
 
 const VM: &str = "DC0_C0_RP0_VM0";
 const H0: &str = "DC0_C0_H0";
@@ -112,33 +112,11 @@ fn two_nodes_move_and_fail_over_without_running_twice() {
                 std::thread::sleep(Duration::from_millis(100));
             }
         });
-        // Whatever happens below, the helper threads must end so the scope can.
-        struct StopOnDrop<'a>(&'a AtomicBool);
-        impl Drop for StopOnDrop<'_> {
-            fn drop(&mut self) {
-                self.0.store(true, Ordering::SeqCst);
-            }
-        }
         let _stop_helpers = StopOnDrop(&stop);
 
-        let nodes = [("node1", "192.0.2.1"), ("node2", "192.0.2.2")];
-        let mut n = Vec::new();
-        for (i, (name, _)) in nodes.iter().enumerate() {
-            let d = dir.path().join(name);
-            let conf = corosync_conf(&nodes, &d.join("corosync.log"));
-            // Stonith on, with a fence_vmha device (stonith.rs): node2's death below is fenced before the takeover.
-            n.push(Node::new(name, &d, Some(&net.ns[i]), &conf, &stonith::stonith_cib()));
-        }
         let t_stack = Instant::now();
-        for node in n.iter_mut() {
-            node.start_corosync();
-        }
-        for node in n.iter_mut() {
-            node.wait_quorate(Duration::from_secs(30));
-            node.start_pacemaker();
-        }
-        n[0].wait_dc(Duration::from_secs(60));
-        n[0].wait_online(&["node1", "node2"], Duration::from_secs(60));
+        // Stonith on, with a fence_vmha device (stonith.rs): node2's death below is fenced before the takeover.
+        let mut n = start_two_nodes(&net, dir.path(), &stonith::stonith_cib());
         println!(
             "two-node stack up (both online, DC elected) in {:.1?}",
             t_stack.elapsed()

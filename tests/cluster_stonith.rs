@@ -29,7 +29,7 @@ use serde_json::{Value, json};
 use sim::{Mode, Sim, vmx_path};
 use stack::{AgentInstall, Node, Primitive, corosync_conf};
 use stonith::{FenceShim, NODE2_VM, SPARE_VM, device_xml, stonith_cib};
-use twonode::{HOST_ADDR, InNetns, Net, forward};
+use twonode::{HOST_ADDR, InNetns, Net, StopOnDrop, forward, start_two_nodes};
 
 const VM: &str = "DC0_C0_RP0_VM0";
 const H0: &str = "DC0_C0_H0";
@@ -143,33 +143,13 @@ fn stonith_fences_failed_and_dead_nodes_before_recovery() {
                 std::thread::sleep(Duration::from_millis(100));
             }
         });
-        struct StopOnDrop<'a>(&'a AtomicBool);
-        impl Drop for StopOnDrop<'_> {
-            fn drop(&mut self) {
-                self.0.store(true, Ordering::SeqCst);
-            }
-        }
         let _stop_helpers = StopOnDrop(&stop);
 
         let nodes = [("node1", "192.0.2.1"), ("node2", "192.0.2.2")];
         // Stonith on; a fence powers the node's VM off (and leaves it off), as a guest cluster would want.
         let cib = stonith_cib();
-        let mut n = Vec::new();
-        for (i, (name, _)) in nodes.iter().enumerate() {
-            let d = dir.path().join(name);
-            let conf = corosync_conf(&nodes, &d.join("corosync.log"));
-            n.push(Node::new(name, &d, Some(&net.ns[i]), &conf, &cib));
-        }
         let t_stack = Instant::now();
-        for node in n.iter_mut() {
-            node.start_corosync();
-        }
-        for node in n.iter_mut() {
-            node.wait_quorate(Duration::from_secs(30));
-            node.start_pacemaker();
-        }
-        n[0].wait_dc(Duration::from_secs(60));
-        n[0].wait_online(&["node1", "node2"], Duration::from_secs(60));
+        let mut n = start_two_nodes(&net, dir.path(), &cib);
         println!("two-node stack up in {:.1?}", t_stack.elapsed());
 
         n[0].tool_ok(

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::stack::Node;
+use super::stack::{Node, corosync_conf};
 
 pub const HOST_ADDR: &str = "192.0.2.254";
 
@@ -141,4 +141,36 @@ pub fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool, n
         std::thread::sleep(Duration::from_millis(50));
     }
     t.elapsed()
+}
+
+/// node1 (192.0.2.1) and node2 (192.0.2.2), each in its namespace of `net`, with `cib` seeded: corosync up
+/// and quorate on both, then pacemakerd, a DC elected and both online.
+pub fn start_two_nodes(net: &Net, dir: &std::path::Path, cib: &str) -> Vec<Node> {
+    let nodes = [("node1", "192.0.2.1"), ("node2", "192.0.2.2")];
+    let mut n = Vec::new();
+    for (i, (name, _)) in nodes.iter().enumerate() {
+        let d = dir.join(name);
+        let conf = corosync_conf(&nodes, &d.join("corosync.log"));
+        n.push(Node::new(name, &d, Some(&net.ns[i]), &conf, cib));
+    }
+    for node in n.iter_mut() {
+        node.start_corosync();
+    }
+    for node in n.iter_mut() {
+        node.wait_quorate(Duration::from_secs(30));
+        node.start_pacemaker();
+    }
+    n[0].wait_dc(Duration::from_secs(60));
+    n[0].wait_online(&["node1", "node2"], Duration::from_secs(60));
+    n
+}
+
+/// Sets the flag when dropped: a test's helper threads (forwarders, samplers) end whatever happens, so the
+/// scope that runs them can.
+pub struct StopOnDrop<'a>(pub &'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
 }
