@@ -190,6 +190,11 @@ fn every_command_goes_through_this_nodes_host_while_vcenter_is_down_or_frozen() 
         "vCenter answers again: {}",
         r.stdout
     );
+    // No session leaked: each node keeps one cached session per endpoint it used (node0: vCenter and its
+    // host; node1: its host), however many calls it made.
+    let sessions = sim.sessions();
+    let live = sessions["live"].as_u64().unwrap_or(u64::MAX);
+    assert!(live <= 3, "{live} live sessions: {sessions}");
 }
 
 #[test]
