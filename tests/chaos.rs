@@ -1377,21 +1377,29 @@ fn report(outcomes: &[Outcome], took: Duration) -> String {
 }
 
 fn main() {
+    // Exit only after every guard (namespaces, installed agents) is dropped.
+    if !campaign() {
+        std::process::exit(1);
+    }
+}
+
+/// Runs the campaign; false when a run broke an invariant.
+fn campaign() -> bool {
     // harness = false: a filter that is not ours, or --list, must not start a campaign.
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--list") {
         println!("chaos: test");
-        return;
+        return true;
     }
     if args
         .iter()
         .any(|a| !a.starts_with('-') && !"chaos".contains(a.as_str()))
     {
-        return;
+        return true;
     }
     if !common::is_root() {
         println!("chaos: SKIPPED (needs root: network and mount namespaces, /usr/sbin/fence_vmha)");
-        return;
+        return true;
     }
     for tool in [
         "corosync",
@@ -1431,7 +1439,7 @@ fn main() {
     let out_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("chaos");
     std::fs::create_dir_all(&out_dir).unwrap();
     let net = Net::up();
-    let _in_sim_ns = InNetns::enter(&net.ns[2]);
+    let in_sim_ns = InNetns::enter(&net.ns[2]);
     let _installed = Installed::new();
     let env = Env {
         net,
@@ -1475,8 +1483,8 @@ fn main() {
     let text = report(&outcomes, t0.elapsed());
     println!("{text}");
     let _ = std::fs::write(out_dir.join("report.txt"), &text);
+    // Back home first: the bridge is deleted from the namespace it was made in.
+    drop(in_sim_ns);
     drop(env);
-    if outcomes.iter().any(|o| !o.violations.is_empty()) {
-        std::process::exit(1);
-    }
+    outcomes.iter().all(|o| o.violations.is_empty())
 }
