@@ -411,7 +411,7 @@ fn sampler(control: String, shared: Arc<Shared>, stop: Arc<AtomicBool>, log: Arc
                 .into_iter()
                 .flatten()
                 .filter(|h| HOSTS.contains(&h["name"].as_str().unwrap_or("")))
-                .map(|h| format!("{}", h["connection_state"].as_str().unwrap_or("?")))
+                .map(|h| h["connection_state"].as_str().unwrap_or("?").to_string())
                 .collect();
             let now = format!(
                 "running on {on:?}; entries [{}]; hosts [{}]; lock {}",
