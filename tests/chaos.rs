@@ -478,6 +478,9 @@ struct Outcome {
     setup: Duration,
     total: Duration,
     timeline_file: Option<PathBuf>,
+    /// Nodes fenced (their stand-in VM seen off), and fence-device refusals that began (FenceFailsOnce).
+    fences: usize,
+    fence_refusals: usize,
 }
 
 struct Cluster<'a> {
@@ -844,6 +847,14 @@ fn run_once(env: &Env, seed: u64) -> Outcome {
         );
     }
     o.total = t_run.elapsed();
+    {
+        let events = log.events.lock().unwrap();
+        o.fences = events.iter().filter(|(_, e)| e.contains(" fenced (")).count();
+        o.fence_refusals = events
+            .iter()
+            .filter(|(_, e)| e.contains("a fence that fails once"))
+            .count();
+    }
     if !o.violations.is_empty() {
         o.timeline_file = Some(write_timeline(&o, &log, &shared, &cl.node_dirs, &sim, &dir));
     } else {
@@ -1312,6 +1323,12 @@ fn report(outcomes: &[Outcome], took: Duration) -> String {
         failed.len()
     );
     let _ = writeln!(s, "recovery bound (derived from the timeouts): {:?}", recovery_bound());
+    let _ = writeln!(
+        s,
+        "nodes fenced: {}; fence device refusing (FenceFailsOnce) began {} times",
+        outcomes.iter().map(|o| o.fences).sum::<usize>(),
+        outcomes.iter().map(|o| o.fence_refusals).sum::<usize>()
+    );
     let mut by_kind: BTreeMap<Kind, (usize, Vec<Duration>, Vec<Duration>)> = BTreeMap::new();
     for o in outcomes {
         for f in &o.faults {
@@ -1467,11 +1484,12 @@ fn campaign() -> bool {
         );
         let o = run_once(&env, *seed);
         println!(
-            "  -> {} recovery {} down {:.1}s, {} samples, run {:.1?}{}",
+            "  -> {} recovery {} down {:.1}s, {} fenced, {} samples, run {:.1?}{}",
             if o.violations.is_empty() { "ok" } else { "VIOLATION" },
             o.recovery
                 .map_or("-".to_string(), |r| format!("{:.1}s", r.as_secs_f64())),
             o.downtime.as_secs_f64(),
+            o.fences,
             o.samples,
             o.total,
             o.violations.iter().map(|v| format!("\n     {v}")).collect::<String>()
