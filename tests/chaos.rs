@@ -431,12 +431,18 @@ fn sampler(control: String, shared: Arc<Shared>, stop: Arc<AtomicBool>, log: Arc
 
 /// A fence powers the node's stand-in VM off; the node's stack dies with it, at once.
 fn fence_watcher(control: String, shared: Arc<Shared>, stop: Arc<AtomicBool>, log: Arc<Log>) {
+    let mut was_off = [false; 2];
     while !stop.load(Ordering::SeqCst) {
         for i in 0..2 {
             let Ok(v) = sim::get_json(&control, &format!("/vm/{}", sim::encode(PLUGS[i]))) else {
                 continue;
             };
-            if v["power_state"] == "poweredOff" {
+            let off = v["power_state"] == "poweredOff";
+            if off && !was_off[i] {
+                log.event(format!("{} powered off: {} fenced", PLUGS[i], NODES[i]));
+            }
+            was_off[i] = off;
+            if off {
                 // Read again under the lock: a restart powers the VM on before it records the new stack.
                 let mut holders = shared.holders.lock().unwrap();
                 let again = sim::get_json(&control, &format!("/vm/{}", sim::encode(PLUGS[i])));
@@ -849,7 +855,7 @@ fn run_once(env: &Env, seed: u64) -> Outcome {
     o.total = t_run.elapsed();
     {
         let events = log.events.lock().unwrap();
-        o.fences = events.iter().filter(|(_, e)| e.contains(" fenced (")).count();
+        o.fences = events.iter().filter(|(_, e)| e.contains(" powered off: ")).count();
         o.fence_refusals = events
             .iter()
             .filter(|(_, e)| e.contains("a fence that fails once"))
