@@ -346,27 +346,18 @@ impl Node {
 
     /// PIDs of every process in this node's mount namespace except the holder.
     fn members(&self) -> Vec<u32> {
-        let holder = self.holder.id();
-        let Ok(ns) = fs::read_link(format!("/proc/{holder}/ns/mnt")) else {
-            return Vec::new();
-        };
-        let mut pids = Vec::new();
-        for e in fs::read_dir("/proc").into_iter().flatten().flatten() {
-            let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-                continue;
-            };
-            if pid != holder && fs::read_link(format!("/proc/{pid}/ns/mnt")).ok().as_ref() == Some(&ns) {
-                pids.push(pid);
-            }
-        }
-        pids
+        namespace_members(self.holder.id())
+    }
+
+    /// The PID of the process that holds the node's mount namespace (for [`kill_namespace`] from another
+    /// thread, e.g. a fence that must take the node down at once).
+    pub fn holder_pid(&self) -> u32 {
+        self.holder.id()
     }
 
     /// Kills the whole stack at once (SIGKILL), as a crashed node.
     pub fn crash(&mut self) {
-        for pid in self.members() {
-            signal(pid, "KILL");
-        }
+        kill_namespace(self.holder.id());
         for c in [self.pacemakerd.as_mut(), self.corosync.as_mut()].into_iter().flatten() {
             let _ = c.wait();
         }
@@ -405,6 +396,33 @@ impl Node {
             let _ = self.holder.wait();
         }
         took
+    }
+}
+
+/// PIDs of every process in `holder`'s mount namespace except the holder itself.
+pub fn namespace_members(holder: u32) -> Vec<u32> {
+    let Ok(ns) = fs::read_link(format!("/proc/{holder}/ns/mnt")) else {
+        return Vec::new();
+    };
+    let mut pids = Vec::new();
+    for e in fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if pid != holder && fs::read_link(format!("/proc/{pid}/ns/mnt")).ok().as_ref() == Some(&ns) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// SIGKILLs every process in `holder`'s mount namespace but the holder: the node's stack dies at once.
+pub fn kill_namespace(holder: u32) {
+    for pid in namespace_members(holder) {
+        // SAFETY: kill(2) on a PID found in the node's own mount namespace; no memory is touched.
+        unsafe {
+            libc::kill(pid as i32, libc::SIGKILL);
+        }
     }
 }
 

@@ -490,6 +490,14 @@ impl Sim {
         self.call("DELETE", path, None)
     }
 
+    /// `POST` that may be refused (e.g. 409 for a VM not powered on): `Err` names the status and answer.
+    pub fn try_post(&self, path: &str, body: Value) -> Result<Value, String> {
+        match http_request(self.ready("control"), "POST", path, Some(&body))? {
+            (200..=299, v) => Ok(v),
+            (code, v) => Err(format!("HTTP {code}: {v}")),
+        }
+    }
+
     /// `GET /vm/{name}` (also works for an unregistered VM).
     pub fn vm(&self, name: &str) -> Value {
         self.call("GET", &format!("/vm/{}", encode(name)), None)

@@ -68,13 +68,12 @@ func (x *Ext) hostPower(w http.ResponseWriter, method string, body []byte) bool 
 		}
 		finishTask(task, nil, nil, "")
 		x.setHostPower(this, types.HostSystemPowerStatePoweredOff)
-		x.setHostConnection(this, types.HostSystemConnectionStateNotResponding, false)
+		x.setHostConnection(this, types.HostSystemConnectionStateNotResponding, true)
 		log.Printf("host %s %s (force=%v, maintenance=%v)", name, id, force, maintenance)
 		if reboot {
 			time.Sleep(rebootDelay)
 			x.setHostPower(this, types.HostSystemPowerStatePoweredOn)
-			// Back from a reboot: its VMs are powered off (setHostConnection's rebooted).
-			x.setHostConnection(this, types.HostSystemConnectionStateConnected, true)
+			x.setHostConnection(this, types.HostSystemConnectionStateConnected, false)
 			log.Printf("host %s is back after its reboot", name)
 		}
 	}()
