@@ -1270,7 +1270,7 @@ fn write_timeline(
 
 /// The OCF agent (provider `vmha-chaos`) and the fence agent (`/usr/sbin/fence_vmha_chaos`), both execing
 /// this build: names no other test installs, so the campaign never removes another test's agents. Removed
-/// on drop; an existing file is never replaced.
+/// on drop; a leftover of a killed campaign is replaced.
 const CHAOS_PROVIDER: &str = "vmha-chaos";
 const CHAOS_FENCE: &str = "/usr/sbin/fence_vmha_chaos";
 
@@ -1279,11 +1279,18 @@ struct Installed;
 impl Installed {
     fn new() -> Installed {
         let dir = PathBuf::from("/usr/lib/ocf/resource.d").join(CHAOS_PROVIDER);
-        assert!(!dir.exists(), "{} exists: not replacing it", dir.display());
-        assert!(
-            !Path::new(CHAOS_FENCE).exists(),
-            "{CHAOS_FENCE} exists: not replacing it"
-        );
+        // These names are the campaign's alone: what stands there was left by a campaign that was killed
+        // before its guards ran, and is replaced.
+        for (path, left) in [
+            (dir.as_path(), dir.exists()),
+            (Path::new(CHAOS_FENCE), Path::new(CHAOS_FENCE).exists()),
+        ] {
+            if left {
+                println!("chaos: replacing {} left by an earlier campaign", path.display());
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_file(CHAOS_FENCE);
         std::fs::create_dir_all(&dir).unwrap();
         common::write_shim(&dir.join("vm"));
         std::fs::write(
