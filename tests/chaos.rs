@@ -44,7 +44,7 @@ use serde_json::{Value, json};
 use sim::{Sim, vmx_path};
 use stack::{Node, Primitive, corosync_conf, kill_namespace, run_with_timeout};
 use stonith::{NODE1_VM, NODE2_VM, device_xml, stonith_cib};
-use twonode::{HOST_ADDR, InNetns, Net};
+use twonode::{HOST_ADDR, InNetns, Net, running_hosts};
 
 const VM: &str = "DC0_C0_RP0_VM0";
 const HOSTS: [&str; 2] = ["DC0_C0_H0", "DC0_C0_H1"];
@@ -334,29 +334,6 @@ impl Log {
     }
 }
 
-/// Hosts on which the VM runs now, per the simulator: powered-on, registered entries on hosts that are not
-/// lost, and on a lost host (notResponding: dead, its endpoint silent) only while that host still holds the
-/// files' lock, since it may still be running the VM until then (tests/cluster_outage_two.rs does the same).
-fn running_hosts(vms: &Value, hosts: &Value, locks: &Value) -> BTreeSet<String> {
-    let vmx = vmx_path(VM);
-    let lost: BTreeSet<&str> = hosts
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|h| h["connection_state"] == "notResponding")
-        .filter_map(|h| h["name"].as_str())
-        .collect();
-    let locked = locks[vmx.as_str()]["held"] == true;
-    vms.as_array()
-        .into_iter()
-        .flatten()
-        .filter(|v| v["vmx"] == vmx.as_str() && v["registered"] == true && v["power_state"] == "poweredOn")
-        .filter_map(|v| v["host"].as_str())
-        .filter(|h| !lost.contains(h) || locked)
-        .map(str::to_string)
-        .collect()
-}
-
 struct Shared {
     /// Holder PIDs of the live node stacks; None once killed (crash or fence).
     holders: Mutex<[Option<u32>; 2]>,
@@ -385,7 +362,7 @@ fn sampler(control: String, shared: Arc<Shared>, stop: Arc<AtomicBool>, log: Arc
             let gap = prev.elapsed().as_millis() as u64;
             prev = Instant::now();
             shared.max_gap_ms.fetch_max(gap, Ordering::SeqCst);
-            let on = running_hosts(&vms, &hosts, &locks);
+            let on = running_hosts(&vms, &hosts, &locks, &vmx_path(VM));
             shared.samples.fetch_add(1, Ordering::SeqCst);
             if on.len() > 1 {
                 shared.twice.fetch_add(1, Ordering::SeqCst);

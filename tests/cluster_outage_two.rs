@@ -30,33 +30,11 @@ use serde_json::{Value, json};
 use sim::{Sim, vmx_path};
 use stack::{AgentInstall, Node, Primitive};
 use stonith::{FenceShim, NODE1_VM, NODE2_VM, device_xml, stonith_cib};
-use twonode::{HOST_ADDR, InNetns, Net, StopOnDrop, forward, start_two_nodes, wait_until};
+use twonode::{HOST_ADDR, InNetns, Net, StopOnDrop, forward, running_hosts, start_two_nodes, wait_until};
 
 const VM: &str = "DC0_C0_RP0_VM0";
 const H0: &str = "DC0_C0_H0";
 const H1: &str = "DC0_C0_H1";
-
-/// Hosts on which the VM runs now, per the simulator: powered-on entries on hosts that are up, and on a lost
-/// host (notResponding) as long as that host still holds the files' lock (it may still be running it).
-fn running_hosts(vms: &Value, hosts: &Value, locks: &Value) -> BTreeSet<String> {
-    let vmx = vmx_path(VM);
-    let lost: BTreeSet<&str> = hosts
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|h| h["connection_state"] == "notResponding")
-        .filter_map(|h| h["name"].as_str())
-        .collect();
-    let locked = locks[vmx.as_str()]["held"] == true;
-    vms.as_array()
-        .into_iter()
-        .flatten()
-        .filter(|v| v["vmx"] == vmx.as_str() && v["registered"] == true && v["power_state"] == "poweredOn")
-        .filter_map(|v| v["host"].as_str())
-        .filter(|h| !lost.contains(h) || locked)
-        .map(str::to_string)
-        .collect()
-}
 
 struct Sampler {
     samples: AtomicU64,
@@ -76,7 +54,7 @@ impl Sampler {
                 ))
             })();
             if let Ok((vms, hosts, locks)) = read {
-                let on = running_hosts(&vms, &hosts, &locks);
+                let on = running_hosts(&vms, &hosts, &locks, &vmx_path(VM));
                 self.samples.fetch_add(1, Ordering::SeqCst);
                 if on.len() > 1 {
                     self.twice.fetch_add(1, Ordering::SeqCst);
@@ -93,7 +71,8 @@ impl Sampler {
 
     fn on(&self, sim: &Sim, host: &str) -> bool {
         let locks = sim::get_json(sim.ready("control"), "/locks").unwrap_or(Value::Null);
-        running_hosts(&sim.vms(), &Value::Array(sim.hosts_state()), &locks) == BTreeSet::from([host.to_string()])
+        running_hosts(&sim.vms(), &Value::Array(sim.hosts_state()), &locks, &vmx_path(VM))
+            == BTreeSet::from([host.to_string()])
     }
 }
 

@@ -174,3 +174,30 @@ impl Drop for StopOnDrop<'_> {
         self.0.store(true, Ordering::SeqCst);
     }
 }
+
+/// Hosts on which the VM with files `vmx` runs now, per the simulator's `/vms`, `/hosts` and `/locks`: its
+/// powered-on entries on hosts that are up, and on a lost host (notResponding) only while that host still
+/// holds the files' lock (it may still be running it; once the lock is gone it is not).
+pub fn running_hosts(
+    vms: &serde_json::Value,
+    hosts: &serde_json::Value,
+    locks: &serde_json::Value,
+    vmx: &str,
+) -> std::collections::BTreeSet<String> {
+    let lost: std::collections::BTreeSet<&str> = hosts
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|h| h["connection_state"] == "notResponding")
+        .filter_map(|h| h["name"].as_str())
+        .collect();
+    let locked = locks[vmx]["held"] == true;
+    vms.as_array()
+        .into_iter()
+        .flatten()
+        .filter(|v| v["vmx"] == vmx && v["registered"] == true && v["power_state"] == "poweredOn")
+        .filter_map(|v| v["host"].as_str())
+        .filter(|h| !lost.contains(h) || locked)
+        .map(str::to_string)
+        .collect()
+}
