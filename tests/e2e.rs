@@ -851,3 +851,55 @@ fn start_carries_on_across_session_expiry() {
     assert_eq!(stats["by_method"]["Logout"], 1, "{stats}");
     assert_eq!(sim.vm(VM)["power_state"], "poweredOn");
 }
+
+/// A failed start can leave its power-on waiting on a question nobody may answer. The cluster's stop that
+/// follows must end that power-on, not let it through: it answers the question's Cancel, waits for the
+/// task to end, and reports stopped with the VM off. (Answering "I moved it" or ignoring the task let the
+/// VM power on after the cluster had been told it stopped: chaos seed 798287078.)
+#[test]
+fn stop_cancels_a_power_on_a_failed_start_left_waiting_on_a_question() {
+    let sim = Sim::start("vcenter");
+    other_question(&sim);
+    let r = sim.vmha(bin()).run(&["start", "--name", VM, "--host", H1]);
+    assert_eq!(r.code, 1, "{r:?}");
+    let left = sim.vm(VM);
+    assert!(
+        left["power_state"] == "poweredOff" && !left["question"].is_null(),
+        "the failed start should leave the power-on waiting: {left}"
+    );
+    let r = sim.vmha(bin()).run(&["stop", "--name", VM, "--host", H1]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("with \"Cancel\""), "{r:?}");
+    assert!(r.stdout.contains("did not power it on"), "{r:?}");
+    // The stop waited for the task to end: nothing is left that could still power the VM on.
+    assert_vm(&sim, VM, "poweredOff", Some(H1));
+    assert_eq!(sim.soap_calls("PowerOnVM_Task"), 1, "{}", sim.stats());
+}
+
+/// A start killed while its power-on task runs: the stop that follows finds the VM still off, sees the
+/// power-on in the VM's recentTask, waits for it, and powers down what it left.
+#[test]
+fn stop_waits_out_a_power_on_a_killed_start_left_running() {
+    let sim = Sim::start("vcenter");
+    sim.guest_shutdown(VM);
+    // Every task takes 3 s, so the power-on is still running when the start is killed and the stop reads.
+    sim.post("/settings", json!({"task_delay_ms": 3000}));
+    let start = sim.vmha(bin()).spawn(&["start", "--name", VM, "--host", H1]);
+    sim.wait_for_calls("PowerOnVM_Task", 1, Duration::from_secs(20));
+    let kill = std::process::Command::new("kill")
+        .args(["-KILL", &start.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let _ = start.wait();
+    assert_eq!(
+        sim.vm(VM)["power_state"],
+        "poweredOff",
+        "the power-on ended too early for this test"
+    );
+    let r = sim.vmha(bin()).run(&["stop", "--name", VM, "--host", H1]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("a power-on is in flight"), "{r:?}");
+    assert!(r.stdout.contains("powered the VM on: stopping it"), "{r:?}");
+    assert_vm(&sim, VM, "poweredOff", Some(H1));
+}

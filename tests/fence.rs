@@ -552,3 +552,50 @@ fn stonith_admin_accepts_the_metadata() {
     // Pacemaker adds its own pcmk_* parameters to an agent's metadata it accepted.
     assert!(xml.contains("plug") && xml.contains("<actions>"), "{xml}");
 }
+
+/// An off VM with a power-on in flight is not "already off": the fence waits for the power-on to end and
+/// powers off what it left, so the fenced node cannot come back after the fence reported it off. A
+/// power-on held up by a question is cancelled instead.
+#[test]
+fn off_is_not_fooled_by_a_power_on_in_flight() {
+    let sim = Sim::start("vcenter");
+    let d = device(&sim);
+    assert_eq!(d.run(&["-o", "off", "-n", VM]).code, 0);
+    // Someone else powers the VM on; every task takes 3 s, so the off below finds it still running.
+    sim.post("/settings", json!({"task_delay_ms": 3000}));
+    let on_args = d.args.clone();
+    let other = std::thread::spawn(move || {
+        let mut a: Vec<&str> = on_args.iter().map(String::as_str).collect();
+        a.extend_from_slice(&["-o", "on", "-n", VM]);
+        fence(&a, "")
+    });
+    sim.wait_for_calls("PowerOnVM_Task", 1, Duration::from_secs(20));
+    assert_eq!(
+        power(&sim, VM),
+        "poweredOff",
+        "the power-on ended too early for this test"
+    );
+    let o = d.run(&["-o", "off", "-n", VM, "-v"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(o.stderr.contains("a power-on is in flight"), "{o:?}");
+    assert!(o.stderr.contains("PowerOffVM_Task"), "{o:?}");
+    assert_eq!(power(&sim, VM), "poweredOff");
+    let _ = other.join();
+
+    // A power-on waiting on a question nobody may answer: off cancels it.
+    sim.post("/settings", json!({"task_delay_ms": 50}));
+    sim.post(
+        &format!("/vm/{VM}/question"),
+        json!({"once": true, "text": "The disk is full. Retry or cancel?", "message_id": "msg.hbacommon.outofspace",
+               "choices": [{"key": "0", "label": "button.retry", "summary": "_Retry"},
+                           {"key": "1", "label": "button.abort", "summary": "_Cancel"}],
+               "default": 0, "cancel_key": "1"}),
+    );
+    assert_eq!(d.run(&["-o", "on", "-n", VM]).code, 1, "on must fail on that question");
+    assert!(!sim.vm(VM)["question"].is_null(), "{}", sim.vm(VM));
+    let o = d.run(&["-o", "off", "-n", VM, "-v"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(o.stderr.contains("with \"Cancel\""), "{o:?}");
+    let v = sim.vm(VM);
+    assert!(v["power_state"] == "poweredOff" && v["question"].is_null(), "{v}");
+}

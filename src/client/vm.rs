@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use crate::vim::{
-    HeartbeatStatus, HostConnectionState, MoRef, ObjectContent, PowerState, QuestionInfo, VmConnectionState,
+    HeartbeatStatus, HostConnectionState, MoRef, ObjectContent, PowerState, QuestionInfo, TaskState, VmConnectionState,
 };
 
 use super::{HostInfo, Inventory, Session, Task, VimError};
@@ -165,6 +165,38 @@ impl<'s> Vm<'s> {
         Ok((state, host))
     }
 
+    /// This VM's power-ons still queued or running, from its `recentTask` (one request, the tasks read
+    /// through a traversal). A start that gave up may have left one behind: it would power the VM on
+    /// after a stop had seen it off. `recentTask` also lists finished tasks for a while: they are left out.
+    pub async fn power_ons_in_flight(&self) -> Result<Vec<Task<'s>>, VimError> {
+        let spec = PropertyFilterSpec {
+            props: vec![PropertySpec {
+                kind: "Task".into(),
+                paths: vec!["info.descriptionId".into(), "info.name".into(), "info.state".into()],
+            }],
+            objects: vec![ObjectSpec {
+                obj: self.moref.clone(),
+                skip: true,
+                traversals: vec![TraversalSpec {
+                    name: "vmRecentTasks".into(),
+                    kind: "VirtualMachine".into(),
+                    path: "recentTask".into(),
+                    select: vec![],
+                }],
+            }],
+        };
+        let found = match self.session.retrieve(&spec).await {
+            Ok(f) => f,
+            Err(e) if e.is_object_gone() => return Err(VimError::Gone(self.moref.clone())),
+            Err(e) => return Err(e),
+        };
+        Ok(found
+            .iter()
+            .filter(|o| o.obj.kind == "Task" && is_power_on_in_flight(o))
+            .map(|o| Task::new(self.session, o.obj.clone(), "PowerOnVM_Task"))
+            .collect())
+    }
+
     /// PowerOnVM_Task. `host` only with vCenter (ESX-direct powers on where the VM is registered).
     pub async fn power_on(&self, host: Option<&MoRef>) -> Result<Task<'s>, VimError> {
         let t = self
@@ -209,5 +241,69 @@ impl<'s> Vm<'s> {
         self.session
             .call(async |c| methods::unregister_vm(c, &self.moref).await)
             .await
+    }
+}
+
+/// A Task's properties say it is a power-on (PowerOnVM_Task, `VirtualMachine.powerOn`) not yet ended.
+fn is_power_on_in_flight(task: &ObjectContent) -> bool {
+    let power_on = task.text("info.descriptionId").map(str::trim) == Some("VirtualMachine.powerOn")
+        || task.text("info.name").map(str::trim) == Some("PowerOnVM_Task");
+    let state = TaskState::parse(task.text("info.state").unwrap_or_default().trim());
+    power_on && matches!(state, TaskState::Queued | TaskState::Running)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::soap::Element;
+
+    fn task(description: &str, name: &str, state: &str) -> ObjectContent {
+        let prop = |path: &str, value: &str| {
+            let mut val = Element::new("val");
+            val.text = value.to_string();
+            (path.to_string(), val)
+        };
+        ObjectContent {
+            obj: MoRef::new("Task", "task-1"),
+            props: vec![
+                prop("info.descriptionId", description),
+                prop("info.name", name),
+                prop("info.state", state),
+            ],
+            missing: vec![],
+        }
+    }
+
+    #[test]
+    fn a_running_or_queued_power_on_is_in_flight() {
+        assert!(is_power_on_in_flight(&task(
+            "VirtualMachine.powerOn",
+            "PowerOnVM_Task",
+            "running"
+        )));
+        assert!(is_power_on_in_flight(&task(
+            "VirtualMachine.powerOn",
+            "PowerOnVM_Task",
+            "queued"
+        )));
+    }
+
+    #[test]
+    fn a_finished_power_on_or_another_task_is_not() {
+        assert!(!is_power_on_in_flight(&task(
+            "VirtualMachine.powerOn",
+            "PowerOnVM_Task",
+            "success"
+        )));
+        assert!(!is_power_on_in_flight(&task(
+            "VirtualMachine.powerOn",
+            "PowerOnVM_Task",
+            "error"
+        )));
+        assert!(!is_power_on_in_flight(&task(
+            "VirtualMachine.powerOff",
+            "PowerOffVM_Task",
+            "running"
+        )));
     }
 }

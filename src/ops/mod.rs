@@ -440,6 +440,18 @@ pub struct Answer {
     pub question: String,
 }
 
+impl Answer {
+    /// The answer `choice` to `q`.
+    pub fn choosing(q: &QuestionInfo, choice: &crate::vim::QuestionChoice) -> Answer {
+        Answer {
+            question_id: q.id.clone(),
+            choice_key: choice.key.clone(),
+            choice_text: choice.summary.replace('_', ""),
+            question: q.text.lines().next().unwrap_or("").to_string(),
+        }
+    }
+}
+
 /// Answers to questions, from `--answer ID=CHOICE`, plus the built-in "I moved it".
 #[derive(Clone, Debug, Default)]
 pub struct AnswerPolicy {
@@ -476,12 +488,7 @@ impl AnswerPolicy {
         };
         let question = q.text.lines().next().unwrap_or("").to_string();
         match choice {
-            Some(c) => Ok(Answer {
-                question_id: q.id.clone(),
-                choice_key: c.key.clone(),
-                choice_text: c.summary.replace('_', ""),
-                question,
-            }),
+            Some(c) => Ok(Answer::choosing(q, c)),
             None => Err(OpError::Question {
                 vm: vm.to_string(),
                 id: q.id.clone(),

@@ -137,8 +137,37 @@ pub async fn set(
     limits: PowerLimits,
     log: &StepLog,
 ) -> Result<bool, OpError> {
-    let (s, now) = state_or_read(vm, seen).await?;
+    let (mut s, mut now) = state_or_read(vm, seen).await?;
     log.set_label(&s.name);
+    if target == Power::Off && s.power_state == PowerState::PoweredOff {
+        // Off now, but a power-on in flight would bring the node back after the fence reported it off:
+        // wait for it to end, then act on what it left. One held up by a question is cancelled first.
+        if let Some(q) = &s.question
+            && let Some(cancel) = q.cancel_choice()
+        {
+            log.info(format!(
+                "answering \"{}\" with \"{}\": a power-on waits on it",
+                q.text.lines().next().unwrap_or_default(),
+                cancel.summary.replace('_', "")
+            ));
+            vm.answer(&q.id, &cancel.key).await?;
+        }
+        let in_flight = vm.power_ons_in_flight().await?;
+        for task in &in_flight {
+            log.info(format!(
+                "a power-on is in flight ({}): waiting for it to end",
+                task.moref().value
+            ));
+            match task.wait(limits.timeout).await {
+                Ok(_) => {}
+                Err(e) if e.is_fault() => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if !in_flight.is_empty() {
+            (s, now) = state(vm).await?;
+        }
+    }
     let already = match target {
         Power::Off => s.power_state == PowerState::PoweredOff,
         Power::On => now == Power::On,

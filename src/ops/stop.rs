@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::{Answer, AnswerPolicy, Ctx, OpError, Progress, Route, give_answer};
 use crate::client::wait::{self, Control, Targets, VmProp, Waited};
-use crate::client::{HostInfo, Vm, VmState};
+use crate::client::{HostInfo, Task, Vm, VmState};
 use crate::vim::{HostConnectionState, MoRef, PowerState};
 
 pub struct StopOptions {
@@ -29,6 +29,9 @@ pub struct StopInput<'a> {
     pub opts: &'a StopOptions,
     /// What the VM is called in messages before its inventory name is known.
     pub label: &'a str,
+    /// The VM's `recentTask` lists a power-on still queued or running (looked up only when the VM is
+    /// not powered on here): a start that gave up can leave one behind.
+    pub power_on_in_flight: bool,
 }
 
 /// How the VM is brought to poweredOff.
@@ -39,6 +42,10 @@ pub enum PowerDown {
     Shutdown,
     /// PowerOffVM_Task at once (a suspended VM has no running guest to shut down).
     PowerOff,
+    /// Not powered on, but a power-on is in flight or waits on the question this stop cancels: wait for it
+    /// to end, then power down whatever it left. "Already off" now would let it power the VM on after
+    /// the cluster was told the VM stopped.
+    AfterPowerOn,
 }
 
 /// What stop will do.
@@ -87,11 +94,19 @@ pub fn plan(i: &StopInput<'_>) -> Result<StopPlan, OpError> {
             state: host_state.clone(),
         });
     }
+    let running = vm.power_state == PowerState::PoweredOn;
     let answer = match &vm.question {
+        // Not running, a question pending: it holds up a power-on (typically one a failed start left).
+        // Its cancel choice keeps the VM off; "I moved it" would power it on behind this stop's back.
+        Some(q) if !running => match q.cancel_choice() {
+            Some(cancel) => Some(Answer::choosing(q, cancel)),
+            None => Some(i.opts.answers.decide(i.label, q)?),
+        },
         Some(q) => Some(i.opts.answers.decide(i.label, q)?),
         None => None,
     };
     let power = match vm.power_state {
+        _ if !running && (vm.question.is_some() || i.power_on_in_flight) => PowerDown::AfterPowerOn,
         PowerState::PoweredOff => PowerDown::AlreadyOff,
         PowerState::Suspended => PowerDown::PowerOff,
         _ => PowerDown::Shutdown,
@@ -119,6 +134,13 @@ pub async fn run(ctx: &Ctx<'_>, opts: &StopOptions) -> Result<&'static str, OpEr
     };
     let here = ctx.node_host(vm_host.as_ref()).await?;
     let label = ctx.vm_label();
+    // Only a VM not running on this node's host can have a power-on pending that matters here.
+    let in_flight = match &state {
+        Some(s) if s.power_state != PowerState::PoweredOn && s.host.as_ref().is_none_or(|h| *h == here.moref) => {
+            power_ons_in_flight(ctx, &ctx.vm(&s.moref)).await?
+        }
+        _ => Vec::new(),
+    };
     let decided = plan(&StopInput {
         here: &here,
         vm: state.as_ref(),
@@ -132,6 +154,7 @@ pub async fn run(ctx: &Ctx<'_>, opts: &StopOptions) -> Result<&'static str, OpEr
         ),
         opts,
         label: &label,
+        power_on_in_flight: !in_flight.is_empty(),
     })?;
     ctx.remove_stale_entries().await;
     let name = decided.name();
@@ -161,6 +184,7 @@ pub async fn run(ctx: &Ctx<'_>, opts: &StopOptions) -> Result<&'static str, OpEr
         PowerDown::AlreadyOff => ctx.log.info("already powered off"),
         PowerDown::PowerOff => power_off(ctx, &vm, "suspended").await?,
         PowerDown::Shutdown => shutdown(ctx, &vm).await?,
+        PowerDown::AfterPowerOn => after_power_on(ctx, &vm, &in_flight).await?,
     }
     if unregister {
         vm.unregister().await?;
@@ -169,6 +193,50 @@ pub async fn run(ctx: &Ctx<'_>, opts: &StopOptions) -> Result<&'static str, OpEr
     }
     ctx.log.info("stopped");
     Ok(name)
+}
+
+/// The VM's power-ons in flight; a server that refuses the read (a fault, not a lost connection) is logged
+/// and treated as having none, as stop did before it looked.
+async fn power_ons_in_flight<'s>(ctx: &Ctx<'s>, vm: &Vm<'s>) -> Result<Vec<Task<'s>>, OpError> {
+    match vm.power_ons_in_flight().await {
+        Ok(tasks) => Ok(tasks),
+        Err(e) if e.is_fault() => {
+            ctx.log.warn(format!(
+                "could not list the VM's recent tasks ({e}): a power-on in flight would go unseen"
+            ));
+            Ok(Vec::new())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Waits for the power-ons in flight to end (however they end), then powers down what they left.
+async fn after_power_on(ctx: &Ctx<'_>, vm: &Vm<'_>, in_flight: &[Task<'_>]) -> Result<(), OpError> {
+    let limit = ctx.session.request_timeout();
+    for task in in_flight {
+        ctx.log.info(format!(
+            "a power-on is in flight ({}): waiting for it to end before stopping",
+            task.moref().value
+        ));
+        match task.wait(limit).await {
+            // Failed (cancelled, refused): the state read below says what it left.
+            Ok(_) => {}
+            Err(e) if e.is_fault() => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let now = ctx.state(vm).await?;
+    match now.power_state {
+        PowerState::PoweredOn => {
+            ctx.log.info("the power-on in flight powered the VM on: stopping it");
+            shutdown(ctx, vm).await
+        }
+        PowerState::Suspended => power_off(ctx, vm, "suspended").await,
+        _ => {
+            ctx.log.info("powered off (the power-on in flight did not power it on)");
+            Ok(())
+        }
+    }
 }
 
 async fn power_off(ctx: &Ctx<'_>, vm: &Vm<'_>, why: &str) -> Result<(), OpError> {
@@ -246,6 +314,7 @@ mod tests {
             vcenter_down: false,
             opts: o,
             label: "vm1",
+            power_on_in_flight: false,
         })
     }
 
@@ -259,6 +328,7 @@ mod tests {
             vcenter_down: true,
             opts: &opts(false, true),
             label: "vm1",
+            power_on_in_flight: false,
         })
         .unwrap();
         assert_eq!(decided, deactivate(PowerDown::Shutdown, false));
@@ -365,24 +435,94 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn pending_moved_question_is_answered_before_power_down() {
-        let mut vm = vm_on(&here(), PowerState::PoweredOff);
-        vm.question = Some(QuestionInfo {
+    fn moved_question() -> QuestionInfo {
+        QuestionInfo {
             id: "q1".into(),
             text: "moved?".into(),
-            choices: vec![QuestionChoice {
-                key: "1".into(),
-                label: "button.uuid.movedTheVM".into(),
-                summary: "I _moved it".into(),
-            }],
+            choices: vec![
+                QuestionChoice {
+                    key: "0".into(),
+                    label: "button.uuid.cancel".into(),
+                    summary: "Cancel".into(),
+                },
+                QuestionChoice {
+                    key: "1".into(),
+                    label: "button.uuid.movedTheVM".into(),
+                    summary: "I _moved it".into(),
+                },
+            ],
             default_index: None,
             message_ids: vec!["msg.uuid.altered".into()],
-        });
-        let StopPlan::Deactivate { answer, .. } = decide(&here(), Some(&vm), true, &opts(false, false)).unwrap() else {
+        }
+    }
+
+    fn decide_in_flight(vm: &VmState) -> StopPlan {
+        plan(&StopInput {
+            here: &here(),
+            vm: Some(vm),
+            vcenter: true,
+            vcenter_down: false,
+            opts: &opts(false, false),
+            label: "vm1",
+            power_on_in_flight: true,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn running_with_the_moved_question_pending_answers_it_before_power_down() {
+        let mut vm = vm_on(&here(), PowerState::PoweredOn);
+        vm.question = Some(moved_question());
+        let StopPlan::Deactivate { answer, power, .. } = decide(&here(), Some(&vm), true, &opts(false, false)).unwrap()
+        else {
             panic!("expected Deactivate");
         };
         assert_eq!(answer.map(|a| a.choice_key), Some("1".into()));
+        assert_eq!(power, PowerDown::Shutdown);
+    }
+
+    #[test]
+    fn off_with_a_question_pending_cancels_the_power_on_waiting_on_it_then_powers_down_what_it_left() {
+        let mut vm = vm_on(&here(), PowerState::PoweredOff);
+        vm.question = Some(moved_question());
+        let StopPlan::Deactivate { answer, power, .. } = decide(&here(), Some(&vm), true, &opts(false, false)).unwrap()
+        else {
+            panic!("expected Deactivate");
+        };
+        assert_eq!(answer.map(|a| a.choice_key), Some("0".into()));
+        assert_eq!(power, PowerDown::AfterPowerOn);
+    }
+
+    #[test]
+    fn off_with_a_question_that_has_no_cancel_choice_answers_by_the_rules_and_waits_for_the_power_on() {
+        let mut vm = vm_on(&here(), PowerState::PoweredOff);
+        let mut q = moved_question();
+        q.choices.remove(0);
+        vm.question = Some(q);
+        let StopPlan::Deactivate { answer, power, .. } = decide(&here(), Some(&vm), true, &opts(false, false)).unwrap()
+        else {
+            panic!("expected Deactivate");
+        };
+        assert_eq!(answer.map(|a| a.choice_key), Some("1".into()));
+        assert_eq!(power, PowerDown::AfterPowerOn);
+    }
+
+    #[test]
+    fn off_with_a_power_on_in_flight_waits_for_it_then_powers_down_what_it_left() {
+        let vm = vm_on(&here(), PowerState::PoweredOff);
+        assert_eq!(decide_in_flight(&vm), deactivate(PowerDown::AfterPowerOn, false));
+    }
+
+    #[test]
+    fn suspended_with_a_resume_in_flight_waits_for_it_too() {
+        let vm = vm_on(&here(), PowerState::Suspended);
+        assert_eq!(decide_in_flight(&vm), deactivate(PowerDown::AfterPowerOn, false));
+    }
+
+    #[test]
+    fn running_shuts_down_whatever_else_is_in_flight() {
+        let vm = vm_on(&here(), PowerState::PoweredOn);
+        assert_eq!(decide_in_flight(&vm), deactivate(PowerDown::Shutdown, false));
     }
 
     #[test]

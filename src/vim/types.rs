@@ -258,6 +258,16 @@ impl QuestionInfo {
         })
     }
 
+    /// The choice that cancels the operation waiting on the question (`button.uuid.cancel`, `button.cancel`,
+    /// `button.abort`, or one whose text says "Cancel"): answering it fails a pending power-on.
+    pub fn cancel_choice(&self) -> Option<&QuestionChoice> {
+        let norm = |s: &str| s.replace('_', "").trim().to_lowercase();
+        self.choices.iter().find(|c| {
+            let label = c.label.to_lowercase();
+            label.ends_with(".cancel") || label.ends_with(".abort") || norm(&c.summary) == "cancel"
+        })
+    }
+
     /// The choice key whose label id is `label` (`button.uuid.movedTheVM`), never by position.
     pub fn choice_by_label(&self, label: &str) -> Option<&QuestionChoice> {
         self.choices.iter().find(|c| c.label == label)
@@ -441,6 +451,15 @@ mod tests {
             c.label = c.summary.clone();
         }
         assert_eq!(textual.moved_choice().unwrap().key, "1");
+        assert_eq!(q.cancel_choice().unwrap().key, "0");
+        assert_eq!(textual.cancel_choice().unwrap().key, "0");
+    }
+
+    #[test]
+    fn a_question_without_a_cancel_choice_has_none() {
+        let doc = r#"<q><id>_vmx2</id><text>t</text><choice><choiceInfo><key>0</key><label>button.ok</label><summary>OK</summary></choiceInfo></choice></q>"#;
+        let q = QuestionInfo::from_xml(&parse(doc, 16).unwrap()).unwrap();
+        assert!(q.cancel_choice().is_none());
     }
 
     #[test]

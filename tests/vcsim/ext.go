@@ -571,7 +571,24 @@ func newTask(ctx *simulator.Context, entity mo.Reference, entityName, id, name s
 			{Name: "info.state", Val: types.TaskInfoStateRunning},
 		})
 	})
+	if vm, ok := entity.(*VM); ok {
+		noteRecentTask(vm, t.Self)
+	}
 	return t
+}
+
+// recentTasksKept is how many tasks a VM's recentTask lists (real vCenter
+// keeps finished ones for some minutes; clients filter by info.state).
+const recentTasksKept = 10
+
+// noteRecentTask lists a new task in the VM's recentTask, as ManagedEntity
+// does (caller holds the VM lock: every VM task starts inside its method).
+func noteRecentTask(vm *VM, task types.ManagedObjectReference) {
+	recent := append(append([]types.ManagedObjectReference(nil), vm.RecentTask...), task)
+	if len(recent) > recentTasksKept {
+		recent = recent[len(recent)-recentTasksKept:]
+	}
+	simulator.Map.Update(vm, []types.PropertyChange{{Name: "recentTask", Val: recent}})
 }
 
 func finishTask(t *simulator.Task, result types.AnyType, fault types.BaseMethodFault, msg string) {

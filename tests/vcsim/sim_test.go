@@ -136,6 +136,14 @@ func TestSimulator(t *testing.T) {
 		if ti.Info.State != types.TaskInfoStateRunning {
 			t.Fatalf("task %s while question pending", ti.Info.State)
 		}
+		// The pending power-on is listed in the VM's recentTask, as ManagedEntity lists it.
+		var withTasks mo.VirtualMachine
+		if err := vm.Properties(ctx, vmRef, []string{"recentTask"}, &withTasks); err != nil {
+			t.Fatal(err)
+		}
+		if n := len(withTasks.RecentTask); n == 0 || withTasks.RecentTask[n-1] != tk.Reference() {
+			t.Fatalf("recentTask %v does not end with the power-on %v", withTasks.RecentTask, tk.Reference())
+		}
 		if err := vm.Answer(ctx, q.Id, "9"); !isFault(err, "InvalidArgument") {
 			t.Fatalf("bad choice: %v", err)
 		}
