@@ -141,13 +141,7 @@ fn suspend(sim: &Sim, vm: &str) {
 /// The guest is off and the next power-on asks a question vmha must not answer by itself.
 fn other_question(sim: &Sim) {
     sim.guest_shutdown(VM);
-    sim.post(
-        &format!("/vm/{VM}/question"),
-        json!({"once": true, "text": "The disk is full. Retry or cancel?", "message_id": "msg.hbacommon.outofspace",
-               "choices": [{"key": "0", "label": "button.retry", "summary": "_Retry"},
-                           {"key": "1", "label": "button.abort", "summary": "_Cancel"}],
-               "default": 0, "cancel_key": "1"}),
-    );
+    sim.arm_disk_full_question(VM);
 }
 
 fn assert_vm(sim: &Sim, name: &str, power: &str, host: Option<&str>) -> Value {

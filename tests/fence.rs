@@ -584,13 +584,7 @@ fn off_is_not_fooled_by_a_power_on_in_flight() {
 
     // A power-on waiting on a question nobody may answer: off cancels it.
     sim.post("/settings", json!({"task_delay_ms": 50}));
-    sim.post(
-        &format!("/vm/{VM}/question"),
-        json!({"once": true, "text": "The disk is full. Retry or cancel?", "message_id": "msg.hbacommon.outofspace",
-               "choices": [{"key": "0", "label": "button.retry", "summary": "_Retry"},
-                           {"key": "1", "label": "button.abort", "summary": "_Cancel"}],
-               "default": 0, "cancel_key": "1"}),
-    );
+    sim.arm_disk_full_question(VM);
     assert_eq!(d.run(&["-o", "on", "-n", VM]).code, 1, "on must fail on that question");
     assert!(!sim.vm(VM)["question"].is_null(), "{}", sim.vm(VM));
     let o = d.run(&["-o", "off", "-n", VM, "-v"]);

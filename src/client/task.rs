@@ -48,6 +48,17 @@ impl<'s> Task<'s> {
         }
     }
 
+    /// Waits for the task to end, however it ends (someone else's task: what it left is read afterwards):
+    /// a failed task, or one the server no longer knows, has ended. `Timeout` after `limit`; a lost
+    /// connection is an error too.
+    pub async fn wait_ended(&self, limit: Duration) -> Result<(), VimError> {
+        match self.wait(limit).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_fault() => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Waits for a task whose result is a managed object (RegisterVM_Task's new VM).
     pub async fn wait_for_entity(&self, limit: Duration) -> Result<MoRef, VimError> {
         let info = self.wait(limit).await?;

@@ -567,29 +567,7 @@ mod tests {
     use crate::vim::QuestionChoice;
 
     fn question(msg: &str) -> QuestionInfo {
-        QuestionInfo {
-            id: "_vmx1".into(),
-            text: "moved?".into(),
-            choices: vec![
-                QuestionChoice {
-                    key: "0".into(),
-                    label: "button.uuid.cancel".into(),
-                    summary: "Cancel".into(),
-                },
-                QuestionChoice {
-                    key: "1".into(),
-                    label: "button.uuid.movedTheVM".into(),
-                    summary: "I _moved it".into(),
-                },
-                QuestionChoice {
-                    key: "2".into(),
-                    label: "button.uuid.copiedTheVM".into(),
-                    summary: "I _copied it".into(),
-                },
-            ],
-            default_index: Some(2),
-            message_ids: vec![msg.into()],
-        }
+        super::fixtures::moved_or_copied(msg)
     }
 
     fn disk_full() -> QuestionInfo {

@@ -158,11 +158,7 @@ pub async fn set(
                 "a power-on is in flight ({}): waiting for it to end",
                 task.moref().value
             ));
-            match task.wait(limits.timeout).await {
-                Ok(_) => {}
-                Err(e) if e.is_fault() => {}
-                Err(e) => return Err(e.into()),
-            }
+            task.wait_ended(limits.timeout).await?;
         }
         if !in_flight.is_empty() {
             (s, now) = state(vm).await?;

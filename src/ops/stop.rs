@@ -218,12 +218,8 @@ async fn after_power_on(ctx: &Ctx<'_>, vm: &Vm<'_>, in_flight: &[Task<'_>]) -> R
             "a power-on is in flight ({}): waiting for it to end before stopping",
             task.moref().value
         ));
-        match task.wait(limit).await {
-            // Failed (cancelled, refused): the state read below says what it left.
-            Ok(_) => {}
-            Err(e) if e.is_fault() => {}
-            Err(e) => return Err(e.into()),
-        }
+        // However it ends (cancelled, refused, done), the state read below says what it left.
+        task.wait_ended(limit).await?;
     }
     let now = ctx.state(vm).await?;
     match now.power_state {
@@ -291,8 +287,8 @@ async fn shutdown(ctx: &Ctx<'_>, vm: &Vm<'_>) -> Result<(), OpError> {
 mod tests {
     //! One test per row of the README's stop table.
     use super::*;
-    use crate::ops::fixtures::{host, vm_on};
-    use crate::vim::{QuestionChoice, QuestionInfo};
+    use crate::ops::fixtures::{host, moved_or_copied, vm_on};
+    use crate::vim::QuestionInfo;
 
     fn here() -> HostInfo {
         host("esx1", "host-1", HostConnectionState::Connected)
@@ -436,24 +432,7 @@ mod tests {
     }
 
     fn moved_question() -> QuestionInfo {
-        QuestionInfo {
-            id: "q1".into(),
-            text: "moved?".into(),
-            choices: vec![
-                QuestionChoice {
-                    key: "0".into(),
-                    label: "button.uuid.cancel".into(),
-                    summary: "Cancel".into(),
-                },
-                QuestionChoice {
-                    key: "1".into(),
-                    label: "button.uuid.movedTheVM".into(),
-                    summary: "I _moved it".into(),
-                },
-            ],
-            default_index: None,
-            message_ids: vec!["msg.uuid.altered".into()],
-        }
+        moved_or_copied("msg.uuid.altered")
     }
 
     fn decide_in_flight(vm: &VmState) -> StopPlan {

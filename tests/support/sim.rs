@@ -532,6 +532,19 @@ impl Sim {
         self.post(&format!("/vm/{}/guest-shutdown", encode(vm)), Value::Null);
     }
 
+    /// Arms, for the VM's next power-on, a question vmha must not answer by itself (ESXi's "disk full",
+    /// choices Retry and Cancel).
+    pub fn arm_disk_full_question(&self, vm: &str) {
+        self.post(
+            &format!("/vm/{}/question", encode(vm)),
+            serde_json::json!({"once": true, "text": "The disk is full. Retry or cancel?",
+                   "message_id": "msg.hbacommon.outofspace",
+                   "choices": [{"key": "0", "label": "button.retry", "summary": "_Retry"},
+                               {"key": "1", "label": "button.abort", "summary": "_Cancel"}],
+                   "default": 0, "cancel_key": "1"}),
+        );
+    }
+
     /// `GET /hosts`: every host with its connection state, endpoint state and VMs.
     pub fn hosts_state(&self) -> Vec<Value> {
         self.call("GET", "/hosts", None).as_array().cloned().unwrap_or_default()
