@@ -897,3 +897,18 @@ fn stop_waits_out_a_power_on_a_killed_start_left_running() {
     assert!(r.stdout.contains("powered the VM on: stopping it"), "{r:?}");
     assert_vm(&sim, VM, "poweredOff", Some(H1));
 }
+
+/// A failed start's power-on left waiting on a question on one host must not hold up the next node's start:
+/// that start cancels it, relocates the VM to its own host and powers it on there.
+#[test]
+fn start_elsewhere_cancels_a_power_on_a_failed_start_left_waiting() {
+    let sim = Sim::start("vcenter");
+    other_question(&sim);
+    let r = sim.vmha(bin()).run(&["start", "--name", VM, "--host", H1]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(!sim.vm(VM)["question"].is_null(), "{}", sim.vm(VM));
+    let r = sim.vmha(bin()).run(&["start", "--name", VM, "--host", H2]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("with \"Cancel\""), "{r:?}");
+    assert_vm(&sim, VM, "poweredOn", Some(H2));
+}

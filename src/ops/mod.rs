@@ -20,7 +20,7 @@ use std::time::Duration;
 
 pub use error::OpError;
 
-use crate::client::{DatacenterInfo, FoundVm, HostInfo, Inventory, Session, Vm, VmSelector, VmState};
+use crate::client::{DatacenterInfo, FoundVm, HostInfo, Inventory, Session, Task, Vm, VmSelector, VmState};
 use crate::config::ResourceSettings;
 use crate::log::StepLog;
 use crate::vim::{MoRef, QuestionInfo};
@@ -521,6 +521,21 @@ pub async fn give_answer(
         answer.question, answer.choice_text
     ));
     Ok(())
+}
+
+/// The VM's power-ons in flight; a server that refuses the read (a fault, not a lost connection) is logged
+/// and treated as having none, as stop did before it looked.
+pub async fn power_ons_in_flight<'s>(ctx: &Ctx<'s>, vm: &Vm<'s>) -> Result<Vec<Task<'s>>, OpError> {
+    match vm.power_ons_in_flight().await {
+        Ok(tasks) => Ok(tasks),
+        Err(e) if e.is_fault() => {
+            ctx.log.warn(format!(
+                "could not list the VM's recent tasks ({e}): a power-on in flight would go unseen"
+            ));
+            Ok(Vec::new())
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Decides and gives the answer to a question seen while waiting.

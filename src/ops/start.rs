@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use super::{AnswerPolicy, Ctx, OpError, PeerSeen, Route, answer_question};
+use super::{Answer, AnswerPolicy, Ctx, OpError, PeerSeen, Route, answer_question, give_answer, power_ons_in_flight};
 use crate::client::wait::{self, Control, Targets, VmProp, Waited};
 use crate::client::{HostInfo, VimError, Vm, VmState};
 use crate::vim::{HeartbeatStatus, HostConnectionState, MoRef, PowerState};
@@ -34,8 +34,14 @@ pub enum StartPlan {
     AlreadyRunning,
     /// Registered on this host (or on no host): answer what is pending, power on.
     PowerOn { vm: MoRef },
-    /// vCenter, off on another connected host: RelocateVM_Task here, then power on.
-    Relocate { vm: MoRef, from: String },
+    /// vCenter, off on another connected host: RelocateVM_Task here, then power on. `cancel`: a power-on
+    /// left there (a failed start's) waits on a question; its Cancel ends it first, or it would hold the
+    /// relocation up or bring the VM up on the old host.
+    Relocate {
+        vm: MoRef,
+        from: String,
+        cancel: Option<Answer>,
+    },
     /// vCenter, on a host that is not connected: unregister, register here, power on.
     TakeOver {
         vm: MoRef,
@@ -122,6 +128,10 @@ pub fn plan(i: &StartInput<'_>) -> Result<StartPlan, OpError> {
         return Ok(StartPlan::Relocate {
             vm: vm.moref.clone(),
             from,
+            cancel: vm
+                .question
+                .as_ref()
+                .and_then(|q| q.cancel_choice().map(|c| Answer::choosing(q, c))),
         });
     }
     // The old host is gone: its entry cannot be moved, only replaced, by the path of the VM's files.
@@ -185,8 +195,18 @@ pub async fn run(ctx: &Ctx<'_>, answers: &AnswerPolicy) -> Result<&'static str, 
             return Ok(name);
         }
         StartPlan::PowerOn { vm } => ctx.vm(&vm),
-        StartPlan::Relocate { vm, from } => {
+        StartPlan::Relocate { vm, from, cancel } => {
             let vm = ctx.vm(&vm);
+            if let Some(cancel) = &cancel {
+                give_answer(ctx, &vm, cancel, &mut HashSet::new()).await?;
+                for task in power_ons_in_flight(ctx, &vm).await? {
+                    ctx.log.info(format!(
+                        "the power-on left on {from} ({}) is ending: waiting for it",
+                        task.moref().value
+                    ));
+                    task.wait_ended(ctx.session.request_timeout()).await?;
+                }
+            }
             let power = state.as_ref().map(|s| s.power_state.to_string()).unwrap_or_default();
             ctx.log
                 .info(format!("relocating from {from} to {} ({power})", target.name));
@@ -561,9 +581,20 @@ mod tests {
             decide(&h1(), Some(&vm), None, true).unwrap(),
             StartPlan::Relocate {
                 vm: vm.moref.clone(),
-                from: "esx2".into()
+                from: "esx2".into(),
+                cancel: None,
             }
         );
+    }
+
+    #[test]
+    fn off_on_another_connected_host_with_a_question_pending_cancels_that_power_on_then_relocates() {
+        let mut vm = vm_on(&esx2(HostConnectionState::Connected), PowerState::PoweredOff);
+        vm.question = Some(crate::ops::fixtures::moved_or_copied("msg.uuid.altered"));
+        let StartPlan::Relocate { cancel, .. } = decide(&h1(), Some(&vm), None, true).unwrap() else {
+            panic!("expected Relocate");
+        };
+        assert_eq!(cancel.map(|a| a.choice_key), Some("0".into()));
     }
 
     #[test]

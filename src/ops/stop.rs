@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use super::{Answer, AnswerPolicy, Ctx, OpError, Progress, Route, give_answer};
+use super::{Answer, AnswerPolicy, Ctx, OpError, Progress, Route, give_answer, power_ons_in_flight};
 use crate::client::wait::{self, Control, Targets, VmProp, Waited};
 use crate::client::{HostInfo, Task, Vm, VmState};
 use crate::vim::{HostConnectionState, MoRef, PowerState};
@@ -193,21 +193,6 @@ pub async fn run(ctx: &Ctx<'_>, opts: &StopOptions) -> Result<&'static str, OpEr
     }
     ctx.log.info("stopped");
     Ok(name)
-}
-
-/// The VM's power-ons in flight; a server that refuses the read (a fault, not a lost connection) is logged
-/// and treated as having none, as stop did before it looked.
-async fn power_ons_in_flight<'s>(ctx: &Ctx<'s>, vm: &Vm<'s>) -> Result<Vec<Task<'s>>, OpError> {
-    match vm.power_ons_in_flight().await {
-        Ok(tasks) => Ok(tasks),
-        Err(e) if e.is_fault() => {
-            ctx.log.warn(format!(
-                "could not list the VM's recent tasks ({e}): a power-on in flight would go unseen"
-            ));
-            Ok(Vec::new())
-        }
-        Err(e) => Err(e.into()),
-    }
 }
 
 /// Waits for the power-ons in flight to end (however they end), then powers down what they left.

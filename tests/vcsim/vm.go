@@ -639,6 +639,14 @@ func (x *Ext) migrate(vm *VM, pool, host *types.ManagedObjectReference) (types.B
 	if !hostConnected(vm.Runtime.Host) {
 		return hostStateFault(vm.Runtime.Host)
 	}
+	// A VM's tasks are serialized: a power-on still running (say, waiting on a
+	// question) refuses a migration, as vCenter does.
+	x.mu.Lock()
+	busy, ok := x.powerBusy[vm.Self]
+	x.mu.Unlock()
+	if ok {
+		return &types.TaskInProgress{Task: busy}, "Another task is already in progress."
+	}
 	if pool != nil && simulator.Map.Get(*pool) == nil {
 		return notFoundFault(*pool)
 	}
