@@ -538,6 +538,19 @@ pub async fn power_ons_in_flight<'s>(ctx: &Ctx<'s>, vm: &Vm<'s>) -> Result<Vec<T
     }
 }
 
+/// Waits for each power-on in flight to end, however it ends (cancelled, refused, done): the caller reads
+/// what it left afterwards. Stop, start and the fence's off share it.
+pub async fn wait_out_power_ons(log: &StepLog, tasks: &[Task<'_>], limit: Duration) -> Result<(), OpError> {
+    for task in tasks {
+        log.info(format!(
+            "a power-on is in flight ({}): waiting for it to end",
+            task.moref().value
+        ));
+        task.wait_ended(limit).await?;
+    }
+    Ok(())
+}
+
 /// Decides and gives the answer to a question seen while waiting.
 pub async fn answer_question(
     ctx: &Ctx<'_>,

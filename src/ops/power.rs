@@ -9,7 +9,7 @@ use crate::client::{FoundVm, ListedVm, Session, VimError, Vm, VmSelector, VmStat
 use crate::log::StepLog;
 use crate::vim::{HostConnectionState, PowerState, VmConnectionState};
 
-use super::{AnswerPolicy, OpError};
+use super::{Answer, AnswerPolicy, OpError, wait_out_power_ons};
 
 /// The power state a fence asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -145,21 +145,15 @@ pub async fn set(
         if let Some(q) = &s.question
             && let Some(cancel) = q.cancel_choice()
         {
+            let answer = Answer::choosing(q, cancel);
             log.info(format!(
                 "answering \"{}\" with \"{}\": a power-on waits on it",
-                q.text.lines().next().unwrap_or_default(),
-                cancel.summary.replace('_', "")
+                answer.question, answer.choice_text
             ));
-            vm.answer(&q.id, &cancel.key).await?;
+            vm.answer(&answer.question_id, &answer.choice_key).await?;
         }
         let in_flight = vm.power_ons_in_flight().await?;
-        for task in &in_flight {
-            log.info(format!(
-                "a power-on is in flight ({}): waiting for it to end",
-                task.moref().value
-            ));
-            task.wait_ended(limits.timeout).await?;
-        }
+        wait_out_power_ons(log, &in_flight, limits.timeout).await?;
         if !in_flight.is_empty() {
             (s, now) = state(vm).await?;
         }

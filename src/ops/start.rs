@@ -4,7 +4,10 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use super::{Answer, AnswerPolicy, Ctx, OpError, PeerSeen, Route, answer_question, give_answer, power_ons_in_flight};
+use super::{
+    Answer, AnswerPolicy, Ctx, OpError, PeerSeen, Route, answer_question, give_answer, power_ons_in_flight,
+    wait_out_power_ons,
+};
 use crate::client::wait::{self, Control, Targets, VmProp, Waited};
 use crate::client::{HostInfo, VimError, Vm, VmState};
 use crate::vim::{HeartbeatStatus, HostConnectionState, MoRef, PowerState};
@@ -199,13 +202,8 @@ pub async fn run(ctx: &Ctx<'_>, answers: &AnswerPolicy) -> Result<&'static str, 
             let vm = ctx.vm(&vm);
             if let Some(cancel) = &cancel {
                 give_answer(ctx, &vm, cancel, &mut HashSet::new()).await?;
-                for task in power_ons_in_flight(ctx, &vm).await? {
-                    ctx.log.info(format!(
-                        "the power-on left on {from} ({}) is ending: waiting for it",
-                        task.moref().value
-                    ));
-                    task.wait_ended(ctx.session.request_timeout()).await?;
-                }
+                let in_flight = power_ons_in_flight(ctx, &vm).await?;
+                wait_out_power_ons(ctx.log, &in_flight, ctx.session.request_timeout()).await?;
             }
             let power = state.as_ref().map(|s| s.power_state.to_string()).unwrap_or_default();
             ctx.log

@@ -4,7 +4,9 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use super::{Answer, AnswerPolicy, Ctx, OpError, Progress, Route, give_answer, power_ons_in_flight};
+use super::{
+    Answer, AnswerPolicy, Ctx, OpError, Progress, Route, give_answer, power_ons_in_flight, wait_out_power_ons,
+};
 use crate::client::wait::{self, Control, Targets, VmProp, Waited};
 use crate::client::{HostInfo, Task, Vm, VmState};
 use crate::vim::{HostConnectionState, MoRef, PowerState};
@@ -197,15 +199,7 @@ pub async fn run(ctx: &Ctx<'_>, opts: &StopOptions) -> Result<&'static str, OpEr
 
 /// Waits for the power-ons in flight to end (however they end), then powers down what they left.
 async fn after_power_on(ctx: &Ctx<'_>, vm: &Vm<'_>, in_flight: &[Task<'_>]) -> Result<(), OpError> {
-    let limit = ctx.session.request_timeout();
-    for task in in_flight {
-        ctx.log.info(format!(
-            "a power-on is in flight ({}): waiting for it to end before stopping",
-            task.moref().value
-        ));
-        // However it ends (cancelled, refused, done), the state read below says what it left.
-        task.wait_ended(limit).await?;
-    }
+    wait_out_power_ons(ctx.log, in_flight, ctx.session.request_timeout()).await?;
     let now = ctx.state(vm).await?;
     match now.power_state {
         PowerState::PoweredOn => {
