@@ -865,42 +865,21 @@ fn setup_cluster(cl: &mut Cluster, sim: &Sim, urls: &Urls, pw: &Path, host_pw: &
     let n0 = cl.nodes[0].as_ref().unwrap();
     n0.wait_dc(Duration::from_secs(60));
     n0.wait_online(&NODES, Duration::from_secs(60));
-    n0.tool_ok(
-        "cibadmin",
-        &[
-            "--create",
-            "--scope",
-            "resources",
-            "--xml-text",
-            &device_xml(
-                HOST_ADDR,
-                &urls.fence_port,
-                sim.ready("user"),
-                sim.ready("thumbprint"),
-                pw,
-            )
-            .replace(r#"type="fence_vmha""#, r#"type="fence_vmha_chaos""#),
-        ],
+    n0.cib_create(
+        "resources",
+        &device_xml(
+            HOST_ADDR,
+            &urls.fence_port,
+            sim.ready("user"),
+            sim.ready("thumbprint"),
+            pw,
+        )
+        .replace(r#"type="fence_vmha""#, r#"type="fence_vmha_chaos""#),
     );
-    n0.tool_ok(
-        "cibadmin",
-        &[
-            "--create",
-            "--scope",
-            "resources",
-            "--xml-text",
-            &primitive_xml(sim, urls, pw, host_pw),
-        ],
-    );
-    n0.tool_ok(
-        "cibadmin",
-        &[
-            "--create",
-            "--scope",
-            "constraints",
-            "--xml-text",
-            r#"<rsc_location id="vm1-prefers-node1" rsc="vm1" node="node1" score="50"/>"#,
-        ],
+    n0.cib_create("resources", &primitive_xml(sim, urls, pw, host_pw));
+    n0.cib_create(
+        "constraints",
+        r#"<rsc_location id="vm1-prefers-node1" rsc="vm1" node="node1" score="50"/>"#,
     );
     n0.tool_ok(
         "crm_resource",

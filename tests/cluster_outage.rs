@@ -98,16 +98,7 @@ fn vcenter_refusing_then_frozen_leaves_the_resource_started() {
     node.wait_quorate(Duration::from_secs(20));
     node.start_pacemaker();
     assert_eq!(node.wait_dc(Duration::from_secs(60)), "node1");
-    node.tool_ok(
-        "cibadmin",
-        &[
-            "--create",
-            "--scope",
-            "resources",
-            "--xml-text",
-            &primitive_xml(&sim, &pw, &host_pw),
-        ],
-    );
+    node.cib_create("resources", &primitive_xml(&sim, &pw, &host_pw));
     node.wait_monitor_ok("vm1", Duration::from_secs(60));
     // A few monitors through vCenter: the hosts' certificates are learnt from it.
     std::thread::sleep(Duration::from_secs(2 * MONITOR_INTERVAL_S));

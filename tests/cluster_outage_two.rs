@@ -168,26 +168,14 @@ fn create_and_start(n: &[Node], xml: &str, fence_url: &str, fence: &FenceTarget)
         .and_then(|a| a.rsplit(':').next())
         .unwrap_or("443")
         .to_string();
-    n[0].tool_ok(
-        "cibadmin",
-        &[
-            "--create",
-            "--scope",
-            "resources",
-            "--xml-text",
-            &device_xml(HOST_ADDR, &port, fence.user, &fence.thumbprint, fence.password_file),
-        ],
+    n[0].cib_create(
+        "resources",
+        &device_xml(HOST_ADDR, &port, fence.user, &fence.thumbprint, fence.password_file),
     );
-    n[0].tool_ok("cibadmin", &["--create", "--scope", "resources", "--xml-text", xml]);
-    n[0].tool_ok(
-        "cibadmin",
-        &[
-            "--create",
-            "--scope",
-            "constraints",
-            "--xml-text",
-            r#"<rsc_location id="vm1-prefers-node1" rsc="vm1" node="node1" score="50"/>"#,
-        ],
+    n[0].cib_create("resources", xml);
+    n[0].cib_create(
+        "constraints",
+        r#"<rsc_location id="vm1-prefers-node1" rsc="vm1" node="node1" score="50"/>"#,
     );
     n[0].tool_ok(
         "crm_resource",

@@ -129,7 +129,7 @@ fn two_nodes_move_and_fail_over_without_running_twice() {
             .unwrap_or_default()
             .to_string();
         let device = stonith::device_xml(HOST_ADDR, &port, sim.ready("user"), sim.ready("thumbprint"), &pw);
-        n[0].tool_ok("cibadmin", &["--create", "--scope", "resources", "--xml-text", &device]);
+        n[0].cib_create("resources", &device);
         let hostmap = format!("node1:{H0};node2:{H1}");
         let primitive = |allow_migrate: bool| Primitive {
             url: &url,
@@ -148,19 +148,10 @@ fn two_nodes_move_and_fail_over_without_running_twice() {
             "<meta_attributes id=\"vm1-meta\">",
             "<meta_attributes id=\"vm1-meta\">\n    <nvpair id=\"vm1-target-role\" name=\"target-role\" value=\"Stopped\"/>",
         );
-        n[0].tool_ok(
-            "cibadmin",
-            &["--create", "--scope", "resources", "--xml-text", &stopped_xml],
-        );
-        n[0].tool_ok(
-            "cibadmin",
-            &[
-                "--create",
-                "--scope",
-                "constraints",
-                "--xml-text",
-                r#"<rsc_location id="vm1-prefers-node1" rsc="vm1" node="node1" score="50"/>"#,
-            ],
+        n[0].cib_create("resources", &stopped_xml);
+        n[0].cib_create(
+            "constraints",
+            r#"<rsc_location id="vm1-prefers-node1" rsc="vm1" node="node1" score="50"/>"#,
         );
         n[0].tool_ok(
             "crm_resource",

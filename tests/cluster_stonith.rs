@@ -152,15 +152,9 @@ fn stonith_fences_failed_and_dead_nodes_before_recovery() {
         let mut n = start_two_nodes(&net, dir.path(), &cib);
         println!("two-node stack up in {:.1?}", t_stack.elapsed());
 
-        n[0].tool_ok(
-            "cibadmin",
-            &[
-                "--create",
-                "--scope",
-                "resources",
-                "--xml-text",
-                &device_xml(HOST_ADDR, &port, sim.ready("user"), sim.ready("thumbprint"), &pw),
-            ],
+        n[0].cib_create(
+            "resources",
+            &device_xml(HOST_ADDR, &port, sim.ready("user"), sim.ready("thumbprint"), &pw),
         );
         let hostmap = format!("node1:{H0};node2:{H1}");
         let stopped_xml = Primitive {
@@ -180,20 +174,11 @@ fn stonith_fences_failed_and_dead_nodes_before_recovery() {
             "<meta_attributes id=\"vm1-meta\">",
             "<meta_attributes id=\"vm1-meta\">\n    <nvpair id=\"vm1-target-role\" name=\"target-role\" value=\"Stopped\"/>",
         );
-        n[0].tool_ok(
-            "cibadmin",
-            &["--create", "--scope", "resources", "--xml-text", &stopped_xml],
-        );
+        n[0].cib_create("resources", &stopped_xml);
         // vm1 goes to node2 first: that is the node the scenarios fence.
-        n[0].tool_ok(
-            "cibadmin",
-            &[
-                "--create",
-                "--scope",
-                "constraints",
-                "--xml-text",
-                r#"<rsc_location id="vm1-prefers-node2" rsc="vm1" node="node2" score="50"/>"#,
-            ],
+        n[0].cib_create(
+            "constraints",
+            r#"<rsc_location id="vm1-prefers-node2" rsc="vm1" node="node2" score="50"/>"#,
         );
         n[0].tool_ok(
             "crm_resource",

@@ -82,10 +82,7 @@ pub fn cycle(mode: Mode, provider: &str) {
 
     // Start: Pacemaker probes (not running), then starts the VM on node1's host.
     let t_start = Instant::now();
-    node.tool_ok(
-        "cibadmin",
-        &["--create", "--scope", "resources", "--xml-text", &primitive.xml()],
-    );
+    node.cib_create("resources", &primitive.xml());
     sim.wait_vm(vm, Duration::from_secs(60), |v| running_on(v, host));
     println!(
         "[{label}] resource created -> VM poweredOn on {host} in {:.1?}",

@@ -219,6 +219,11 @@ impl Node {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// `cibadmin --create` of `xml` in the CIB section `scope` (resources, constraints).
+    pub fn cib_create(&self, scope: &str, xml: &str) {
+        self.tool_ok("cibadmin", &["--create", "--scope", scope, "--xml-text", xml]);
+    }
+
     fn daemon(&self, program: &str, args: &[&str], log: &str) -> Child {
         let out = fs::File::create(self.dir.join(log)).unwrap();
         self.command(program)
